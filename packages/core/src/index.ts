@@ -1,0 +1,23 @@
+export {
+  ErrorCodes,
+  EdgecapError,
+  ConfigError,
+  CorruptFrameError,
+  toWire,
+  fromWire,
+  isErrno,
+  type ErrorCode,
+  type WireError,
+} from './errors.js';
+export { Backoff, systemClock, type Clock, type BackoffOptions } from './backoff.js';
+export { logger, rootLogger, setRootLogger, type Logger } from './log.js';
+export {
+  IN_PROGRESS_EXT,
+  FINISHED_EXT,
+  STATE_DIR_NAME,
+  FAILED_DIR_NAME,
+  DEFAULT_CAPTURE_DIR,
+  DEFAULTS,
+  defaultSyncThreads,
+} from './constants.js';
+export { nowMicros, type StreamKey, streamKeyString, type DataType } from './types.js';

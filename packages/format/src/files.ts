@@ -1,0 +1,120 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { EdgecapError, ErrorCodes, FINISHED_EXT, IN_PROGRESS_EXT, type StreamKey } from '@edgecap/core';
+import { readCaptureBytes, type CaptureFileSummary } from './reader.js';
+
+export const DIR_MODE = 0o700;
+export const FILE_MODE = 0o600;
+
+const SAFE = /^[A-Za-z0-9_][A-Za-z0-9_.\-]*$/;
+
+/** Path segments come from config; refuse anything that could escape or hide a folder. */
+export function checkPathSegment(field: string, value: string): string {
+  if (!SAFE.test(value) || value.includes('..')) {
+    throw new EdgecapError(ErrorCodes.CONFIG_INVALID, `${field} "${value}" may only contain letters, digits, _ . - and may not start with . or contain ..`, {
+      details: { field },
+    });
+  }
+  return value;
+}
+
+/** `<capture_dir>/<kind>/<name>/<method>` */
+export function streamDir(captureDir: string, key: StreamKey): string {
+  return path.join(captureDir, checkPathSegment('kind', key.kind), checkPathSegment('name', key.name), checkPathSegment('method', key.method));
+}
+
+/** `20261125T063500.123456Z` from µs since the epoch: sorts by time as text. */
+export function timeStamp(us: number): string {
+  const ms = Math.floor(us / 1000);
+  const iso = new Date(ms).toISOString(); // 2026-11-25T06:35:00.123Z
+  const micros = String(Math.floor(us % 1_000_000)).padStart(6, '0');
+  return `${iso.slice(0, 4)}${iso.slice(5, 7)}${iso.slice(8, 10)}T${iso.slice(11, 13)}${iso.slice(14, 16)}${iso.slice(17, 19)}.${micros}Z`;
+}
+
+/** In-progress path for a new file; the unique id makes names collision-free within a µs. */
+export function inProgressPath(captureDir: string, key: StreamKey, startUs: number, id: string): string {
+  return path.join(streamDir(captureDir, key), `${timeStamp(startUs)}-${id}${IN_PROGRESS_EXT}`);
+}
+
+export function finishedPathOf(progPath: string): string {
+  if (!progPath.endsWith(IN_PROGRESS_EXT)) throw new EdgecapError(ErrorCodes.STATE, `not an in-progress file: ${progPath}`);
+  return progPath.slice(0, -IN_PROGRESS_EXT.length) + FINISHED_EXT;
+}
+
+export const isFinishedCapture = (p: string): boolean => p.endsWith(FINISHED_EXT);
+export const isInProgressCapture = (p: string): boolean => p.endsWith(IN_PROGRESS_EXT);
+
+/** Read and decode a capture file from disk (never throws for bad content). */
+export function readCaptureFile(file: string): CaptureFileSummary {
+  return readCaptureBytes(fs.readFileSync(file), file);
+}
+
+/** Walk a directory tree for files with one ending; dot-folders (edgecap state) are skipped. */
+export function listFiles(root: string, ending: string): string[] {
+  const out: string[] = [];
+  const walk = (dir: string): void => {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(dir, { withFileTypes: true });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw e;
+    }
+    for (const e of entries) {
+      if (e.name.startsWith('.')) continue;
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile() && e.name.endsWith(ending)) out.push(p);
+    }
+  };
+  walk(root);
+  return out.sort();
+}
+
+export interface RecoveryResult {
+  file: string;
+  /** Finished path, or undefined when the file held nothing worth keeping and was removed. */
+  finished: string | undefined;
+  readings: number;
+  lastSeq: number | undefined;
+  key: StreamKey | undefined;
+  cutBytes: number;
+  problems: number;
+}
+
+/**
+ * Start-up recovery of one orphaned `.prog`: verify frame by frame, cut a torn tail at the
+ * last good frame, fdatasync, rename to `.capture`. A file with no valid header (crash before
+ * the first write completed) holds no readings and is removed.
+ */
+export function recoverInProgress(file: string): RecoveryResult {
+  const bytes = fs.readFileSync(file);
+  const s = readCaptureBytes(bytes, file);
+  const base = { file, readings: s.readings.length, problems: s.problems.length, cutBytes: bytes.length - s.goodEnd };
+  const last = s.readings.at(-1);
+  if (!s.header) {
+    fs.rmSync(file, { force: true });
+    return { ...base, finished: undefined, lastSeq: undefined, key: undefined };
+  }
+  const fd = fs.openSync(file, 'r+');
+  try {
+    if (s.goodEnd < bytes.length) fs.ftruncateSync(fd, s.goodEnd);
+    fs.fdatasyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  const finished = finishedPathOf(file);
+  fs.renameSync(file, finished);
+  const maxSeq = Math.max(last?.seq ?? -1, ...s.gaps.map((g) => g.to_seq));
+  return {
+    ...base,
+    finished,
+    lastSeq: maxSeq >= 0 ? maxSeq : undefined,
+    key: { kind: s.header.kind, name: s.header.name, method: s.header.method },
+  };
+}
+
+/** Recover every `.prog` under the capture dir (call at process start, never on reconfigure). */
+export function recoverCaptureDir(captureDir: string): RecoveryResult[] {
+  return listFiles(captureDir, IN_PROGRESS_EXT).map(recoverInProgress);
+}

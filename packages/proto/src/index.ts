@@ -1,0 +1,50 @@
+/**
+ * The wire contract, loaded at run time from `proto/` (one source of truth) with TypeScript
+ * types generated from the same file by proto-loader-gen-types (`pnpm build` regenerates them).
+ */
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import type { ProtoGrpcType } from './gen/sync.js';
+
+export type { DataSyncClient } from './gen/edgecap/sync/v1/DataSync.js';
+export type { DataSyncHandlers } from './gen/edgecap/sync/v1/DataSync.js';
+export type { FileMetadata, FileMetadata__Output } from './gen/edgecap/sync/v1/FileMetadata.js';
+export type { UploadRequest, UploadRequest__Output } from './gen/edgecap/sync/v1/UploadRequest.js';
+export type { UploadResponse, UploadResponse__Output } from './gen/edgecap/sync/v1/UploadResponse.js';
+export type { Gap, Gap__Output } from './gen/edgecap/sync/v1/Gap.js';
+export type { ReportGapsRequest__Output } from './gen/edgecap/sync/v1/ReportGapsRequest.js';
+export type { ReportGapsResponse } from './gen/edgecap/sync/v1/ReportGapsResponse.js';
+export type { HealthResponse } from './gen/edgecap/sync/v1/HealthResponse.js';
+export type { DataType } from './gen/edgecap/sync/v1/DataType.js';
+export type { UploadStatus } from './gen/edgecap/sync/v1/UploadStatus.js';
+
+/** Root of the repo's `proto/` folder (packages/proto/dist -> ../../../proto). */
+export const PROTO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../proto');
+export const SYNC_PROTO = 'edgecap/sync/v1/sync.proto';
+
+/** Loader options shared by client and server: they must agree on the JS shape of messages. */
+export const LOADER_OPTIONS: protoLoader.Options = {
+  keepCase: true,
+  longs: Number,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+  includeDirs: [PROTO_ROOT],
+};
+
+let cached: ProtoGrpcType | undefined;
+
+export function loadSyncProto(): ProtoGrpcType {
+  if (!cached) {
+    const def = protoLoader.loadSync(path.join(PROTO_ROOT, SYNC_PROTO), LOADER_OPTIONS);
+    cached = grpc.loadPackageDefinition(def) as unknown as ProtoGrpcType;
+  }
+  return cached;
+}
+
+/** The DataSync service definition (for server.addService). */
+export function dataSyncService(): grpc.ServiceDefinition {
+  return loadSyncProto().edgecap.sync.v1.DataSync.service;
+}

@@ -1,0 +1,170 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { open, type Database, type RootDatabase } from 'lmdb';
+import { STATE_DIR_NAME, streamKeyString, type StreamKey } from '@edgecap/core';
+
+/**
+ * edgecap's durable edge state, in one LMDB environment shared by every thread and process
+ * of one capture dir (LMDB serialises writers; reads are lock-free):
+ *
+ *   seqs   stream key "kind/name/method"  -> next sequence number (persisted by the writer)
+ *   files  absolute file path             -> FileState (sync checkpoints, janitor marks)
+ *   gaps   "kind/name/method/<from>"      -> ExplainedGap (janitor deletions etc. to report upstream)
+ *   ids    "path\0size\0mtimeMs"          -> file id assigned to an arbitrary (non-capture) file
+ *
+ * Two workers that race for one file (sync wants to upload it, janitor to delete it) go
+ * through claimUpload/claimDelete, each a single write transaction: only one can win.
+ */
+export type FileStatus = 'pending' | 'uploading' | 'committed' | 'failed' | 'deleting' | 'deleted_by_janitor';
+
+export interface FileState {
+  id: string;
+  status: FileStatus;
+  source: 'capture' | 'additional';
+  attempts: number;
+  /** ms since epoch before which no retry is made. */
+  nextRetryAt: number;
+  size: number;
+  /** Which run claimed it (uploading/deleting); a claim from an earlier run is stale. */
+  claimedBy?: string;
+  updatedAt: number;
+  reason?: string;
+}
+
+export interface ExplainedGap {
+  kind: string;
+  name: string;
+  method: string;
+  from_seq: number;
+  to_seq: number;
+  reason: string;
+  time_us: number;
+  /** True once the ingest server acknowledged the report. */
+  reported: boolean;
+}
+
+export function defaultStateDir(captureDir: string): string {
+  return path.join(captureDir, STATE_DIR_NAME);
+}
+
+export class StateStore {
+  readonly root: RootDatabase;
+  readonly seqs: Database<number, string>;
+  readonly files: Database<FileState, string>;
+  readonly gaps: Database<ExplainedGap, string>;
+  readonly ids: Database<string, string>;
+
+  constructor(readonly dir: string) {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    this.root = open({ path: path.join(dir, 'state.lmdb'), maxDbs: 8, compression: false });
+    this.seqs = this.root.openDB<number, string>({ name: 'seqs' });
+    this.files = this.root.openDB<FileState, string>({ name: 'files' });
+    this.gaps = this.root.openDB<ExplainedGap, string>({ name: 'gaps' });
+    this.ids = this.root.openDB<string, string>({ name: 'ids' });
+  }
+
+  nextSeq(key: StreamKey): number {
+    return this.seqs.get(streamKeyString(key)) ?? 0;
+  }
+
+  /** Record that every seq below `next` is on disk; never moves backwards. */
+  async advanceSeq(key: StreamKey, next: number): Promise<void> {
+    const k = streamKeyString(key);
+    await this.root.transaction(() => {
+      const cur = this.seqs.get(k) ?? 0;
+      if (next > cur) this.seqs.putSync(k, next);
+    });
+  }
+
+  advanceSeqSync(key: StreamKey, next: number): void {
+    const k = streamKeyString(key);
+    this.root.transactionSync(() => {
+      const cur = this.seqs.get(k) ?? 0;
+      if (next > cur) this.seqs.putSync(k, next);
+    });
+  }
+
+  /**
+   * Atomically mark `file` as being uploaded by `runId`. Fails (false) when the janitor has
+   * it, it is already committed, or another live claim holds it.
+   */
+  claimUpload(file: string, runId: string, init: Omit<FileState, 'status' | 'claimedBy' | 'updatedAt' | 'attempts' | 'nextRetryAt'>): boolean {
+    return this.root.transactionSync(() => {
+      const cur = this.files.get(file);
+      if (cur) {
+        if (cur.status === 'deleting' || cur.status === 'deleted_by_janitor' || cur.status === 'committed' || cur.status === 'failed') return false;
+        if (cur.status === 'uploading' && cur.claimedBy === runId) return false;
+      }
+      this.files.putSync(file, {
+        ...init,
+        status: 'uploading',
+        claimedBy: runId,
+        attempts: cur?.attempts ?? 0,
+        nextRetryAt: cur?.nextRetryAt ?? 0,
+        updatedAt: Date.now(),
+      });
+      return true;
+    });
+  }
+
+  /** Atomically mark `file` for deletion by the janitor; false while a live upload holds it. */
+  claimDelete(file: string, runId: string, id: string, size: number): boolean {
+    return this.root.transactionSync(() => {
+      const cur = this.files.get(file);
+      if (cur && cur.status === 'uploading' && cur.claimedBy === runId) return false;
+      if (cur && (cur.status === 'committed' || cur.status === 'deleted_by_janitor')) return false;
+      this.files.putSync(file, {
+        id: cur?.id ?? id,
+        source: 'capture',
+        size,
+        attempts: cur?.attempts ?? 0,
+        nextRetryAt: 0,
+        status: 'deleting',
+        claimedBy: runId,
+        updatedAt: Date.now(),
+      });
+      return true;
+    });
+  }
+
+  /** Update fields of a file's state in one transaction (no-op if absent). */
+  updateFile(file: string, patch: Partial<FileState>): void {
+    this.root.transactionSync(() => {
+      const cur = this.files.get(file);
+      if (cur) this.files.putSync(file, { ...cur, ...patch, updatedAt: Date.now() });
+    });
+  }
+
+  recordGap(g: Omit<ExplainedGap, 'reported'>): void {
+    this.gaps.putSync(`${g.kind}/${g.name}/${g.method}/${String(g.from_seq).padStart(16, '0')}`, { ...g, reported: false });
+  }
+
+  unreportedGaps(): ExplainedGap[] {
+    const out: ExplainedGap[] = [];
+    for (const { value } of this.gaps.getRange()) if (!value.reported) out.push(value);
+    return out;
+  }
+
+  markGapsReported(gaps: readonly ExplainedGap[]): void {
+    this.root.transactionSync(() => {
+      for (const g of gaps) {
+        const k = `${g.kind}/${g.name}/${g.method}/${String(g.from_seq).padStart(16, '0')}`;
+        const cur = this.gaps.get(k);
+        if (cur) this.gaps.putSync(k, { ...cur, reported: true });
+      }
+    });
+  }
+
+  /** Resolves once everything written so far is on disk. */
+  flushed(): Promise<boolean> {
+    return this.root.flushed;
+  }
+
+  async close(): Promise<void> {
+    await this.root.close();
+  }
+}
+
+export function openStateStore(dir: string): StateStore {
+  return new StateStore(dir);
+}
