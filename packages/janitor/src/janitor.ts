@@ -1,0 +1,253 @@
+import { EventEmitter } from 'node:events';
+import { Worker } from 'node:worker_threads';
+import * as Comlink from 'comlink';
+import { DEFAULTS, fromWire, logger, type Logger } from '@edgecap/core';
+import { JanitorCore, type JanitorRound } from './core.js';
+import { nodeEndpoint } from './endpoint.js';
+import { JanitorError, janitorClosed, workerExited } from './errors.js';
+import type { JanitorWorkerApi, Reply, WorkerInit } from './protocol.js';
+import type { StatfsFn } from './usage.js';
+
+/**
+ * Janitor facade (main thread). Checks run in a worker thread (`dist/worker.js`, comlink
+ * control); the main thread only owns the timer, the event emitter and the stats.
+ *
+ *   timer / checkNow() ──► serial queue ──► transport.check() ──► worker: JanitorCore.check()
+ *                                               │ (statfs injected → in-process JanitorCore)
+ *                          stats + events ◄─────┘  'disk-warning' | 'deleted'
+ *
+ * Lifecycle: stopped ─start()─► started ─stop()─► stopped. A worker exit nobody asked for fails
+ * the in-flight call with EDGECAP_ERR_WORKER_EXITED and the next check starts a new worker.
+ */
+export interface JanitorOptions {
+  captureDir: string;
+  stateDir: string;
+  /** Same run id the sync engine uses for claims. */
+  runId: string;
+  intervalMs?: number;
+  diskUsageThreshold?: number;
+  captureDirThreshold?: number;
+  deleteEveryNth?: number;
+  /** Injectable for unit tests; functions cannot cross threads, so this runs the checks in-process. */
+  statfs?: StatfsFn;
+  /** Min ms between two logged/emitted disk warnings (default 600000). */
+  warnIntervalMs?: number;
+  /** Paths inside the capture dir never to delete (e.g. additional_sync_paths). */
+  excludePaths?: string[];
+  /** Clock for warning rate limiting (in-process only; default Date.now). */
+  now?: () => number;
+  /** Force in-process checks (no worker thread). Implied by `statfs`. */
+  inProcess?: boolean;
+}
+
+export interface JanitorStats {
+  checks: number;
+  deletedFiles: number;
+  deletedBytes: number;
+  warnings: number;
+  lastUsage?: number;
+  lastCaptureShare?: number;
+  /** Failed checks (worker died, fs error). */
+  errors: number;
+  running: boolean;
+}
+
+export type { JanitorRound };
+
+interface Transport {
+  check(): Promise<JanitorRound>;
+  close(): Promise<void>;
+}
+
+class InProcessTransport implements Transport {
+  private readonly core: JanitorCore;
+  constructor(o: JanitorOptions) {
+    this.core = new JanitorCore(o);
+  }
+  check(): Promise<JanitorRound> {
+    return Promise.resolve().then(() => this.core.check());
+  }
+  close(): Promise<void> {
+    return this.core.close();
+  }
+}
+
+class WorkerTransport implements Transport {
+  private readonly worker: Worker;
+  private readonly api: Comlink.Remote<JanitorWorkerApi>;
+  private readonly exited: Promise<never>;
+  private closing = false;
+  dead = false;
+
+  constructor(init: WorkerInit, log: Logger, onUnexpectedExit: (err: JanitorError) => void) {
+    this.worker = new Worker(new URL('./worker.js', import.meta.url));
+    this.api = Comlink.wrap<JanitorWorkerApi>(nodeEndpoint(this.worker));
+    this.exited = new Promise<never>((_, reject) => {
+      const fail = (code: number | string, cause?: unknown): void => {
+        if (this.dead) return;
+        this.dead = true;
+        const err = workerExited(code);
+        if (cause !== undefined) log.error({ err: (cause as Error).message }, 'janitor worker error');
+        reject(err);
+        if (!this.closing) onUnexpectedExit(err);
+      };
+      this.worker.on('error', (e) => fail('error', e));
+      this.worker.on('exit', (code) => fail(code));
+    });
+    this.exited.catch(() => undefined);
+    this.ready = this.call(() => this.api.init(init)).then(() => undefined);
+    this.ready.catch(() => undefined);
+  }
+  readonly ready: Promise<void>;
+
+  private async call<T>(f: () => Promise<Reply<T>>): Promise<T> {
+    if (this.dead) throw workerExited('dead');
+    const reply = await Promise.race([f(), this.exited]);
+    if (!reply.ok) throw fromWire(reply.error);
+    return reply.value;
+  }
+
+  async check(): Promise<JanitorRound> {
+    await this.ready;
+    return this.call(() => this.api.check());
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    try {
+      if (!this.dead) await this.call(() => this.api.close());
+    } catch {
+      /* worker already gone */
+    } finally {
+      this.api[Comlink.releaseProxy]();
+      this.dead = true;
+      await this.worker.terminate();
+    }
+  }
+}
+
+export class Janitor extends EventEmitter {
+  private readonly log = logger('janitor');
+  private readonly opts: JanitorOptions;
+  private transport: Transport | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+  private state: 'stopped' | 'started' = 'stopped';
+  private closed = false;
+  private lastWarnAt = Number.NEGATIVE_INFINITY;
+  private readonly s: JanitorStats = { checks: 0, deletedFiles: 0, deletedBytes: 0, warnings: 0, errors: 0, running: false };
+
+  constructor(opts: JanitorOptions) {
+    super();
+    this.opts = { ...opts };
+  }
+
+  get intervalMs(): number {
+    return this.opts.intervalMs ?? DEFAULTS.janitor_interval_ms;
+  }
+
+  /** Begin periodic checks (first one after one interval). Idempotent. */
+  async start(): Promise<void> {
+    if (this.closed) throw janitorClosed();
+    if (this.state === 'started') return;
+    this.ensureTransport();
+    this.state = 'started';
+    this.s.running = true;
+    this.timer = setInterval(() => {
+      this.checkNow().catch((e: unknown) => this.log.error({ err: (e as Error).message }, 'janitor check failed'));
+    }, this.intervalMs);
+    this.timer.unref();
+  }
+
+  /** Stop periodic checks, wait for an in-flight check, and end the worker thread. */
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.state = 'stopped';
+    this.s.running = false;
+    await this.queue.catch(() => undefined);
+    const t = this.transport;
+    this.transport = undefined;
+    if (t) await t.close();
+  }
+
+  /** Stop and refuse further use. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.stop();
+  }
+
+  /** One check now (serialised with periodic checks); works whether or not start() was called. */
+  checkNow(): Promise<JanitorRound> {
+    if (this.closed) return Promise.reject(janitorClosed());
+    const run = this.queue.catch(() => undefined).then(() => this.runCheck());
+    this.queue = run;
+    return run;
+  }
+
+  stats(): JanitorStats {
+    return { ...this.s };
+  }
+
+  private ensureTransport(): Transport {
+    if (this.transport && !(this.transport instanceof WorkerTransport && this.transport.dead)) return this.transport;
+    if (this.opts.statfs || this.opts.inProcess) {
+      this.transport = new InProcessTransport(this.opts);
+    } else {
+      const init: WorkerInit = {
+        captureDir: this.opts.captureDir,
+        stateDir: this.opts.stateDir,
+        runId: this.opts.runId,
+      };
+      if (this.opts.diskUsageThreshold !== undefined) init.diskUsageThreshold = this.opts.diskUsageThreshold;
+      if (this.opts.captureDirThreshold !== undefined) init.captureDirThreshold = this.opts.captureDirThreshold;
+      if (this.opts.deleteEveryNth !== undefined) init.deleteEveryNth = this.opts.deleteEveryNth;
+      if (this.opts.excludePaths !== undefined) init.excludePaths = this.opts.excludePaths;
+      this.transport = new WorkerTransport(init, this.log, (err) => {
+        this.s.errors++;
+        this.log.error({ code: err.code }, err.message);
+        if (this.listenerCount('error') > 0) this.emit('error', err);
+      });
+    }
+    return this.transport;
+  }
+
+  private async runCheck(): Promise<JanitorRound> {
+    const t = this.ensureTransport();
+    let r: JanitorRound;
+    try {
+      r = await t.check();
+    } catch (e) {
+      this.s.errors++;
+      throw e;
+    } finally {
+      // A checkNow() outside start() does not keep a worker thread alive.
+      if (this.state !== 'started' && this.transport === t) {
+        this.transport = undefined;
+        await t.close();
+      }
+    }
+    this.s.checks++;
+    this.s.lastUsage = r.usage;
+    this.s.lastCaptureShare = r.captureShare;
+    if (r.action === 'warned') {
+      const now = (this.opts.now ?? Date.now)();
+      r.warningEmitted = now - this.lastWarnAt >= (this.opts.warnIntervalMs ?? 600_000);
+    }
+    if (r.action === 'warned' && r.warningEmitted) {
+      this.lastWarnAt = (this.opts.now ?? Date.now)();
+      this.s.warnings++;
+      this.log.warn(
+        { usage: r.usage, captureShare: r.captureShare },
+        'disk usage above threshold but the capture dir holds too little of it to delete captures; free space elsewhere',
+      );
+      this.emit('disk-warning', { usage: r.usage, captureShare: r.captureShare });
+    }
+    if (r.deletedFiles > 0) {
+      this.s.deletedFiles += r.deletedFiles;
+      this.s.deletedBytes += r.freedBytes;
+      this.emit('deleted', { files: r.deletedFiles, bytes: r.freedBytes });
+    }
+    return r;
+  }
+}
