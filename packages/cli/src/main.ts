@@ -1,0 +1,125 @@
+import { Command, CommanderError, Option } from 'commander';
+import { setRootLogger } from '@edgecap/core';
+import { pino } from 'pino';
+import { describeError, userPath, Exit } from './util.js';
+
+/** The `edgecap` command. Returns the exit code; errors are one line unless --verbose. */
+export async function main(argv: string[]): Promise<number> {
+  let code: number = Exit.OK;
+  const program = new Command('edgecap')
+    .description('capture readings on an edge machine and sync them to an ingest server')
+    .option('--verbose', 'full error stacks and debug logs')
+    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent', process.env.EDGECAP_LOG_LEVEL ?? 'info')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) })
+    .hook('preAction', (cmd) => {
+      const o = cmd.opts<{ verbose?: boolean; logLevel: string }>();
+      setRootLogger(pino({ level: o.verbose ? 'debug' : o.logLevel, base: undefined }, pino.destination({ fd: 2, sync: true })));
+    });
+
+  program
+    .command('run')
+    .description('capture and sync as configured, until Ctrl-C/SIGTERM')
+    .requiredOption('-c, --config <file>', 'JSON config file')
+    .option('--metrics <[host:]port>', 'serve Prometheus metrics at /metrics')
+    .action(async (o: { config: string; metrics?: string }) => {
+      const { run } = await import('./run.js');
+      code = await run(userPath(o.config), o, process.stderr);
+    });
+
+  program
+    .command('ingest')
+    .description('run the ingest server (the receiving end of sync)')
+    .requiredOption('--listen <host:port>', 'address to listen on')
+    .requiredOption('--data <dir>', 'storage folder')
+    .option('--tls-cert <file>', 'TLS certificate (PEM)')
+    .option('--tls-key <file>', 'TLS private key (PEM)')
+    .option('--api-key <key>', 'accepted API key (comma-separated for several; default $EDGECAP_API_KEY)')
+    .option('--insecure', 'plain text; only allowed on a loopback address')
+    .action(async (o: { listen: string; data: string; tlsCert?: string; tlsKey?: string; apiKey?: string; insecure?: boolean }) => {
+      const { serveIngest } = await import('./ingest.js');
+      code = await serveIngest(o);
+    });
+
+  program
+    .command('export')
+    .description('print what the ingest server received: one JSON object per reading')
+    .requiredOption('--data <dir>', 'ingest storage folder')
+    .option('--files', 'list received files instead of readings')
+    .option('--gaps', 'completeness report: seq ranges received and every gap, explained or not')
+    .action(async (o: { data: string; files?: boolean; gaps?: boolean }) => {
+      const { exportCmd } = await import('./ingest.js');
+      code = await exportCmd(userPath(o.data), o, process.stdout);
+    });
+
+  program
+    .command('inspect')
+    .description('decode a capture file or folder; exits non-zero on corruption')
+    .argument('<path>', 'capture file or folder')
+    .option('--json', 'one JSON object per reading instead of a summary table')
+    .action(async (p: string, o: { json?: boolean }) => {
+      const { inspect } = await import('./inspect.js');
+      code = await inspect(userPath(p), o, process.stdout, process.stderr);
+    });
+
+  program
+    .command('status')
+    .description('what is on disk, what is pending, the sync checkpoints')
+    .requiredOption('-c, --config <file>', 'JSON config file')
+    .action(async (o: { config: string }) => {
+      const { status } = await import('./status.js');
+      code = await status(userPath(o.config), process.stdout);
+    });
+
+  program
+    .command('sync')
+    .description('sync once now (capture not started) and exit')
+    .requiredOption('-c, --config <file>', 'JSON config file')
+    .action(async (o: { config: string }) => {
+      const { DataManager } = await import('@edgecap/datamanager');
+      const dm = DataManager.fromFile(userPath(o.config));
+      const cfg = dm.currentConfig;
+      const once = new DataManager({ ...cfg, capture_disabled: true, sync_disabled: true }, {});
+      await once.start();
+      try {
+        const r = await once.sync();
+        process.stdout.write(JSON.stringify(r) + '\n');
+        code = r.failed ? Exit.FAILURE : Exit.OK;
+      } finally {
+        await once.stop();
+      }
+    });
+
+  program
+    .command('demo')
+    .description('the main job: embedded ingest + simulated resources, then a captured-vs-synced check')
+    .addOption(new Option('--seconds <n>', 'how long to capture').default(10).argParser((v) => Number(v)))
+    .option('--dir <dir>', 'keep all data in this folder')
+    .option('--keep', 'keep the temporary folder')
+    .action(async (o: { seconds: number; dir?: string; keep?: boolean }) => {
+      const { demo } = await import('./demo.js');
+      code = await demo({ ...o, ...(o.dir ? { dir: userPath(o.dir) } : {}) }, process.stdout);
+    });
+
+  program
+    .command('certs')
+    .description('make a self-signed TLS pair for development')
+    .requiredOption('--out <dir>', 'folder for cert.pem, key.pem')
+    .option('--host <name...>', 'host names / IPs the cert is valid for', ['localhost', '127.0.0.1'])
+    .action(async (o: { out: string; host: string[] }) => {
+      const { makeDevCert } = await import('@edgecap/ingest');
+      const r = makeDevCert(userPath(o.out), o.host);
+      process.stdout.write(JSON.stringify(r) + '\n');
+    });
+
+  const verbose = argv.includes('--verbose');
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode === 0 ? Exit.OK : Exit.USAGE;
+    const d = describeError(e, verbose);
+    process.stderr.write(d.text + '\n');
+    return d.code;
+  }
+  return code;
+}

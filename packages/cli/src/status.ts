@@ -1,0 +1,37 @@
+import fs from 'node:fs';
+import { FINISHED_EXT, IN_PROGRESS_EXT } from '@edgecap/core';
+import { listFiles } from '@edgecap/format';
+import { openStateStore, defaultStateDir, type FileStatus } from '@edgecap/store';
+import { loadConfigFile } from '@edgecap/datamanager';
+import { fmtBytes, table } from './util.js';
+
+/** `edgecap status --config FILE`: what is on disk, what is pending, the checkpoints. */
+export async function status(configFile: string, out: NodeJS.WritableStream): Promise<number> {
+  const c = loadConfigFile(configFile);
+  const rel = (p: string): string => p.slice(c.capture_dir.length + 1);
+  const perStream = new Map<string, { finished: number; prog: number; bytes: number }>();
+  for (const [ext, field] of [[FINISHED_EXT, 'finished'], [IN_PROGRESS_EXT, 'prog']] as const) {
+    for (const f of listFiles(c.capture_dir, ext)) {
+      const stream = rel(f).split('/').slice(0, 3).join('/');
+      const e = perStream.get(stream) ?? { finished: 0, prog: 0, bytes: 0 };
+      e[field]++;
+      e.bytes += fs.statSync(f).size;
+      perStream.set(stream, e);
+    }
+  }
+  out.write(`capture dir: ${c.capture_dir}\n\n`);
+  out.write(table(['stream', 'finished files', 'in progress', 'bytes'], [...perStream].map(([k, v]) => [k, v.finished, v.prog, fmtBytes(v.bytes)])) + '\n\n');
+  const store = openStateStore(c.state_dir ?? defaultStateDir(c.capture_dir));
+  try {
+    const counts = new Map<FileStatus, number>();
+    for (const { value } of store.files.getRange()) counts.set(value.status, (counts.get(value.status) ?? 0) + 1);
+    out.write(table(['checkpoint status', 'files'], [...counts]) + '\n\n');
+    const seqs = [...store.seqs.getRange()].map(({ key, value }) => [key, value]);
+    out.write(table(['stream', 'next seq'], seqs) + '\n');
+    const gaps = store.unreportedGaps();
+    if (gaps.length) out.write(`\n${gaps.length} explained gap(s) not yet reported to the ingest server\n`);
+  } finally {
+    await store.close();
+  }
+  return 0;
+}

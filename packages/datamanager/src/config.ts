@@ -1,0 +1,169 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { z } from 'zod';
+import { ConfigError, DEFAULT_CAPTURE_DIR, DEFAULTS, defaultSyncThreads } from '@edgecap/core';
+
+/**
+ * The config contract (Viam-style snake_case). Every key, its default and its meaning is in
+ * the README's config table; keep the two in step. Objects are strict: an unknown key is an
+ * error, because a misspelt key silently ignored is a field outage waiting to happen.
+ */
+export const SIM_MODELS = ['sim:sensor', 'sim:movement_sensor', 'sim:camera'] as const;
+
+const segment = z
+  .string()
+  .min(1)
+  .regex(/^[A-Za-z0-9_][A-Za-z0-9_.\-]*$/, 'may only contain letters, digits, _ . - and may not start with .')
+  .refine((s) => !s.includes('..'), 'may not contain ..');
+
+const captureMethod = z.strictObject({
+  method: segment,
+  capture_frequency_hz: z.number().finite().nonnegative(),
+  additional_params: z.record(z.string(), z.unknown()).optional(),
+  disabled: z.boolean().default(false),
+  /** Ring size in bytes for this method's resource (the largest value of its methods wins). */
+  capture_queue_size: z.number().int().min(4096).max(1 << 30).optional(),
+});
+
+const resource = z
+  .strictObject({
+    name: segment,
+    model: z.enum(SIM_MODELS).optional(),
+    module: z.string().min(1).optional(),
+    export: z.string().min(1).optional(),
+    kind: segment.optional(),
+    attributes: z.record(z.string(), z.unknown()).optional(),
+    capture_methods: z.array(captureMethod).default([]),
+  })
+  .refine((r) => !(r.model && r.module), { message: 'set either "model" or "module", not both', path: ['module'] });
+
+const ingest = z.strictObject({
+  /** host:port, or several for fail-over. */
+  address: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
+  insecure: z.boolean().default(false),
+  ca_file: z.string().optional(),
+  api_key: z.string().optional(),
+  server_name: z.string().optional(),
+});
+
+const mongo = z.strictObject({
+  uri: z.string().min(1),
+  database: z.string().min(1).default('edgecap'),
+  collection: z.string().min(1).default('readings'),
+});
+
+const fraction = z.number().gt(0).max(1);
+
+export const configSchema = z
+  .strictObject({
+    capture_dir: z.string().min(1).default(DEFAULT_CAPTURE_DIR),
+    state_dir: z.string().min(1).optional(),
+    part_id: z.string().min(1).default(os.hostname()),
+    capture_disabled: z.boolean().default(false),
+    sync_disabled: z.boolean().default(false),
+    sync_interval_mins: z.number().positive().default(DEFAULTS.sync_interval_mins),
+    additional_sync_paths: z.array(z.string().min(1)).default([]),
+    file_last_modified_millis: z.number().int().nonnegative().default(DEFAULTS.file_last_modified_millis),
+    delete_every_nth_when_disk_full: z.number().int().min(2).default(DEFAULTS.delete_every_nth_when_disk_full),
+    disk_usage_deletion_threshold: fraction.default(DEFAULTS.disk_usage_deletion_threshold),
+    capture_dir_deletion_threshold: fraction.default(DEFAULTS.capture_dir_deletion_threshold),
+    janitor_interval_ms: z.number().int().positive().default(DEFAULTS.janitor_interval_ms),
+    maximum_num_sync_threads: z.number().int().min(1).max(64).default(defaultSyncThreads()),
+    maximum_capture_file_size_bytes: z.number().int().min(1024).default(DEFAULTS.maximum_capture_file_size_bytes),
+    maximum_capture_file_age_ms: z.number().int().positive().default(DEFAULTS.maximum_capture_file_age_ms),
+    flush_interval_ms: z.number().int().positive().default(DEFAULTS.flush_interval_ms),
+    fsync_interval_ms: z.number().int().positive().default(DEFAULTS.fsync_interval_ms),
+    selective_syncer_name: z.string().min(1).optional(),
+    tags: z.array(z.string()).default([]),
+    ingest: ingest.optional(),
+    mongo_capture_config: mongo.optional(),
+    log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    resources: z.array(resource).default([]),
+  })
+  .superRefine((c, ctx) => {
+    const seen = new Set<string>();
+    c.resources.forEach((r, i) => {
+      if (seen.has(r.name)) ctx.addIssue({ code: 'custom', message: `duplicate resource name "${r.name}"`, path: ['resources', i, 'name'] });
+      seen.add(r.name);
+      const methods = new Set<string>();
+      r.capture_methods.forEach((m, j) => {
+        if (methods.has(m.method)) ctx.addIssue({ code: 'custom', message: `duplicate method "${m.method}"`, path: ['resources', i, 'capture_methods', j, 'method'] });
+        methods.add(m.method);
+        if (m.capture_frequency_hz > 0 && !m.disabled && !r.model && !r.module) {
+          ctx.addIssue({ code: 'custom', message: 'a polled method needs the resource to have "model" or "module"', path: ['resources', i, 'capture_methods', j, 'capture_frequency_hz'] });
+        }
+      });
+    });
+    if (c.selective_syncer_name && !seen.has(c.selective_syncer_name)) {
+      ctx.addIssue({ code: 'custom', message: `no resource named "${c.selective_syncer_name}"`, path: ['selective_syncer_name'] });
+    }
+  });
+
+export type EdgecapConfigInput = z.input<typeof configSchema>;
+export type EdgecapConfig = z.output<typeof configSchema>;
+export type ResourceConfig = EdgecapConfig['resources'][number];
+
+function pathString(p: readonly PropertyKey[]): string {
+  let out = '';
+  for (const k of p) out += typeof k === 'number' ? `[${k}]` : out ? `.${String(k)}` : String(k);
+  return out;
+}
+
+function expandHome(p: string): string {
+  return p === '~' || p.startsWith('~/') ? path.join(os.homedir(), p.slice(1)) : p;
+}
+
+/**
+ * Validate a config object. All problems are reported at once, each with the path of the bad
+ * field. Relative paths (`module`, `capture_dir`, `additional_sync_paths`, `ca_file`) resolve
+ * against `baseDir` (the config file's folder).
+ */
+export function parseConfig(input: unknown, opts: { baseDir?: string; source?: string } = {}): EdgecapConfig {
+  const r = configSchema.safeParse(input);
+  if (!r.success) {
+    throw new ConfigError(
+      r.error.issues.map((i) => ({ path: pathString(i.path), message: i.message })),
+      opts.source,
+    );
+  }
+  const c = r.data;
+  const base = opts.baseDir ?? process.cwd();
+  const abs = (p: string): string => path.resolve(base, expandHome(p));
+  c.capture_dir = abs(c.capture_dir);
+  if (c.state_dir) c.state_dir = abs(c.state_dir);
+  c.additional_sync_paths = c.additional_sync_paths.map(abs);
+  if (c.ingest?.ca_file) c.ingest.ca_file = abs(c.ingest.ca_file);
+  const missing: { path: string; message: string }[] = [];
+  c.resources.forEach((res, i) => {
+    if (res.module) {
+      res.module = abs(res.module);
+      if (!fs.existsSync(res.module)) missing.push({ path: `resources[${i}].module`, message: `module file not found: ${res.module}` });
+    }
+  });
+  if (c.ingest?.ca_file && !fs.existsSync(c.ingest.ca_file)) missing.push({ path: 'ingest.ca_file', message: `file not found: ${c.ingest.ca_file}` });
+  if (missing.length) throw new ConfigError(missing, opts.source);
+  return c;
+}
+
+/** Read and parse (JSON) a config file, without validating it. */
+export function readConfigFile(file: string): unknown {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError([{ path: '', message: `cannot read config file ${file}: ${(e as Error).message}` }]);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError([{ path: '', message: `${file} is not valid JSON: ${(e as Error).message}` }]);
+  }
+  return json;
+}
+
+/** Read, parse (JSON) and validate a config file. */
+export function loadConfigFile(file: string): EdgecapConfig {
+  return parseConfig(readConfigFile(file), { baseDir: path.dirname(path.resolve(file)), source: file });
+}

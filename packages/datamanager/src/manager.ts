@@ -1,0 +1,316 @@
+/**
+ * DataManager: the embeddable facade. It owns no data path itself; it wires the engines:
+ *
+ *   collectors ─ring─► writer ─► capture dir ─► SyncEngine (piscina) ─gRPC─► ingest
+ *        ▲                            │
+ *   push()                            └─► Janitor (own thread, disk-full deletion)
+ *
+ * Capture and sync start and stop independently; the janitor runs only while capture does.
+ */
+import { EventEmitter } from 'node:events';
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import { EdgecapError, ErrorCodes, logger, type Logger } from '@edgecap/core';
+import { readCaptureFile } from '@edgecap/format';
+import { openStateStore, defaultStateDir, type StateStore } from '@edgecap/store';
+import { CaptureEngine, recoverAtStartup, type ResourceSpec, type StreamStats } from '@edgecap/capture';
+import { SyncEngine, type SyncResult, type SyncStats } from '@edgecap/sync';
+import { Janitor, type JanitorStats } from '@edgecap/janitor';
+import { MongoSink } from '@edgecap/mongo';
+import { parseConfig, readConfigFile, type EdgecapConfig } from './config.js';
+
+export interface DataManagerStats {
+  capture: { running: boolean; streams: StreamStats[] };
+  sync: (SyncStats & { enabled: boolean }) | { enabled: false; running: false };
+  janitor: JanitorStats | undefined;
+  mongo: { inserted: number; failed: number; dropped: number } | undefined;
+  recovered: { files: number; readings: number; cutBytes: number };
+}
+
+export interface DataManagerEvents {
+  'file-finished': [{ path: string; readings: number }];
+  'file-synced': [{ path: string; fileId: string; status: string; bytes: number }];
+  'sync-error': [{ message: string; code?: string; nextRetryAt?: number }];
+  'disk-warning': [{ usage: number; captureShare: number }];
+  'write-error': [{ code: string; message: string; path?: string }];
+  error: [Error];
+}
+
+type State = 'created' | 'starting' | 'started' | 'stopping' | 'stopped';
+
+export function toResourceSpecs(c: EdgecapConfig): ResourceSpec[] {
+  return c.resources.map((r) => {
+    const spec: ResourceSpec = {
+      name: r.name,
+      methods: r.capture_methods.map((m) => ({
+        method: m.method,
+        frequencyHz: m.capture_frequency_hz,
+        disabled: m.disabled,
+        ...(m.additional_params ? { additionalParams: m.additional_params } : {}),
+        ...(m.capture_queue_size ? { queueBytes: m.capture_queue_size } : {}),
+      })),
+    };
+    if (r.kind) spec.kind = r.kind;
+    if (r.model) spec.model = r.model;
+    if (r.module) spec.module = r.module;
+    if (r.export) spec.export = r.export;
+    if (r.attributes) spec.attributes = r.attributes;
+    return spec;
+  });
+}
+
+export class DataManager extends EventEmitter<DataManagerEvents> {
+  private config: EdgecapConfig;
+  private state: State = 'created';
+  private readonly runId = randomUUID();
+  private readonly log: Logger;
+  private store: StateStore | undefined;
+  private capture: CaptureEngine | undefined;
+  private syncEngine: SyncEngine | undefined;
+  private janitor: Janitor | undefined;
+  private mongo: MongoSink | undefined;
+  private recovered = { files: 0, readings: 0, cutBytes: 0 };
+
+  /** `config` is validated here; an invalid one throws ConfigError listing every problem. */
+  constructor(config: unknown, opts: { baseDir?: string; source?: string } = {}) {
+    super();
+    this.config = parseConfig(config, opts);
+    this.log = logger('datamanager');
+  }
+
+  /** Load a JSON config file; relative paths in it resolve against the file's folder. */
+  static fromFile(file: string): DataManager {
+    return new DataManager(readConfigFile(file), { baseDir: path.dirname(path.resolve(file)), source: file });
+  }
+
+  get currentConfig(): EdgecapConfig {
+    return this.config;
+  }
+
+  get stateDir(): string {
+    return this.config.state_dir ?? defaultStateDir(this.config.capture_dir);
+  }
+
+  /** Recover orphaned files (once per process start), then start capture and sync as configured. */
+  async start(): Promise<void> {
+    if (this.state !== 'created' && this.state !== 'stopped') throw new EdgecapError(ErrorCodes.STATE, `cannot start while ${this.state}`);
+    this.state = 'starting';
+    this.store = openStateStore(this.stateDir);
+    const rec = recoverAtStartup(this.config.capture_dir, this.store);
+    this.recovered = {
+      files: rec.filter((r) => r.finished).length,
+      readings: rec.reduce((a, r) => a + r.readings, 0),
+      cutBytes: rec.reduce((a, r) => a + r.cutBytes, 0),
+    };
+    if (rec.length) this.log.info(this.recovered, 'recovered in-progress files from an earlier run');
+    if (this.config.mongo_capture_config) this.startMongo();
+    if (!this.config.capture_disabled) await this.startCapture();
+    if (!this.config.sync_disabled && this.config.ingest) await this.startSync();
+    this.state = 'started';
+  }
+
+  private requireStarted(what: string): StateStore {
+    if (!this.store || (this.state !== 'started' && this.state !== 'starting')) {
+      throw new EdgecapError(ErrorCodes.STATE, `${what}: DataManager is ${this.state}; call start() first`);
+    }
+    return this.store;
+  }
+
+  async startCapture(): Promise<void> {
+    const store = this.requireStarted('startCapture');
+    if (this.capture) return;
+    const c = this.config;
+    const engine = new CaptureEngine({
+      captureDir: c.capture_dir,
+      store,
+      partId: c.part_id,
+      tags: c.tags,
+      maxFileBytes: c.maximum_capture_file_size_bytes,
+      maxFileAgeMs: c.maximum_capture_file_age_ms,
+      flushIntervalMs: c.flush_interval_ms,
+      fsyncIntervalMs: c.fsync_interval_ms,
+    });
+    engine.on('file-finished', (e: { path: string; readings: number }) => {
+      this.emit('file-finished', { path: e.path, readings: e.readings });
+      if (this.mongo) this.feedMongo(e.path);
+    });
+    engine.on('write-error', (e: { code: string; message: string; path?: string }) => this.emit('write-error', e));
+    engine.on('error', (e: Error) => this.emit('error', e));
+    await engine.start(toResourceSpecs(c));
+    this.capture = engine;
+    await this.startJanitor();
+  }
+
+  async stopCapture(): Promise<void> {
+    const engine = this.capture;
+    this.capture = undefined;
+    await this.stopJanitor();
+    if (engine) await engine.stop();
+  }
+
+  private async startJanitor(): Promise<void> {
+    if (this.janitor) return;
+    const c = this.config;
+    const j = new Janitor({
+      captureDir: c.capture_dir,
+      stateDir: this.stateDir,
+      runId: this.runId,
+      intervalMs: c.janitor_interval_ms,
+      diskUsageThreshold: c.disk_usage_deletion_threshold,
+      captureDirThreshold: c.capture_dir_deletion_threshold,
+      deleteEveryNth: c.delete_every_nth_when_disk_full,
+    });
+    j.on('disk-warning', (e: { usage: number; captureShare: number }) => this.emit('disk-warning', e));
+    await j.start();
+    this.janitor = j;
+  }
+
+  private async stopJanitor(): Promise<void> {
+    const j = this.janitor;
+    this.janitor = undefined;
+    if (j) await j.stop();
+  }
+
+  private startMongo(): void {
+    const m = this.config.mongo_capture_config!;
+    this.mongo = new MongoSink({ uri: m.uri, database: m.database, collection: m.collection, partId: this.config.part_id, tags: this.config.tags });
+  }
+
+  /** Mongo gets the readings of each finished file; disk capture never waits for it. */
+  private feedMongo(file: string): void {
+    try {
+      const s = readCaptureFile(file);
+      if (s.header?.type === 'tabular') this.mongo!.add(s.header, s.readings);
+    } catch (e) {
+      // The file may already be synced and deleted; Mongo is best effort by design.
+      this.log.warn({ file, err: (e as Error).message }, 'could not hand a finished file to MongoDB');
+    }
+  }
+
+  private makeSyncEngine(): SyncEngine {
+    const c = this.config;
+    if (!c.ingest) throw new EdgecapError(ErrorCodes.STATE, 'sync needs an "ingest" section in the config');
+    const ingest = {
+      address: c.ingest.address,
+      insecure: c.ingest.insecure,
+      ...(c.ingest.ca_file ? { caFile: c.ingest.ca_file } : {}),
+      ...(c.ingest.server_name ? { serverName: c.ingest.server_name } : {}),
+      ...((c.ingest.api_key ?? process.env.EDGECAP_API_KEY) ? { apiKey: c.ingest.api_key ?? process.env.EDGECAP_API_KEY } : {}),
+    };
+    const s = new SyncEngine({
+      captureDir: c.capture_dir,
+      stateDir: this.stateDir,
+      additionalSyncPaths: c.additional_sync_paths,
+      fileLastModifiedMs: c.file_last_modified_millis,
+      intervalMs: Math.round(c.sync_interval_mins * 60_000),
+      threads: c.maximum_num_sync_threads,
+      partId: c.part_id,
+      tags: c.tags,
+      ingest,
+      runId: this.runId,
+    });
+    s.on('file-synced', (e) => this.emit('file-synced', e));
+    s.on('sync-error', (e) => this.emit('sync-error', e));
+    if (c.selective_syncer_name) {
+      const name = c.selective_syncer_name;
+      s.setGate(() => this.capture?.shouldSync(name) === true);
+    }
+    return s;
+  }
+
+  private syncScheduled = false;
+
+  /** Start scheduled sync (every sync_interval_mins). */
+  async startSync(): Promise<void> {
+    this.requireStarted('startSync');
+    this.syncEngine ??= this.makeSyncEngine();
+    if (!this.syncScheduled) await this.syncEngine.start();
+    this.syncScheduled = true;
+  }
+
+  async stopSync(): Promise<void> {
+    const s = this.syncEngine;
+    this.syncEngine = undefined;
+    this.syncScheduled = false;
+    if (s) await s.stop();
+  }
+
+  /** Sync now, even while scheduled sync is off; resolves with what was uploaded. */
+  async sync(): Promise<SyncResult> {
+    this.requireStarted('sync');
+    if (this.syncEngine) return this.syncEngine.syncNow();
+    const s = this.makeSyncEngine();
+    try {
+      return await s.syncNow();
+    } finally {
+      await s.stop();
+    }
+  }
+
+  /** Apply a new config. Resources whose config did not change keep capturing without a gap. */
+  async reconfigure(config: unknown, opts: { baseDir?: string } = {}): Promise<void> {
+    const next = parseConfig(config, opts);
+    const prev = this.config;
+    if (next.capture_dir !== prev.capture_dir || (next.state_dir ?? '') !== (prev.state_dir ?? '')) {
+      throw new EdgecapError(ErrorCodes.CONFIG_INVALID, 'capture_dir/state_dir cannot change at run time; stop and start with the new config');
+    }
+    this.config = next;
+    if (this.state !== 'started') return;
+    const engineKeys = ['part_id', 'tags', 'maximum_capture_file_size_bytes', 'maximum_capture_file_age_ms', 'flush_interval_ms', 'fsync_interval_ms'] as const;
+    const engineChanged = engineKeys.some((k) => JSON.stringify(prev[k]) !== JSON.stringify(next[k]));
+    if (next.capture_disabled) await this.stopCapture();
+    else if (this.capture && !engineChanged) await this.capture.reconfigure(toResourceSpecs(next));
+    else {
+      await this.stopCapture();
+      await this.startCapture();
+    }
+    const syncKeys = ['ingest', 'additional_sync_paths', 'file_last_modified_millis', 'sync_interval_mins', 'maximum_num_sync_threads', 'selective_syncer_name', 'part_id', 'tags'] as const;
+    const syncChanged = syncKeys.some((k) => JSON.stringify(prev[k]) !== JSON.stringify(next[k]));
+    const wantSync = !next.sync_disabled && !!next.ingest;
+    if (!wantSync) await this.stopSync();
+    else if (syncChanged || !this.syncEngine) {
+      await this.stopSync();
+      await this.startSync();
+    }
+    if (this.janitor && ['janitor_interval_ms', 'disk_usage_deletion_threshold', 'capture_dir_deletion_threshold', 'delete_every_nth_when_disk_full'].some((k) => prev[k as keyof EdgecapConfig] !== next[k as keyof EdgecapConfig])) {
+      await this.stopJanitor();
+      await this.startJanitor();
+    }
+  }
+
+  /** Hand one reading of an event-driven source to the pipeline; false = dropped (counted). */
+  push(resource: string, method: string, reading: unknown, opts?: { mimeType?: string; timeRequestedUs?: number }): boolean {
+    if (!this.capture) throw new EdgecapError(ErrorCodes.STATE, 'push: capture is not running');
+    const kind = this.config.resources.find((r) => r.name === resource)?.kind;
+    return this.capture.push(resource, method, reading, { ...opts, ...(kind ? { kind } : {}) });
+  }
+
+  stats(): DataManagerStats {
+    return {
+      capture: { running: !!this.capture, streams: this.capture?.stats() ?? [] },
+      sync: this.syncEngine ? { ...this.syncEngine.stats(), enabled: true } : { enabled: false, running: false },
+      janitor: this.janitor?.stats(),
+      mongo: this.mongo?.stats(),
+      recovered: this.recovered,
+    };
+  }
+
+  /** Flush and close files, finish or abandon the in-flight upload, stop every thread. */
+  async stop(): Promise<void> {
+    if (this.state === 'stopped' || this.state === 'created') return;
+    this.state = 'stopping';
+    const errors: unknown[] = [];
+    for (const step of [() => this.stopCapture(), () => this.stopSync(), async () => this.mongo?.close()]) {
+      try {
+        await step();
+      } catch (e) {
+        errors.push(e);
+      }
+    }
+    this.mongo = undefined;
+    await this.store?.close();
+    this.store = undefined;
+    this.state = 'stopped';
+    if (errors.length) throw errors[0];
+  }
+}
