@@ -1,0 +1,549 @@
+/**
+ * The sync engine: control and scanning on the caller's thread, uploads in a piscina pool.
+ *
+ *            ┌──────────────── SyncEngine (main thread) ────────────────┐
+ *   timer ─► │ gate? ─► link backoff ready? ─► Health probe ─► ReportGaps │
+ *  syncNow ─►│      ─► scan capture dir + additional_sync_paths          │
+ *            │      ─► per file: id (header | store.ids), checkpoint,    │
+ *            │         per-file nextRetryAt, claimUpload (vs janitor)    │
+ *            │      ─► dispatch ≤ threads at a time ───────────┐         │
+ *            └────────────────────────────────────────────────│─────────┘
+ *                                                             ▼
+ *                  piscina worker threads: uploadFile() = one attempt, no sleeping
+ *                  sha256 pass ─► Upload(metadata, chunk...) ─► COMMITTED | ALREADY_HAVE | status
+ *                                                             │
+ *            ┌────────────────────────────────────────────────▼─────────┐
+ *            │ ok       ─► unlink file ─► checkpoint committed          │
+ *            │ link/auth ─► ONE backoff for everything; rest of round deferred │
+ *            │ rejected ─► move to <stateDir>/failed/<rel> + .reason      │
+ *            │ file     ─► per-file attempts/nextRetryAt (bounded)        │
+ *            └──────────────────────────────────────────────────────────┘
+ */
+import { EventEmitter } from 'node:events';
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import type * as grpc from '@grpc/grpc-js';
+import { Piscina } from 'piscina';
+import { Backoff, FAILED_DIR_NAME, DEFAULTS, ErrorCodes, logger, systemClock, type Clock } from '@edgecap/core';
+import { StateStore, type FileState } from '@edgecap/store';
+import type { DataSyncClient, Gap } from '@edgecap/proto';
+import { SyncError, classifyStatus, type FailureKind } from './errors.js';
+import { readCaptureHeader } from './header.js';
+import { scanAdditional, scanCaptureDir, type Candidate } from './scan.js';
+import { DEFAULT_CHUNK_BYTES, addressesOf, callMetadata, checkTarget, makeClient, type IngestTarget } from './target.js';
+import type { UploadOutcome, UploadTask } from './upload.js';
+
+export interface SyncOptions {
+  captureDir: string;
+  /** StateStore dir; the engine opens its own StateStore there. */
+  stateDir: string;
+  additionalSyncPaths: string[];
+  /** Files under additionalSyncPaths modified less than this long ago are left alone (default 10000). */
+  fileLastModifiedMs: number;
+  intervalMs: number;
+  /** maximum_num_sync_threads: size of the upload pool. */
+  threads: number;
+  partId: string;
+  tags: string[];
+  ingest: IngestTarget;
+  backoff?: { initialMs?: number; maxMs?: number; factor?: number };
+  chunkBytes?: number;
+  /** Default true. When false, synced files are kept (checkpoint committed keeps them from re-upload). */
+  deleteAfterSync?: boolean;
+  /** Run id shared with the janitor of the same process (claims from another run id are stale). Default random. */
+  runId?: string;
+  /** Injectable clock (backoff, file ages, retry times). */
+  clock?: Clock;
+  /** Injectable jitter source. */
+  random?: () => number;
+  /** Per-file failures that are not connectivity/auth/rejection before the file goes to failed/ (default 10). */
+  maxFileAttempts?: number;
+  /** Health probe deadline, ms (default 5000). */
+  probeTimeoutMs?: number;
+  /** Upload call deadline, ms (default 120 s + 1 s per 256 KiB). */
+  uploadDeadlineMs?: number;
+}
+
+export interface SyncResult {
+  uploaded: number;
+  alreadyHad: number;
+  bytes: number;
+  failed: number;
+  deferred: number;
+  errors: string[];
+}
+
+export interface SyncStats {
+  pendingFiles: number;
+  pendingBytes: number;
+  uploadedFiles: number;
+  uploadedBytes: number;
+  alreadyHave: number;
+  failedFiles: number;
+  lastError?: string;
+  nextRetryAt?: number;
+  running: boolean;
+}
+
+export interface FileSyncedEvent {
+  path: string;
+  fileId: string;
+  status: 'committed' | 'already_have';
+  bytes: number;
+}
+export interface SyncErrorEvent {
+  message: string;
+  code: string;
+  nextRetryAt: number;
+}
+export interface FileFailedEvent {
+  path: string;
+  reason: string;
+}
+
+interface Work {
+  c: Candidate;
+  id: string;
+  idKey?: string;
+  meta: UploadTask['meta'];
+}
+
+const log = logger('sync');
+
+function emptyResult(): SyncResult {
+  return { uploaded: 0, alreadyHad: 0, bytes: 0, failed: 0, deferred: 0, errors: [] };
+}
+
+function statusName(code: number | undefined): string {
+  const names: Record<number, string> = { 1: 'CANCELLED', 3: 'INVALID_ARGUMENT', 4: 'DEADLINE_EXCEEDED', 7: 'PERMISSION_DENIED', 9: 'FAILED_PRECONDITION', 13: 'INTERNAL', 14: 'UNAVAILABLE', 16: 'UNAUTHENTICATED' };
+  return code === undefined ? 'no status' : (names[code] ?? `status ${code}`);
+}
+
+export class SyncEngine extends EventEmitter {
+  readonly opts: SyncOptions;
+  readonly runId: string;
+  private readonly clock: Clock;
+  private readonly random: () => number;
+  /** The ONE connectivity backoff: while it is not ready, no file is attempted. */
+  private readonly link: Backoff;
+  private store: StateStore | undefined;
+  private pool: Piscina | undefined;
+  private client: DataSyncClient | undefined;
+  private addrIdx = 0;
+  private running = false;
+  private timer: NodeJS.Timeout | undefined;
+  private chain: Promise<unknown> = Promise.resolve();
+  private busy = 0;
+  private abort: AbortController | undefined;
+  private gateFn: (() => boolean) | undefined;
+  private readonly st = { pendingFiles: 0, pendingBytes: 0, uploadedFiles: 0, uploadedBytes: 0, alreadyHave: 0, failedFiles: 0 };
+  private lastError: string | undefined;
+
+  constructor(opts: SyncOptions) {
+    super();
+    checkTarget(opts.ingest);
+    if (!Number.isFinite(opts.threads) || opts.threads < 1) throw new SyncError('file', `threads must be >= 1 (got ${opts.threads})`);
+    this.opts = opts;
+    this.runId = opts.runId ?? randomUUID();
+    this.clock = opts.clock ?? systemClock;
+    this.random = opts.random ?? Math.random;
+    this.link = new Backoff({ ...opts.backoff, clock: this.clock, random: this.random });
+  }
+
+  // ── lifecycle ────────────────────────────────────────────────────────────────
+
+  private open(): StateStore {
+    if (!this.store) this.store = new StateStore(this.opts.stateDir);
+    if (!this.pool) {
+      this.pool = new Piscina({
+        filename: new URL('./worker.js', import.meta.url).href,
+        minThreads: 0,
+        maxThreads: this.opts.threads,
+        idleTimeout: 30_000,
+        concurrentTasksPerWorker: 1,
+      });
+    }
+    return this.store;
+  }
+
+  private mainClient(): DataSyncClient {
+    if (!this.client) this.client = makeClient(this.opts.ingest, this.addrIdx);
+    return this.client;
+  }
+
+  /** Scheduled sync every intervalMs (and sooner while a connectivity backoff expires). */
+  async start(): Promise<void> {
+    if (this.running) return;
+    this.open();
+    this.running = true;
+    this.schedule(this.opts.intervalMs);
+  }
+
+  /** Stop scheduling, abort in-flight uploads (their files restart next run), release threads, LMDB and channels. */
+  async stop(): Promise<void> {
+    this.running = false;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.abort?.abort();
+    await this.chain.catch(() => undefined);
+    const pool = this.pool;
+    this.pool = undefined;
+    if (pool) await pool.destroy();
+    this.client?.close();
+    this.client = undefined;
+    const store = this.store;
+    this.store = undefined;
+    if (store) {
+      await store.flushed();
+      await store.close();
+    }
+  }
+
+  /** Sync now, even while scheduled sync is off or a backoff is pending (one probe first). */
+  syncNow(): Promise<SyncResult> {
+    return this.exclusive(() => this.round(true));
+  }
+
+  /**
+   * One scheduled tick, as the timer runs it: skipped while the gate is closed or the connectivity
+   * backoff has not expired (then resolves undefined). Exposed for tests and embedding apps.
+   */
+  async runScheduled(): Promise<SyncResult | undefined> {
+    if (this.gateFn && !this.gateFn()) return undefined;
+    if (!this.link.ready()) return undefined;
+    if (this.busy > 0) return undefined;
+    return this.exclusive(() => this.round(false));
+  }
+
+  /** Selective sync: scheduled runs only while fn() is true (syncNow ignores the gate). */
+  setGate(fn: (() => boolean) | undefined): void {
+    this.gateFn = fn;
+  }
+
+  stats(): SyncStats {
+    const s: SyncStats = { ...this.st, running: this.running };
+    if (this.lastError !== undefined) s.lastError = this.lastError;
+    if (this.link.nextAttemptAt > 0) s.nextRetryAt = this.link.nextAttemptAt;
+    return s;
+  }
+
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    this.busy++;
+    const p = this.chain.then(fn, fn);
+    this.chain = p.catch(() => undefined).finally(() => this.busy--);
+    return p;
+  }
+
+  private schedule(delay: number): void {
+    if (!this.running) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.tick(), Math.max(10, delay));
+    this.timer.unref?.();
+  }
+
+  private async tick(): Promise<void> {
+    this.timer = undefined;
+    if (!this.running) return;
+    try {
+      await this.runScheduled();
+    } catch (e) {
+      log.error({ err: e }, 'scheduled sync failed');
+    }
+    const now = this.clock.now();
+    const wait = this.link.nextAttemptAt > now ? Math.min(this.opts.intervalMs, this.link.nextAttemptAt - now) : this.opts.intervalMs;
+    this.schedule(wait);
+  }
+
+  // ── one round ────────────────────────────────────────────────────────────────
+
+  private async round(force: boolean): Promise<SyncResult> {
+    const res = emptyResult();
+    if (!force && !this.link.ready()) return res;
+    const store = this.open();
+    const abort = new AbortController();
+    this.abort = abort;
+    try {
+      const probe = await this.unary('Health', {}, this.opts.probeTimeoutMs ?? 5000);
+      if (probe.err) {
+        this.linkFailure(classifyStatus(probe.err.code), probe.err, res);
+        return res;
+      }
+      this.link.succeed();
+      if (!(await this.reportGaps(store, res))) return res;
+      if (abort.signal.aborted) return res;
+
+      const work = this.prepare(store, res);
+      await store.flushed(); // ids assigned this round are on disk before any upload uses them
+      let linkDown = false;
+      let next = 0;
+      let pendingBytes = work.reduce((n, w) => n + w.c.size, 0);
+      let pendingFiles = work.length;
+      const runner = async (): Promise<void> => {
+        for (;;) {
+          const w = work[next++];
+          if (!w) return;
+          if (linkDown || abort.signal.aborted) {
+            res.deferred++;
+            continue;
+          }
+          const done = await this.uploadOne(store, w, abort.signal, res);
+          if (done === 'link') linkDown = true;
+          if (done === 'ok' || done === 'failed') {
+            pendingFiles--;
+            pendingBytes -= w.c.size;
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(this.opts.threads, Math.max(1, work.length)) }, runner));
+      this.st.pendingFiles = pendingFiles;
+      this.st.pendingBytes = pendingBytes;
+      return res;
+    } finally {
+      if (this.abort === abort) this.abort = undefined;
+    }
+  }
+
+  private unary(method: 'Health' | 'ReportGaps', req: object, timeoutMs: number): Promise<{ err?: grpc.ServiceError; res?: unknown }> {
+    const client = this.mainClient() as unknown as Record<string, (r: object, md: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: unknown) => void) => grpc.ClientUnaryCall>;
+    return new Promise((resolve) => {
+      const call = client[method]!.call(this.client, req, callMetadata(this.opts.ingest), { deadline: Date.now() + timeoutMs }, (err, r) =>
+        resolve(err ? { err } : { res: r }),
+      );
+      const onAbort = (): void => call.cancel();
+      this.abort?.signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  private linkFailure(kind: FailureKind, err: { code?: number; details?: string; message: string }, res: SyncResult): void {
+    this.link.fail();
+    const nextRetryAt = this.link.nextAttemptAt;
+    const status = statusName(err.code);
+    const why = err.details || err.message;
+    let message: string;
+    let code: string;
+    if (kind === 'auth') {
+      code = ErrorCodes.UNAUTHENTICATED;
+      message = `ingest server refused our credentials (${status}): ${why} — check ingest.api_key`;
+    } else {
+      code = ErrorCodes.UNAVAILABLE;
+      message = `ingest server unreachable (${status}): ${why}`;
+      const n = addressesOf(this.opts.ingest).length;
+      if (n > 1) {
+        // Fail over: next address for the probe and for new uploads.
+        this.addrIdx = (this.addrIdx + 1) % n;
+        this.client?.close();
+        this.client = undefined;
+      }
+    }
+    this.lastError = message;
+    res.errors.push(message);
+    log.warn({ code, nextRetryAt }, message);
+    this.emit('sync-error', { message, code, nextRetryAt } satisfies SyncErrorEvent);
+  }
+
+  private async reportGaps(store: StateStore, res: SyncResult): Promise<boolean> {
+    const gaps = store.unreportedGaps();
+    if (gaps.length === 0) return true;
+    const wire: Gap[] = gaps.map((g) => ({
+      part_id: this.opts.partId,
+      resource_kind: g.kind,
+      resource_name: g.name,
+      method: g.method,
+      from_seq: g.from_seq,
+      to_seq: g.to_seq,
+      reason: g.reason,
+      time_us: g.time_us,
+    }));
+    const r = await this.unary('ReportGaps', { gaps: wire }, 10_000);
+    if (r.err) {
+      const kind = classifyStatus(r.err.code);
+      if (kind === 'link' || kind === 'auth') {
+        this.linkFailure(kind, r.err, res);
+        return false;
+      }
+      const msg = `ReportGaps failed (${statusName(r.err.code)}): ${r.err.details}`;
+      res.errors.push(msg);
+      log.warn(msg);
+      return true; // gaps stay unreported; uploads go on
+    }
+    store.markGapsReported(gaps);
+    return true;
+  }
+
+  /** Scan and decide, per file, whether it goes out this round. */
+  private prepare(store: StateStore, res: SyncResult): Work[] {
+    const now = this.clock.now();
+    const cands: Candidate[] = scanCaptureDir(this.opts.captureDir);
+    for (const root of this.opts.additionalSyncPaths) {
+      cands.push(...scanAdditional(root, this.opts.fileLastModifiedMs ?? DEFAULTS.file_last_modified_millis, now, [this.opts.stateDir]).files);
+    }
+    const work: Work[] = [];
+    for (const c of cands) {
+      let id: string;
+      let idKey: string | undefined;
+      let meta: UploadTask['meta'];
+      if (c.source === 'capture') {
+        const h = readCaptureHeader(c.path);
+        if ('reason' in h) {
+          const rec = store.files.get(c.path);
+          if (rec && (rec.status === 'deleting' || rec.status === 'deleted_by_janitor')) continue;
+          if (store.claimUpload(c.path, this.runId, { id: rec?.id ?? `unreadable:${randomUUID()}`, source: 'capture', size: c.size })) {
+            this.moveToFailed(store, c, `unreadable capture header: ${h.reason}`);
+            res.failed++;
+          }
+          continue;
+        }
+        const hd = h.header;
+        id = hd.id;
+        meta = {
+          file_id: id,
+          part_id: hd.part_id || this.opts.partId,
+          resource_kind: hd.kind,
+          resource_name: hd.name,
+          method: hd.method,
+          data_type: hd.type === 'binary' ? 'DATA_TYPE_BINARY' : 'DATA_TYPE_TABULAR',
+          tags: [...new Set([...this.opts.tags, ...(hd.tags ?? [])])],
+          file_name: c.rel,
+          source: 'capture',
+        };
+      } else {
+        idKey = `${c.path}\0${c.size}\0${Math.floor(c.mtimeMs)}`;
+        const key = idKey;
+        id = store.root.transactionSync(() => {
+          const cur = store.ids.get(key);
+          if (cur) return cur;
+          const fresh = randomUUID();
+          store.ids.putSync(key, fresh);
+          return fresh;
+        });
+        meta = { file_id: id, part_id: this.opts.partId, data_type: 'DATA_TYPE_FILE', tags: [...this.opts.tags], file_name: c.rel, source: c.root };
+      }
+      const rec = store.files.get(c.path);
+      if (rec && !this.eligible(store, c, rec, id, now, res)) continue;
+      work.push(idKey === undefined ? { c, id, meta } : { c, id, idKey, meta });
+    }
+    return work;
+  }
+
+  private eligible(store: StateStore, c: Candidate, rec: FileState, id: string, now: number, res: SyncResult): boolean {
+    switch (rec.status) {
+      case 'deleting':
+      case 'deleted_by_janitor':
+        return false; // the janitor has it
+      case 'failed':
+        if (rec.id === id) return false;
+        store.updateFile(c.path, { status: 'pending', id, attempts: 0, nextRetryAt: 0, reason: undefined as unknown as string });
+        return true;
+      case 'committed':
+        // The file exists again (kept by deleteAfterSync=false, or new content at the same path).
+        if (this.opts.deleteAfterSync === false && rec.id === id) return false;
+        store.updateFile(c.path, { status: 'pending', id, attempts: 0, nextRetryAt: 0 });
+        return true;
+      case 'uploading':
+        if (rec.claimedBy === this.runId) return false; // in flight in this run
+        return true; // stale claim from a crashed run: restart from the beginning
+      case 'pending':
+        if (rec.nextRetryAt > now) {
+          res.deferred++;
+          return false;
+        }
+        return true;
+    }
+  }
+
+  private async uploadOne(store: StateStore, w: Work, signal: AbortSignal, res: SyncResult): Promise<'ok' | 'link' | 'failed' | 'retry' | 'skip'> {
+    const { c } = w;
+    if (!store.claimUpload(c.path, this.runId, { id: w.id, source: c.source, size: c.size })) return 'skip';
+    const task: UploadTask = { path: c.path, target: this.opts.ingest, addressIndex: this.addrIdx, meta: w.meta, chunkBytes: this.opts.chunkBytes ?? DEFAULT_CHUNK_BYTES };
+    if (this.opts.uploadDeadlineMs !== undefined) task.deadlineMs = this.opts.uploadDeadlineMs;
+    let out: UploadOutcome;
+    try {
+      out = (await this.pool!.run(task, { signal })) as UploadOutcome;
+    } catch (e) {
+      // Aborted by stop(), or the worker died: the file restarts from its beginning next run.
+      store.updateFile(c.path, { status: 'pending', claimedBy: undefined as unknown as string });
+      res.deferred++;
+      if (!signal.aborted) res.errors.push(`upload worker failed for ${c.path}: ${(e as Error).message}`);
+      return 'retry';
+    }
+    if (out.ok) {
+      if (this.opts.deleteAfterSync !== false) {
+        try {
+          fs.rmSync(c.path, { force: true });
+        } catch (e) {
+          log.warn({ err: e, file: c.path }, 'synced file could not be deleted; it will be re-sent and answered ALREADY_HAVE');
+        }
+      }
+      store.updateFile(c.path, { status: 'committed', id: w.id, attempts: 0, nextRetryAt: 0, claimedBy: undefined as unknown as string });
+      if (w.idKey !== undefined && this.opts.deleteAfterSync !== false) store.ids.removeSync(w.idKey);
+      this.link.succeed();
+      if (out.status === 'committed') {
+        res.uploaded++;
+        this.st.uploadedFiles++;
+      } else {
+        res.alreadyHad++;
+        this.st.alreadyHave++;
+      }
+      res.bytes += out.bytes;
+      this.st.uploadedBytes += out.bytes;
+      this.emit('file-synced', { path: c.path, fileId: w.id, status: out.status, bytes: out.bytes } satisfies FileSyncedEvent);
+      return 'ok';
+    }
+    if (out.kind === 'link' || out.kind === 'auth') {
+      store.updateFile(c.path, { status: 'pending', claimedBy: undefined as unknown as string });
+      this.linkFailure(out.kind, { code: out.grpcCode, message: out.message }, res);
+      res.deferred++;
+      return 'link';
+    }
+    if (out.kind === 'rejected') {
+      this.moveToFailed(store, c, `server rejected the upload (${statusName(out.grpcCode)}): ${out.message}`);
+      res.failed++;
+      return 'failed';
+    }
+    if (out.kind === 'local' && out.errno === 'ENOENT') {
+      store.updateFile(c.path, { status: 'pending', claimedBy: undefined as unknown as string });
+      return 'skip'; // vanished under us
+    }
+    // A per-file failure: bounded retries with the same schedule as the link backoff.
+    const rec = store.files.get(c.path);
+    const attempts = (rec?.attempts ?? 0) + 1;
+    const max = this.opts.maxFileAttempts ?? 10;
+    if (attempts >= max) {
+      this.moveToFailed(store, c, `gave up after ${attempts} attempts: ${out.message}`);
+      res.failed++;
+      return 'failed';
+    }
+    const base = this.link.baseDelay(attempts);
+    const delay = Math.round(base + base * this.link.jitter * (this.random() * 2 - 1));
+    store.updateFile(c.path, { status: 'pending', attempts, nextRetryAt: this.clock.now() + delay, claimedBy: undefined as unknown as string, reason: out.message });
+    res.errors.push(`${c.path}: ${out.message}`);
+    res.deferred++;
+    return 'retry';
+  }
+
+  /** `<stateDir>/failed/<rel>` (capture) or `<stateDir>/failed/additional/<root name>/<rel>`, plus `<file>.reason`. */
+  private moveToFailed(store: StateStore, c: Candidate, reason: string): void {
+    const base = path.join(this.opts.stateDir, FAILED_DIR_NAME);
+    let dest = c.source === 'capture' ? path.join(base, ...c.rel.split('/')) : path.join(base, 'additional', path.basename(c.root), ...c.rel.split('/'));
+    for (let i = 1; fs.existsSync(dest); i++) dest = `${dest.replace(/\.\d+$/, '')}.${i}`;
+    try {
+      fs.mkdirSync(path.dirname(dest), { recursive: true, mode: 0o700 });
+      try {
+        fs.renameSync(c.path, dest);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
+        fs.copyFileSync(c.path, dest);
+        fs.rmSync(c.path);
+      }
+      fs.writeFileSync(`${dest}.reason`, `${reason}\nsource: ${c.path}\ntime: ${new Date(this.clock.now()).toISOString()}\n`);
+    } catch (e) {
+      log.error({ err: e, file: c.path }, 'could not move failed file');
+    }
+    store.updateFile(c.path, { status: 'failed', reason, claimedBy: undefined as unknown as string });
+    this.st.failedFiles++;
+    this.lastError = `${c.path}: ${reason}`;
+    log.warn({ file: c.path, dest }, reason);
+    this.emit('file-failed', { path: c.path, reason } satisfies FileFailedEvent);
+  }
+}

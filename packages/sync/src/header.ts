@@ -1,0 +1,34 @@
+import fs from 'node:fs';
+import { FILE_MAGIC, FRAME_HEADER_BYTES, readRecords, readU32, type CaptureFileHeader } from '@edgecap/format';
+import { FrameOff } from '@edgecap/format';
+
+/**
+ * Read just the header frame of a capture file (magic + first frame), not the whole file.
+ * Returns the header or a reason why the file has no usable header.
+ */
+export function readCaptureHeader(file: string): { header: CaptureFileHeader } | { reason: string } {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch (e) {
+    return { reason: `cannot open: ${(e as Error).message}` };
+  }
+  try {
+    const pre = Buffer.alloc(FILE_MAGIC.length + FRAME_HEADER_BYTES);
+    const n = fs.readSync(fd, pre, 0, pre.length, 0);
+    if (n < pre.length) return { reason: 'file too short for a capture header' };
+    const len = readU32(pre, FILE_MAGIC.length + FrameOff.length);
+    if (len > 16 * 1024 * 1024) return { reason: `header frame length ${len} is implausible` };
+    const all = Buffer.alloc(pre.length + len);
+    pre.copy(all);
+    const m = fs.readSync(fd, all, pre.length, len, pre.length);
+    if (m < len) return { reason: 'header frame cut off' };
+    for (const ev of readRecords(all, file)) {
+      if (ev.kind === 'header') return { header: ev.header };
+      if (ev.kind === 'problem') return { reason: ev.problem.reason };
+    }
+    return { reason: 'file has no valid header frame' };
+  } finally {
+    fs.closeSync(fd);
+  }
+}

@@ -1,0 +1,100 @@
+import fs from 'node:fs';
+import net from 'node:net';
+import * as grpc from '@grpc/grpc-js';
+import { loadSyncProto, type DataSyncClient } from '@edgecap/proto';
+import { SyncConfigError } from './errors.js';
+
+/** Where and how to reach the ingest server. */
+export interface IngestTarget {
+  /** `host:port`, or several for fail-over (rotated on connectivity failures). */
+  address: string | string[];
+  /** Plain-text HTTP/2; only allowed for loopback addresses. */
+  insecure?: boolean;
+  /** PEM CA bundle to trust (self-signed server certs); system roots otherwise. */
+  caFile?: string;
+  apiKey?: string;
+  /** TLS server name to verify (and :authority) when it differs from the address host. */
+  serverName?: string;
+}
+
+export const DEFAULT_CHUNK_BYTES = 1024 * 1024;
+/** Flow-control window and message limits: a 1 MiB chunk must never wait on a 64 KiB window. */
+export const FLOW_CONTROL_WINDOW = 16 * 1024 * 1024;
+export const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+
+export function addressesOf(t: IngestTarget): string[] {
+  const list = (Array.isArray(t.address) ? t.address : [t.address]).map((a) => a.trim()).filter((a) => a.length > 0);
+  if (list.length === 0) throw new SyncConfigError('ingest.address is empty', { field: 'ingest.address' });
+  return list;
+}
+
+/** Host part of `host:port`, `[v6]:port`, `dns:///host:port`, `ipv4:host:port`. */
+export function hostOf(address: string): string {
+  let a = address.replace(/^dns:(\/\/[^/]*\/)?/, '').replace(/^ipv[46]:/, '').replace(/^\/+/, '');
+  if (a.startsWith('[')) return a.slice(1, a.indexOf(']'));
+  const colons = a.split(':').length - 1;
+  if (colons === 1) a = a.slice(0, a.lastIndexOf(':'));
+  return a;
+}
+
+export function isLoopback(address: string): boolean {
+  const h = hostOf(address).toLowerCase();
+  if (h === 'localhost' || h.endsWith('.localhost')) return true;
+  if (net.isIPv4(h)) return h.startsWith('127.');
+  if (net.isIPv6(h)) return h === '::1' || h.startsWith('::ffff:127.');
+  return false;
+}
+
+/** Validate a target up front: plain text is allowed only to loopback; the CA file must exist. */
+export function checkTarget(t: IngestTarget): void {
+  const list = addressesOf(t);
+  if (t.insecure) {
+    const bad = list.filter((a) => !isLoopback(a));
+    if (bad.length > 0) {
+      throw new SyncConfigError(
+        `ingest.insecure is only allowed for loopback addresses (127.0.0.0/8, ::1, localhost); refusing plain text to ${bad.join(', ')}`,
+        { field: 'ingest.insecure', addresses: bad },
+      );
+    }
+  } else if (t.caFile !== undefined && !fs.existsSync(t.caFile)) {
+    throw new SyncConfigError(`ingest.ca_file ${t.caFile} does not exist`, { field: 'ingest.ca_file' });
+  }
+}
+
+export function channelOptions(t: IngestTarget): grpc.ChannelOptions {
+  const o: grpc.ChannelOptions = {
+    'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW,
+    'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+    'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+    'grpc.keepalive_time_ms': 30_000,
+    'grpc.keepalive_timeout_ms': 10_000,
+    'grpc.initial_reconnect_backoff_ms': 200,
+    'grpc.max_reconnect_backoff_ms': 5_000,
+    // Our own backoff decides retries; a fresh channel per address is what fail-over rotates.
+    'grpc.enable_retries': 0,
+  };
+  if (t.serverName && !t.insecure) {
+    o['grpc.ssl_target_name_override'] = t.serverName;
+    o['grpc.default_authority'] = t.serverName;
+  }
+  return o;
+}
+
+export function credentialsFor(t: IngestTarget): grpc.ChannelCredentials {
+  checkTarget(t);
+  if (t.insecure) return grpc.credentials.createInsecure();
+  return grpc.credentials.createSsl(t.caFile ? fs.readFileSync(t.caFile) : null);
+}
+
+export function makeClient(t: IngestTarget, addressIndex: number): DataSyncClient {
+  const list = addressesOf(t);
+  const address = list[((addressIndex % list.length) + list.length) % list.length]!;
+  const Ctor = loadSyncProto().edgecap.sync.v1.DataSync;
+  return new Ctor(address, credentialsFor(t), channelOptions(t)) as unknown as DataSyncClient;
+}
+
+export function callMetadata(t: IngestTarget): grpc.Metadata {
+  const md = new grpc.Metadata();
+  if (t.apiKey) md.set('authorization', `Bearer ${t.apiKey}`);
+  return md;
+}

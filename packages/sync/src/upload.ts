@@ -1,0 +1,133 @@
+/**
+ * One upload attempt of one file (the body of a sync worker thread; also callable in-process).
+ *
+ *   open fd ─► pass 1: sha256 + size ─► Upload stream: [metadata] [chunk 1 MiB] [chunk] ... end
+ *                                                      ◄── UploadResponse (after durable commit)
+ *
+ * Never retries and never sleeps: a failure is returned as data ({kind, grpcCode, message}) and
+ * the engine decides (connectivity gate, per-file backoff, failed/). So a retrying file can
+ * never hold a pool thread hostage.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs/promises';
+import * as grpc from '@grpc/grpc-js';
+import type { DataSyncClient, FileMetadata, UploadResponse__Output } from '@edgecap/proto';
+import { classifyStatus, type FailureKind } from './errors.js';
+import { DEFAULT_CHUNK_BYTES, callMetadata, makeClient, type IngestTarget } from './target.js';
+
+export interface UploadTask {
+  path: string;
+  target: IngestTarget;
+  addressIndex: number;
+  /** Metadata minus what the worker computes (size, sha256, mtime_ms). */
+  meta: Omit<FileMetadata, 'size' | 'sha256' | 'mtime_ms'>;
+  chunkBytes?: number;
+  /** Overall deadline for the call, ms; default 120 s + 1 s per 256 KiB. */
+  deadlineMs?: number;
+}
+
+export type UploadOutcome =
+  | { ok: true; status: 'committed' | 'already_have'; bytes: number; sha256: string }
+  | { ok: false; kind: FailureKind | 'local'; grpcCode?: number; errno?: string; message: string };
+
+const clients = new Map<string, DataSyncClient>();
+
+/** One channel per (target, address) per thread, reused across tasks. */
+function clientFor(t: IngestTarget, idx: number): DataSyncClient {
+  const key = `${JSON.stringify(t)}#${idx}`;
+  let c = clients.get(key);
+  if (!c) {
+    c = makeClient(t, idx);
+    clients.set(key, c);
+  }
+  return c;
+}
+
+export function closeClients(): void {
+  for (const c of clients.values()) c.close();
+  clients.clear();
+}
+
+async function hashFile(fh: fs.FileHandle, size: number, chunk: number): Promise<Buffer> {
+  const h = crypto.createHash('sha256');
+  const buf = Buffer.allocUnsafe(Math.min(chunk, Math.max(size, 1)));
+  let pos = 0;
+  while (pos < size) {
+    const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, size - pos), pos);
+    if (bytesRead === 0) break;
+    h.update(buf.subarray(0, bytesRead));
+    pos += bytesRead;
+  }
+  if (pos !== size) throw Object.assign(new Error(`file shrank while hashing (${pos} of ${size} bytes)`), { code: 'ESHRANK' });
+  return h.digest();
+}
+
+export async function uploadFile(task: UploadTask, client?: DataSyncClient): Promise<UploadOutcome> {
+  const chunk = task.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+  let fh: fs.FileHandle;
+  try {
+    fh = await fs.open(task.path, 'r');
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    return { ok: false, kind: 'local', errno: err.code, message: `cannot open ${task.path}: ${err.message}` };
+  }
+  try {
+    const st = await fh.stat();
+    const size = st.size;
+    let sha: Buffer;
+    try {
+      sha = await hashFile(fh, size, chunk);
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      return { ok: false, kind: 'local', errno: err.code, message: `cannot read ${task.path}: ${err.message}` };
+    }
+    const c = client ?? clientFor(task.target, task.addressIndex);
+    const deadline = Date.now() + (task.deadlineMs ?? 120_000 + Math.ceil(size / (256 * 1024)) * 1000);
+    return await new Promise<UploadOutcome>((resolve) => {
+      let settled = false;
+      const done = (o: UploadOutcome): void => {
+        if (!settled) {
+          settled = true;
+          resolve(o);
+        }
+      };
+      const call = c.Upload(callMetadata(task.target), { deadline }, (err: grpc.ServiceError | null, res?: UploadResponse__Output) => {
+        if (err) {
+          done({ ok: false, kind: classifyStatus(err.code), grpcCode: err.code, message: err.details || err.message });
+          return;
+        }
+        if (!res || (res.status !== 'UPLOAD_STATUS_COMMITTED' && res.status !== 'UPLOAD_STATUS_ALREADY_HAVE')) {
+          done({ ok: false, kind: 'file', message: `unexpected upload response status ${String(res?.status)}` });
+          return;
+        }
+        done({ ok: true, status: res.status === 'UPLOAD_STATUS_COMMITTED' ? 'committed' : 'already_have', bytes: size, sha256: sha.toString('hex') });
+      });
+      const write = (msg: object): Promise<void> =>
+        new Promise<void>((res) => {
+          if (call.write(msg)) res();
+          else call.once('drain', () => res());
+        });
+      void (async () => {
+        try {
+          await write({ metadata: { ...task.meta, size, sha256: sha, mtime_ms: Math.floor(st.mtimeMs) } });
+          let pos = 0;
+          while (pos < size && !settled) {
+            // A fresh buffer per chunk: grpc-js may still hold the previous one while serialising.
+            const buf = Buffer.allocUnsafe(Math.min(chunk, size - pos));
+            const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+            if (bytesRead === 0) throw Object.assign(new Error(`file shrank during upload at byte ${pos} of ${size}`), { code: 'ESHRANK' });
+            await write({ chunk: bytesRead === buf.length ? buf : buf.subarray(0, bytesRead) });
+            pos += bytesRead;
+          }
+          call.end();
+        } catch (e) {
+          const err = e as NodeJS.ErrnoException;
+          call.cancel();
+          done({ ok: false, kind: 'local', errno: err.code, message: `cannot read ${task.path}: ${err.message}` });
+        }
+      })();
+    });
+  } finally {
+    await fh.close().catch(() => undefined);
+  }
+}
