@@ -1,0 +1,40 @@
+export {
+  startIngestServer,
+  parseListen,
+  isLoopback,
+  INGEST_VERSION,
+  DEFAULT_MAX_FILE_BYTES,
+  MAX_MESSAGE_BYTES,
+  FLOW_CONTROL_WINDOW,
+  type IngestServer,
+  type IngestServerOptions,
+} from './server.js';
+export { RequestRejected } from './errors.js';
+export {
+  FileStorage,
+  type IngestStorage,
+  type StagedUpload,
+  type FileRecord,
+  type NewFileRecord,
+  type CaptureInfo,
+  type ReportedGap,
+  type CommitResult,
+} from './storage.js';
+export {
+  exportReadings,
+  listReceived,
+  gapReport,
+  removeReportedGaps,
+  summarizeBinary,
+  type ExportedReading,
+  type BinarySummary,
+  type ReceivedEntry,
+  type ReceivedCaptureFile,
+  type ReceivedFile,
+  type GapReport,
+  type StreamCompleteness,
+  type GapEntry,
+  type SeqRange,
+} from './report.js';
+export { makeDevCert, type DevCert } from './devcert.js';
+export { findUnknownField } from './wire.js';
