@@ -267,10 +267,14 @@ export class SyncEngine extends EventEmitter {
       const probe = await this.unary('Health', {}, this.opts.probeTimeoutMs ?? 5000);
       if (probe.err) {
         this.linkFailure(classifyStatus(probe.err.code), probe.err, res);
+        res.deferred = this.countCandidates();
         return res;
       }
       this.link.succeed();
-      if (!(await this.reportGaps(store, res))) return res;
+      if (!(await this.reportGaps(store, res))) {
+        res.deferred = this.countCandidates();
+        return res;
+      }
       if (abort.signal.aborted) return res;
 
       const work = this.prepare(store, res);
@@ -369,6 +373,15 @@ export class SyncEngine extends EventEmitter {
     }
     store.markGapsReported(gaps);
     return true;
+  }
+
+  /** Files a round would look at (no header reads, no state): what a failed probe defers. */
+  private countCandidates(): number {
+    const now = this.clock.now();
+    let n = scanCaptureDir(this.opts.captureDir).length;
+    for (const root of this.opts.additionalSyncPaths) n += scanAdditional(root, this.opts.fileLastModifiedMs, now, [this.opts.stateDir]).files.length;
+    this.st.pendingFiles = n;
+    return n;
   }
 
   /** Scan and decide, per file, whether it goes out this round. */

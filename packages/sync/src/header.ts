@@ -16,6 +16,7 @@ export function readCaptureHeader(file: string): { header: CaptureFileHeader } |
   try {
     const pre = Buffer.alloc(FILE_MAGIC.length + FRAME_HEADER_BYTES);
     const n = fs.readSync(fd, pre, 0, pre.length, 0);
+    if (n < FILE_MAGIC.length || !FILE_MAGIC.every((b, i) => pre[i] === b)) return { reason: 'not an edgecap capture file (bad magic)' };
     if (n < pre.length) return { reason: 'file too short for a capture header' };
     const len = readU32(pre, FILE_MAGIC.length + FrameOff.length);
     if (len > 16 * 1024 * 1024) return { reason: `header frame length ${len} is implausible` };
