@@ -118,14 +118,14 @@ export function upload(
 }
 
 /** Upload hand-made protobuf bytes (to send what the typed client cannot: unknown fields). */
-export function rawUpload(address: string, caFile: string, messages: Buffer[]): Promise<UploadResult> {
+export function rawUpload(address: string, caFile: string, messages: Buffer[], key = API_KEY): Promise<UploadResult> {
   const client = new grpc.Client(address, grpc.credentials.createSsl(fs.readFileSync(caFile)));
   return new Promise((resolve) => {
     const call = client.makeClientStreamRequest(
       '/edgecap.sync.v1.DataSync/Upload',
       (b: Buffer) => b,
       (b: Buffer) => b,
-      auth(),
+      auth(key),
       (err, res) => {
         client.close();
         if (err) resolve({ ok: false, code: err.code, details: err.details });

@@ -1,9 +1,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { exportReadings, listReceived, makeDevCert, startIngestServer, type IngestServer } from '@edgecap/ingest';
 import type { DataSyncClient } from '@edgecap/proto';
 import { API_KEY, captureMeta, collect, fileMeta, health, makeCapture, makeClient, sha256, tmpDir, upload } from './helpers.js';
+
+vi.hoisted(() => {
+  process.env.EDGECAP_LOG_LEVEL ??= 'silent';
+});
 
 describe('ingest over TLS', () => {
   let dir: string;
