@@ -44,7 +44,7 @@ export interface JanitorRound {
   startUsage: number;
   /** action 'warned': whether this check logged/emitted it (false = rate-limited; set by Janitor). */
   warningEmitted: boolean;
-  /** Candidates skipped because the sync worker holds them (or they are committed). */
+  /** Candidate slots skipped because the sync worker holds the file (uploading/committed), summed over rounds. */
   skippedClaimed: number;
 }
 
@@ -89,9 +89,13 @@ export class JanitorCore {
     let m = first;
     const maxRounds = this.o.maxRounds ?? 1000;
     while (m.usage >= this.threshold && m.share >= this.captureThreshold && r.rounds < maxRounds) {
+      // Files the sync worker holds are not eligible, so they take no slot in the every-Nth
+      // count (claimDelete re-checks atomically for uploads that start after this filter).
       const scan = scanCaptureDir(this.o.captureDir, this.o.excludePaths);
-      if (scan.candidates.length === 0) break;
-      const round = this.deleteRound(everyNth(scan.candidates, this.nth));
+      const eligible = scan.candidates.filter((c) => !this.heldBySync(c.path));
+      r.skippedClaimed += scan.candidates.length - eligible.length;
+      if (eligible.length === 0) break;
+      const round = this.deleteRound(everyNth(eligible, this.nth));
       r.rounds++;
       r.deletedFiles += round.files;
       r.freedBytes += round.bytes;
@@ -111,6 +115,13 @@ export class JanitorCore {
       this.log.warn({ usage: m.usage, captureShare: m.share, rounds: r.rounds }, 'disk usage still above threshold after janitor rounds');
     }
     return r;
+  }
+
+  /** A live upload claim of this run, or already committed: claimDelete would refuse it. */
+  private heldBySync(file: string): boolean {
+    const st = this.store.files.get(file);
+    if (!st) return false;
+    return (st.status === 'uploading' && st.claimedBy === this.o.runId) || st.status === 'committed' || st.status === 'deleted_by_janitor';
   }
 
   private measure(): { usage: number; usedBytes: number; bytes: number; share: number } {

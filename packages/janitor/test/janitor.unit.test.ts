@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Janitor, everyNth, type JanitorOptions } from '@edgecap/janitor';
+import { Janitor, JanitorCore, everyNth, type JanitorOptions } from '@edgecap/janitor';
 import { StateStore } from '@edgecap/store';
 import { exists, makeCapture, treeBytes, type MadeFile } from './helpers.js';
 
@@ -155,6 +155,24 @@ describe('janitor eligibility (nothing but finished, unclaimed capture files ins
     expect(exists(stateCapture)).toBe(true);
     expect(j.stats().deletedFiles).toBe(5);
     await j.stop();
+  });
+
+  it('an upload claimed between selection and deletion wins the race: claimDelete refuses, the file stays', async () => {
+    const files = makeFiles(3);
+    // The sync worker claims files[1] just before the janitor's claimDelete for it runs.
+    const racing = Object.create(store) as StateStore;
+    racing.claimDelete = (file, rid, id, size) => {
+      if (file === files[1]!.path) store.claimUpload(file, runId, { id, source: 'capture', size });
+      return store.claimDelete(file, rid, id, size);
+    };
+    const core = new JanitorCore({ captureDir, stateDir, runId, statfs: alwaysFull, deleteEveryNth: 1, store: racing });
+    const r = core.check();
+    await core.close();
+    expect(files.map((f) => exists(f.path))).toEqual([false, true, false]);
+    expect(r.deletedFiles).toBe(2);
+    expect(store.files.get(files[1]!.path)?.status).toBe('uploading');
+    // No gap was recorded for the file that was not deleted.
+    expect(store.unreportedGaps().map((g) => g.from_seq).sort((a, b) => a - b)).toEqual([0, 20]);
   });
 
   it('never deletes a file the sync already committed, nor excluded paths', async () => {
