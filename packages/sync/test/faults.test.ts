@@ -190,7 +190,7 @@ describe('faults', () => {
   it('stop() during an upload aborts it; the next run restarts that file and commits it once', async () => {
     const { opts, captureDir, stateDir } = setup({ threads: 1 });
     const f = makeCapture(captureDir, 'h', 10);
-    server.faults.hang = { pred: (m) => m.file_id === f.id, mode: 'before-commit' };
+    server.faults.hang = (m) => (m.file_id === f.id ? 'before-commit' : undefined);
     let hung = false;
     server.once('hung', () => (hung = true));
     const engine = new SyncEngine(opts);
@@ -229,6 +229,23 @@ describe('faults', () => {
     } finally {
       await engine.stop();
     }
+  });
+
+  it('start(): scheduled rounds every intervalMs pick up new files; stop() ends them', async () => {
+    const { opts, captureDir } = setup({ intervalMs: 30, clock: undefined });
+    const engine = new SyncEngine(opts);
+    await engine.start();
+    try {
+      expect(engine.stats().running).toBe(true);
+      const a = makeCapture(captureDir, 'sa', 2);
+      await until(() => server.stored.has(a.id), 'first scheduled upload');
+      const b = makeCapture(captureDir, 'sb', 2);
+      await until(() => server.stored.has(b.id), 'second scheduled upload');
+      expect(server.stored.get(a.id)!.stores + server.stored.get(b.id)!.stores).toBe(2);
+    } finally {
+      await engine.stop();
+    }
+    expect(engine.stats().running).toBe(false);
   });
 
   it('refuses plain text to a non-loopback address', () => {

@@ -29,8 +29,8 @@ export interface Faults {
   down?: grpc.status;
   /** Upload fails with `code` for the next `times` Upload calls. */
   failUploads?: { code: grpc.status; times: number };
-  /** Never answer uploads matching pred. */
-  hang?: { pred: (m: FileMetadata__Output) => boolean; mode: HangMode };
+  /** Never answer this upload: before committing it, or after (a lost ack). */
+  hang?: (m: FileMetadata__Output) => HangMode | undefined;
   /** Reject matching uploads as INVALID_ARGUMENT with this message. */
   reject?: (m: FileMetadata__Output) => string | undefined;
 }
@@ -110,8 +110,7 @@ export class TestServer extends EventEmitter {
         call.on('end', () => {
           if (answered || !meta) return answer({ code: grpc.status.INVALID_ARGUMENT, details: 'no metadata' });
           const data = Buffer.concat(chunks);
-          const h = this.faults.hang;
-          const hang = h?.pred(meta) ? h.mode : undefined;
+          const hang = this.faults.hang?.(meta);
           if (hang === 'before-commit') {
             this.hung.push(call);
             this.emit('hung', meta);
