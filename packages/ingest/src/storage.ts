@@ -23,6 +23,7 @@ import path from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { EdgecapError, ErrorCodes, logger } from '@edgecap/core';
 import type { Gap as FrameGap } from '@edgecap/format';
+import { invalid } from './errors.js';
 import { segmentOf } from './paths.js';
 
 const log = logger('ingest.storage');
@@ -273,8 +274,17 @@ export class FileStorage implements IngestStorage {
       }
       const rel = this.finalPath(rec);
       const abs = path.join(this.dataDir, rel);
-      await fsp.mkdir(path.dirname(abs), { recursive: true, mode: 0o700 });
-      await fsp.rename(staged.file, abs);
+      try {
+        await fsp.mkdir(path.dirname(abs), { recursive: true, mode: 0o700 });
+        await fsp.rename(staged.file, abs);
+      } catch (e) {
+        await staged.discard();
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'ENOTDIR' || code === 'EISDIR' || code === 'EEXIST' || code === 'ENAMETOOLONG') {
+          throw invalid(`file_name ${JSON.stringify(rec.file_name)} conflicts with a stored file or folder (${code})`, { field: 'file_name' });
+        }
+        throw e;
+      }
       await fsyncDir(path.dirname(abs));
       const record: FileRecord = { ...rec, path: rel, received_at_ms: Date.now() };
       await this.fileDb.put(rec.file_id, record);

@@ -97,4 +97,12 @@ describe('ingest over TLS', () => {
     expect(fs.readFileSync(stored).equals(bytes)).toBe(true);
     expect(fs.readFileSync(`${stored}~file-2`).toString()).toBe('version 2');
   });
+  it('a client that cancels mid-upload leaves nothing behind', async () => {
+    const c = makeCapture({ name: 'cancelled', seqs: Array.from({ length: 5000 }, (_, i) => i) });
+    const r = await upload(client, captureMeta(c), c.bytes, { chunk: 4096, halfThen: (call) => setTimeout(() => call.cancel(), 50) });
+    expect(r).toMatchObject({ ok: false, code: 1 /* CANCELLED */ });
+    while (fs.readdirSync(path.join(dataDir, 'staging')).length > 0) await new Promise((res) => setTimeout(res, 10));
+    expect((await listReceived(dataDir)).some((e) => e.file_id === c.id)).toBe(false);
+    expect(await upload(client, captureMeta(c), c.bytes)).toMatchObject({ ok: true, res: { status: 'UPLOAD_STATUS_COMMITTED' } });
+  });
 });
