@@ -102,11 +102,17 @@ export async function uploadFile(task: UploadTask, client?: DataSyncClient): Pro
         }
         done({ ok: true, status: res.status === 'UPLOAD_STATUS_COMMITTED' ? 'committed' : 'already_have', bytes: size, sha256: sha.toString('hex') });
       });
+      // Respect HTTP/2 back-pressure; a call that ended (status/error) also releases the writer.
       const write = (msg: object): Promise<void> =>
         new Promise<void>((res) => {
-          if (call.write(msg)) res();
-          else call.once('drain', () => res());
+          if (settled || call.write(msg)) return res();
+          const go = (): void => {
+            call.off('drain', go).off('status', go).off('error', go);
+            res();
+          };
+          call.on('drain', go).on('status', go).on('error', go);
         });
+      call.on('error', () => undefined); // reported through the callback
       void (async () => {
         try {
           await write({ metadata: { ...task.meta, size, sha256: sha, mtime_ms: Math.floor(st.mtimeMs) } });

@@ -96,9 +96,10 @@ export class TestServer extends EventEmitter {
           if (answered) return;
           if (!meta) {
             if (m.packet !== 'metadata' || !m.metadata) return answer({ code: grpc.status.INVALID_ARGUMENT, details: 'first message must be metadata' });
-            meta = m.metadata;
-            this.emit('upload-start', meta);
-            const reason = this.faults.reject?.(meta);
+            const first = m.metadata;
+            meta = first;
+            this.emit('upload-start', first);
+            const reason = this.faults.reject?.(first);
             if (reason) return answer({ code: grpc.status.INVALID_ARGUMENT, details: reason });
             return;
           }
@@ -108,7 +109,8 @@ export class TestServer extends EventEmitter {
         });
         call.on('error', () => undefined); // client went away: nothing is committed
         call.on('end', () => {
-          if (answered || !meta) return answer({ code: grpc.status.INVALID_ARGUMENT, details: 'no metadata' });
+          if (answered) return;
+          if (!meta) return answer({ code: grpc.status.INVALID_ARGUMENT, details: 'no metadata' });
           const data = Buffer.concat(chunks);
           const hang = this.faults.hang?.(meta);
           if (hang === 'before-commit') {
