@@ -159,6 +159,7 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
       diskUsageThreshold: c.disk_usage_deletion_threshold,
       captureDirThreshold: c.capture_dir_deletion_threshold,
       deleteEveryNth: c.delete_every_nth_when_disk_full,
+      excludePaths: c.additional_sync_paths,
     });
     j.on('disk-warning', (e: { usage: number; captureShare: number }) => this.emit('disk-warning', e));
     await j.start();
