@@ -1,0 +1,82 @@
+/**
+ * A TCP proxy that cuts real connections on command: drop (close both sides), reset (RST),
+ * stall (stop forwarding for a while). Used to fault the edge↔ingest link mid-upload.
+ */
+import net from 'node:net';
+
+export class FaultyProxy {
+  private server: net.Server;
+  private readonly pairs = new Set<{ a: net.Socket; b: net.Socket }>();
+  private stalled = false;
+  port = 0;
+  stats = { connections: 0, drops: 0, resets: 0, stalls: 0 };
+
+  constructor(private readonly targetPort: number, private readonly targetHost = '127.0.0.1') {
+    this.server = net.createServer((a) => {
+      this.stats.connections++;
+      const b = net.connect(this.targetPort, this.targetHost);
+      const pair = { a, b };
+      this.pairs.add(pair);
+      const forward = (from: net.Socket, to: net.Socket): void => {
+        from.on('data', (d) => {
+          if (this.stalled) from.pause();
+          if (!to.write(d)) from.pause();
+        });
+        to.on('drain', () => {
+          if (!this.stalled) from.resume();
+        });
+      };
+      forward(a, b);
+      forward(b, a);
+      const end = (): void => {
+        this.pairs.delete(pair);
+        a.destroy();
+        b.destroy();
+      };
+      a.on('error', end).on('close', end);
+      b.on('error', end).on('close', end);
+    });
+  }
+
+  async listen(): Promise<number> {
+    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
+    this.port = (this.server.address() as net.AddressInfo).port;
+    return this.port;
+  }
+
+  drop(): void {
+    this.stats.drops++;
+    for (const p of this.pairs) {
+      p.a.destroy();
+      p.b.destroy();
+    }
+  }
+
+  reset(): void {
+    this.stats.resets++;
+    for (const p of this.pairs) {
+      p.a.resetAndDestroy();
+      p.b.resetAndDestroy();
+    }
+  }
+
+  async stall(ms: number): Promise<void> {
+    this.stats.stalls++;
+    this.stalled = true;
+    for (const p of this.pairs) {
+      p.a.pause();
+      p.b.pause();
+    }
+    await new Promise((r) => setTimeout(r, ms));
+    this.stalled = false;
+    for (const p of this.pairs) {
+      p.a.resume();
+      p.b.resume();
+    }
+  }
+
+  async close(): Promise<void> {
+    this.drop();
+    await new Promise<void>((r) => this.server.close(() => r()));
+  }
+}

@@ -1,0 +1,41 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { REPO } from './helpers.js';
+import { runScenario, resultTable, type ScenarioOptions, type ScenarioResult } from './torture.js';
+
+// CI runs the short version; `pnpm torture --long` (EDGECAP_TORTURE=long) the long one and
+// records its table in RELIABILITY.md.
+const long = process.env.EDGECAP_TORTURE === 'long';
+const scenarios: ScenarioOptions[] = [
+  { name: 'edge-crash-loop', fault: 'edge', rounds: long ? 200 : 30 },
+  { name: 'ingest-crash-loop', fault: 'ingest', rounds: long ? 60 : 8 },
+  { name: 'both-crash-loop', fault: 'both', rounds: long ? 60 : 8 },
+  { name: 'network-faults', fault: 'network', rounds: long ? 90 : 12 },
+];
+const results: ScenarioResult[] = [];
+
+describe.sequential('torture: kills and cut networks with exact accounting', () => {
+  for (const s of scenarios) {
+    it(
+      s.name,
+      async () => {
+        const r = await runScenario(s);
+        results.push(r);
+        process.stdout.write(`\n${resultTable([r])}\n`);
+        expect(r.flushed).toBeGreaterThan(0);
+        expect(r.ingested).toBeGreaterThanOrEqual(r.flushed > 0 ? 1 : 0);
+        expect({ lost: r.lost, duplicated: r.duplicated, corrupt: r.corrupt, unexplainedGaps: r.unexplainedGaps }).toEqual({ lost: 0, duplicated: 0, corrupt: 0, unexplainedGaps: 0 });
+        if (s.fault === 'edge' || s.fault === 'both') expect(r.kills).toBeGreaterThan(0);
+      },
+      long ? 3_600_000 : 300_000,
+    );
+  }
+
+  it.runIf(long)('records the long run in RELIABILITY.md', () => {
+    const file = path.join(REPO, 'RELIABILITY.md');
+    const head = fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('<!-- results -->')[0]! : '# Reliability\n\n';
+    fs.writeFileSync(file, `${head}<!-- results -->\nLong run, ${new Date().toISOString()}, command \`pnpm torture --long\`:\n\n${resultTable(results)}\n`);
+    expect(results.length).toBe(scenarios.length);
+  });
+});
