@@ -1,0 +1,42 @@
+import type { StreamKey } from '@edgecap/core';
+
+export interface CaptureMethodSpec {
+  method: string;
+  frequencyHz: number;
+  additionalParams?: Record<string, unknown>;
+  /** Ring size in bytes (config `capture_queue_size`); the resource's ring uses the largest. */
+  queueBytes?: number;
+  disabled?: boolean;
+}
+
+export interface ResourceSpec {
+  name: string;
+  kind?: string;
+  /** 'sim:sensor' | 'sim:movement_sensor' | 'sim:camera' */
+  model?: string;
+  /** Absolute path (or file: URL) of a user resource module. */
+  module?: string;
+  export?: string;
+  attributes?: Record<string, unknown>;
+  methods: CaptureMethodSpec[];
+}
+
+/** What the writer needs to know about a stream. */
+export interface StreamInfo {
+  index: number;
+  key: StreamKey;
+  mimeType?: string;
+  params?: Record<string, unknown>;
+  statsSab: SharedArrayBuffer;
+}
+
+/** A frame too large for the ring, sent by message in ring order (see README). */
+export interface OversizeMessage {
+  ringId: number;
+  token: number;
+  frame: Uint8Array;
+}
+
+export type WriterEvent =
+  | { type: 'file-finished'; path: string; header: unknown; readings: number }
+  | { type: 'write-error'; code: string; message: string; path: string | undefined };

@@ -1,0 +1,487 @@
+/**
+ * Writer: ONE thread drains every ring into per-stream batch buffers and group-commits them.
+ *
+ *   rings ──drain──► stream batch (frames, copied once) ──flush tick──► write(fd, batch @ goodEnd)
+ *     doorbell.wait (waitAsync, timeout)        │ every flush_interval_ms/2: one write per stream
+ *                                               │ every fsync_interval_ms: fdatasync
+ *                                               │ size/age limit: fdatasync, rename .prog→.capture
+ *                                               └ error: truncate back to goodEnd (or drop the file),
+ *                                                 count, GAP 'write_error' once writing works again
+ *
+ * After each flush the stream's next seq is persisted (StateStore.advanceSeq); before a rename
+ * it is persisted synchronously, so a finished file is always covered by the persisted seq and
+ * a .prog by start-up recovery.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { logger, nowMicros, streamKeyString, type StreamKey } from '@edgecap/core';
+import { DIR_MODE, encodeFileStart, FILE_MODE, finishedPathOf, FrameEncoder, inProgressPath, newFileId, type CaptureFileHeader } from '@edgecap/format';
+import { Doorbell, RingConsumer } from '@edgecap/ring';
+import { REC_PREFIX_BYTES, RecFlag, RecOff, RecType, Stat } from './layout.js';
+import type { StreamInfo, WriterEvent } from './types.js';
+
+const log = logger('capture.writer');
+
+/** The slice of `fs` the writer uses; tests pass one that fails (ENOSPC, short writes). */
+export interface WriterFs {
+  openSync(p: string, flags: string, mode: number): number;
+  writeSync(fd: number, buf: Uint8Array, offset: number, length: number, position: number): number;
+  fdatasyncSync(fd: number): void;
+  closeSync(fd: number): void;
+  renameSync(from: string, to: string): void;
+  ftruncateSync(fd: number, len: number): void;
+  mkdirSync(p: string, o: { recursive: true; mode: number }): unknown;
+  unlinkSync(p: string): void;
+}
+
+export const realFs: WriterFs = {
+  openSync: (p, f, m) => fs.openSync(p, f, m),
+  writeSync: (fd, b, o, l, p) => fs.writeSync(fd, b, o, l, p),
+  fdatasyncSync: (fd) => fs.fdatasyncSync(fd),
+  closeSync: (fd) => fs.closeSync(fd),
+  renameSync: (a, b) => fs.renameSync(a, b),
+  ftruncateSync: (fd, l) => fs.ftruncateSync(fd, l),
+  mkdirSync: (p, o) => fs.mkdirSync(p, o),
+  unlinkSync: (p) => fs.unlinkSync(p),
+};
+
+export interface SeqSink {
+  advanceSeq(key: StreamKey, next: number): Promise<void> | void;
+  advanceSeqSync(key: StreamKey, next: number): void;
+}
+
+export interface WriterOptions {
+  captureDir: string;
+  partId: string;
+  tags: string[];
+  maxFileBytes: number;
+  maxFileAgeMs: number;
+  flushIntervalMs: number;
+  fsyncIntervalMs: number;
+  bellSab: SharedArrayBuffer;
+}
+
+export interface WriterDeps {
+  fs?: WriterFs;
+  store: SeqSink;
+  emit: (ev: WriterEvent) => void;
+}
+
+const HEADER_ESTIMATE = 256;
+const BATCH_FLUSH_BYTES = 1 << 20;
+
+class WStream {
+  batch = new Uint8Array(64 * 1024);
+  batchLen = 0;
+  batchReadings = 0;
+  batchFirstSeq = -1;
+  batchStartUs = 0;
+  batchBinary = false;
+  nextSeq = 0;
+  fd = -1;
+  path = '';
+  header: CaptureFileHeader | undefined;
+  /** Bytes known good in the open file (everything before this offset was written fully). */
+  goodEnd = 0;
+  fileReadings = 0;
+  openedAt = 0;
+  unsynced = false;
+  gapFrom = -1;
+  gapTo = -1;
+  lastErrCode = '';
+  readonly stats: Float64Array;
+  constructor(readonly info: StreamInfo) {
+    this.stats = new Float64Array(info.statsSab);
+  }
+  get key(): StreamKey {
+    return this.info.key;
+  }
+  append(frame: Uint8Array, firstSeq: number, count: number, reading: boolean): void {
+    if (this.batchLen + frame.length > this.batch.length) {
+      const n = new Uint8Array(Math.max(this.batch.length * 2, this.batchLen + frame.length));
+      n.set(this.batch.subarray(0, this.batchLen));
+      this.batch = n;
+    }
+    this.batch.set(frame, this.batchLen);
+    this.batchLen += frame.length;
+    if (this.batchFirstSeq < 0) {
+      this.batchFirstSeq = firstSeq;
+      this.batchStartUs = nowMicros();
+    }
+    if (reading) this.batchReadings++;
+    if (firstSeq + count > this.nextSeq) this.nextSeq = firstSeq + count;
+  }
+  resetBatch(): void {
+    this.batchLen = 0;
+    this.batchReadings = 0;
+    this.batchFirstSeq = -1;
+    if (this.batch.length > 4 * BATCH_FLUSH_BYTES) this.batch = new Uint8Array(64 * 1024);
+  }
+}
+
+interface WRing {
+  id: number;
+  consumer: RingConsumer;
+  streams: WStream[];
+}
+
+export class Writer {
+  private readonly fs: WriterFs;
+  private readonly streams = new Map<string, WStream>();
+  private rings: WRing[] = [];
+  private readonly oversize = new Map<string, Uint8Array>();
+  private readonly bell: Doorbell;
+  private readonly enc = new FrameEncoder();
+  private stopping = false;
+  private loop: Promise<void> | undefined;
+  private readonly tickMs: number;
+
+  constructor(
+    private readonly o: WriterOptions,
+    private readonly deps: WriterDeps,
+  ) {
+    this.fs = deps.fs ?? realFs;
+    this.bell = new Doorbell(o.bellSab);
+    // flush ticks at half the interval: a reading waits at most flush_interval_ms in memory
+    this.tickMs = Math.max(1, o.flushIntervalMs / 2);
+  }
+
+  addRing(id: number, sab: SharedArrayBuffer, infos: StreamInfo[]): void {
+    const streams: WStream[] = [];
+    for (const info of infos) {
+      const k = streamKeyString(info.key);
+      let s = this.streams.get(k);
+      if (!s) {
+        s = new WStream(info);
+        this.streams.set(k, s);
+      }
+      streams[info.index] = s;
+    }
+    this.rings.push({ id, consumer: new RingConsumer(sab), streams });
+    this.bell.ring(true);
+  }
+
+  /** The bytes of an OVERSIZE marker (arrive by message; the ring waits for them). */
+  addOversize(ringId: number, token: number, frame: Uint8Array): void {
+    this.oversize.set(`${ringId}:${token}`, frame);
+    this.bell.ring(true);
+  }
+
+  start(): void {
+    this.loop = this.run().catch((e: unknown) => {
+      log.error({ err: e }, 'writer loop failed');
+      this.deps.emit({ type: 'write-error', code: 'EDGECAP_ERR_WRITE_FAILED', message: `writer loop failed: ${(e as Error).message}`, path: undefined });
+    });
+  }
+
+  /** Drain everything, flush, close (rename) every file. Rings should be closed first. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.bell.ring(true);
+    await this.loop;
+  }
+
+  private hasWork = (): boolean => {
+    for (const r of this.rings) if (!r.consumer.isEmpty() || r.consumer.closed) return true;
+    return false;
+  };
+
+  private async run(): Promise<void> {
+    let nextFlush = performance.now() + this.tickMs;
+    let nextSync = performance.now() + this.o.fsyncIntervalMs;
+    let lastYield = performance.now();
+    let stopWaitUntil = 0;
+    for (;;) {
+      const n = this.drainAll();
+      let now = performance.now();
+      if (now >= nextFlush) {
+        this.flushAll(now);
+        nextFlush += this.tickMs;
+        if (nextFlush <= now) nextFlush = now + this.tickMs;
+      }
+      if (now >= nextSync) {
+        this.syncAll();
+        nextSync = now + this.o.fsyncIntervalMs;
+      }
+      if (this.stopping && n === 0) {
+        const blocked = this.rings.some((r) => !r.consumer.isEmpty());
+        if (!blocked) break;
+        // an oversize message may still be in flight: wait for it, bounded
+        if (stopWaitUntil === 0) stopWaitUntil = now + 2000;
+        if (now > stopWaitUntil) {
+          log.error({ rings: this.rings.length }, 'stop: oversize frames never arrived; abandoning the rest of those rings');
+          break;
+        }
+      }
+      now = performance.now();
+      if (n === 0) {
+        const t = Math.max(0, Math.min(nextFlush, nextSync) - now);
+        await this.bell.wait(this.stopping ? Math.min(t, 5) : t, this.hasWork);
+        lastYield = performance.now();
+      } else if (now - lastYield > 5) {
+        await new Promise((r) => setImmediate(r));
+        lastYield = performance.now();
+      }
+    }
+    this.flushAll(performance.now());
+    for (const s of this.streams.values()) this.finalize(s);
+  }
+
+  private drainAll(): number {
+    let total = 0;
+    for (const r of this.rings) {
+      total += r.consumer.drain((buf, off, _len, dv) => {
+        const type = buf[off + RecOff.type]!;
+        const flags = buf[off + RecOff.flags]!;
+        const s = r.streams[dv.getUint16(off + RecOff.stream, true)];
+        const firstSeq = dv.getFloat64(off + RecOff.firstSeq, true);
+        const count = dv.getUint32(off + RecOff.count, true);
+        let frame: Uint8Array;
+        if (type === RecType.OVERSIZE) {
+          const k = `${r.id}:${dv.getUint32(off + RecOff.body, true)}`;
+          const f = this.oversize.get(k);
+          if (!f) return false; // bytes not here yet: keep order, retry later
+          this.oversize.delete(k);
+          frame = f;
+        } else {
+          frame = buf.subarray(off + REC_PREFIX_BYTES, off + _len);
+        }
+        if (!s) {
+          log.error({ ring: r.id }, 'record for an unknown stream index; dropped');
+          return true;
+        }
+        this.appendFrame(s, frame, firstSeq, count, (flags & RecFlag.READING) !== 0, (flags & RecFlag.BINARY) !== 0);
+        return true;
+      });
+    }
+    if (this.rings.some((r) => r.consumer.ended)) {
+      const ended = this.rings.filter((r) => r.consumer.ended);
+      this.rings = this.rings.filter((r) => !r.consumer.ended);
+      // streams no longer fed by any ring: finish their files now
+      for (const r of ended) {
+        for (const s of r.streams) {
+          if (!s || this.rings.some((x) => x.streams.includes(s))) continue;
+          this.flush(s);
+          this.finalize(s);
+        }
+      }
+    }
+    return total;
+  }
+
+  private appendFrame(s: WStream, frame: Uint8Array, firstSeq: number, count: number, reading: boolean, binary: boolean): void {
+    const hasContent = s.fd >= 0 || s.batchLen > 0;
+    if (reading && (s.fd >= 0 || s.batchReadings > 0) && s.batchBinary !== binary) {
+      // data type changed: a file holds one type
+      this.flush(s);
+      this.finalize(s);
+    } else if (hasContent) {
+      const projected = (s.fd >= 0 ? s.goodEnd : HEADER_ESTIMATE) + s.batchLen + frame.length;
+      if (projected > this.o.maxFileBytes) {
+        this.flush(s);
+        this.finalize(s);
+      }
+    }
+    if (reading && s.fd < 0 && s.batchReadings === 0) s.batchBinary = binary;
+    s.append(frame, firstSeq, count, reading);
+    if (s.batchLen >= BATCH_FLUSH_BYTES) this.flush(s);
+  }
+
+  private flushAll(now: number): void {
+    for (const s of this.streams.values()) {
+      this.flush(s);
+      if (s.fd >= 0 && now - s.openedAt >= this.o.maxFileAgeMs) this.finalize(s);
+    }
+  }
+
+  private syncAll(): void {
+    for (const s of this.streams.values()) {
+      if (s.fd < 0 || !s.unsynced) continue;
+      try {
+        this.fs.fdatasyncSync(s.fd);
+        s.unsynced = false;
+      } catch (e) {
+        this.writeError(s, e);
+        this.abandonFile(s);
+      }
+    }
+  }
+
+  /** Write the stream's batch (and a pending write_error GAP) with one write. */
+  private flush(s: WStream): void {
+    if (s.batchLen === 0 && s.gapFrom < 0) return;
+    if (s.batchLen === 0 && s.fd < 0 && s.gapFrom >= 0 && s.batchFirstSeq < 0) {
+      // only a gap to report: it waits for the next data so no file is opened for it alone
+      return;
+    }
+    const parts: Uint8Array[] = [];
+    let opened = false;
+    try {
+      if (s.fd < 0) {
+        const startUs = s.batchStartUs || nowMicros();
+        const p = inProgressPath(this.o.captureDir, s.key, startUs, newFileId());
+        this.fs.mkdirSync(path.dirname(p), { recursive: true, mode: DIR_MODE });
+        const { bytes, header } = encodeFileStart({
+          kind: s.key.kind,
+          name: s.key.name,
+          method: s.key.method,
+          type: s.batchBinary ? 'binary' : 'tabular',
+          tags: this.o.tags,
+          start_us: startUs,
+          part_id: this.o.partId,
+          ...(s.batchBinary && s.info.mimeType ? { mime_type: s.info.mimeType } : {}),
+          ...(s.info.params && Object.keys(s.info.params).length ? { params: s.info.params } : {}),
+        });
+        s.fd = this.fs.openSync(p, 'wx', FILE_MODE);
+        s.path = p;
+        s.header = header;
+        s.goodEnd = 0;
+        s.fileReadings = 0;
+        s.openedAt = performance.now();
+        opened = true;
+        parts.push(bytes);
+      }
+    } catch (e) {
+      this.writeError(s, e);
+      if (s.fd >= 0) this.abandonFile(s);
+      this.dropBatch(s);
+      return;
+    }
+    if (s.gapFrom >= 0) parts.push(this.enc.gap(s.gapFrom, s.gapTo, 'write_error', nowMicros()));
+    parts.push(s.batch.subarray(0, s.batchLen));
+    const buf = parts.length === 1 ? parts[0]! : concat(parts);
+    try {
+      let off = 0;
+      while (off < buf.length) {
+        const w = this.fs.writeSync(s.fd, buf, off, buf.length - off, s.goodEnd + off);
+        if (w <= 0) throw Object.assign(new Error('write returned 0 bytes'), { code: 'EIO' });
+        off += w;
+      }
+    } catch (e) {
+      this.writeError(s, e);
+      this.dropBatch(s);
+      // never leave a torn frame: cut back to the last good offset, or give up the file
+      if (opened) this.abandonFile(s, true);
+      else {
+        try {
+          this.fs.ftruncateSync(s.fd, s.goodEnd);
+          this.finalize(s);
+        } catch {
+          this.abandonFile(s);
+        }
+      }
+      return;
+    }
+    s.goodEnd += buf.length;
+    s.fileReadings += s.batchReadings;
+    s.stats[Stat.BYTES] = s.stats[Stat.BYTES]! + buf.length;
+    s.unsynced = true;
+    s.gapFrom = -1;
+    s.lastErrCode = '';
+    s.resetBatch();
+    this.persist(s);
+  }
+
+  private persist(s: WStream): void {
+    if (s.nextSeq <= s.stats[Stat.PERSISTED_SEQ]!) return;
+    s.stats[Stat.PERSISTED_SEQ] = s.nextSeq;
+    try {
+      const r = this.deps.store.advanceSeq(s.key, s.nextSeq);
+      if (r) r.catch((e: unknown) => log.error({ err: e }, 'persisting seq failed'));
+    } catch (e) {
+      log.error({ err: e }, 'persisting seq failed');
+    }
+  }
+
+  private dropBatch(s: WStream): void {
+    if (s.batchFirstSeq >= 0) {
+      if (s.gapFrom < 0) s.gapFrom = s.batchFirstSeq;
+      s.gapTo = s.nextSeq - 1;
+      s.stats[Stat.DROPPED_ON_WRITE_ERROR] = s.stats[Stat.DROPPED_ON_WRITE_ERROR]! + s.batchReadings;
+    }
+    s.resetBatch();
+    // the dropped seqs are used up (explained by the coming GAP): never reuse them
+    this.persist(s);
+  }
+
+  private writeError(s: WStream, e: unknown): void {
+    s.stats[Stat.WRITE_ERRORS] = s.stats[Stat.WRITE_ERRORS]! + 1;
+    const code = (e as NodeJS.ErrnoException).code ?? 'EDGECAP_ERR_WRITE_FAILED';
+    if (code !== s.lastErrCode) {
+      s.lastErrCode = code;
+      log.warn({ err: e, stream: streamKeyString(s.key), path: s.path }, 'capture write failed');
+      this.deps.emit({ type: 'write-error', code, message: (e as Error).message, path: s.path || undefined });
+    }
+  }
+
+  /** Close a file after an error. A file with no good frame is removed; a torn one stays .prog for recovery. */
+  private abandonFile(s: WStream, removeIfEmpty = false): void {
+    const fd = s.fd;
+    s.fd = -1;
+    if (s.goodEnd > 0) {
+      try {
+        this.fs.ftruncateSync(fd, s.goodEnd);
+      } catch {
+        /* the .prog keeps a torn tail; start-up recovery cuts it */
+      }
+    }
+    try {
+      this.fs.closeSync(fd);
+    } catch {
+      /* already counted */
+    }
+    if (removeIfEmpty && s.goodEnd === 0) {
+      try {
+        this.fs.unlinkSync(s.path);
+      } catch {
+        /* recovery at start-up removes a header-less .prog */
+      }
+    }
+  }
+
+  /** fdatasync, close, persist seq, rename .prog → .capture, announce. */
+  private finalize(s: WStream): void {
+    if (s.fd < 0) return;
+    const fd = s.fd;
+    s.fd = -1;
+    let failed = false;
+    try {
+      this.fs.fdatasyncSync(fd);
+    } catch (e) {
+      failed = true;
+      this.writeError(s, e);
+    }
+    try {
+      this.fs.closeSync(fd);
+    } catch (e) {
+      failed = true;
+      this.writeError(s, e);
+    }
+    try {
+      this.deps.store.advanceSeqSync(s.key, s.nextSeq);
+      s.stats[Stat.PERSISTED_SEQ] = Math.max(s.stats[Stat.PERSISTED_SEQ]!, s.nextSeq);
+    } catch (e) {
+      log.error({ err: e }, 'persisting seq before rename failed');
+    }
+    if (failed && s.fileReadings === 0) return;
+    try {
+      const fin = finishedPathOf(s.path);
+      this.fs.renameSync(s.path, fin);
+      this.deps.emit({ type: 'file-finished', path: fin, header: s.header, readings: s.fileReadings });
+    } catch (e) {
+      this.writeError(s, e);
+    }
+  }
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
