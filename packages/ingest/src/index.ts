@@ -35,6 +35,8 @@ export {
   type StreamCompleteness,
   type GapEntry,
   type SeqRange,
+  type ExportTarget,
 } from './report.js';
+export { PgStorage, PgStorageError, MIGRATIONS, type PgStorageOptions, type Migration } from './pg/index.js';
 export { makeDevCert, type DevCert } from './devcert.js';
 export { findUnknownField } from './wire.js';

@@ -4,7 +4,24 @@
  */
 import { createHash } from 'node:crypto';
 import { readCaptureBytes } from '@edgecap/format';
-import { acquireExisting, releaseFileStorage, type FileRecord, type FileStorage, type ReportedGap } from './storage.js';
+import { PgStorage } from './pg/storage.js';
+import { acquireExisting, releaseFileStorage, FileStorage, type FileRecord, type IngestStorage, type ReportedGap } from './storage.js';
+
+/**
+ * Where the received data is: an embedded data dir (string, the default backend) or a
+ * PostgreSQL database (`{ pgUrl }`) written by `--storage postgres` ingest nodes.
+ */
+export type ExportTarget = string | { pgUrl: string };
+
+async function openTarget(target: ExportTarget): Promise<IngestStorage> {
+  if (typeof target === 'string') return acquireExisting(target);
+  return PgStorage.open({ url: target.pgUrl, poolSize: 2, migrate: false });
+}
+
+async function closeTarget(s: IngestStorage): Promise<void> {
+  if (s instanceof FileStorage) return releaseFileStorage(s);
+  return s.close();
+}
 
 export interface BinarySummary {
   binary: { size: number; sha256: string; mime_type?: string };
@@ -38,12 +55,12 @@ export function summarizeBinary(v: unknown, mime?: string): unknown {
   return v;
 }
 
-async function withStorage<T>(dataDir: string, fn: (s: FileStorage) => Promise<T>): Promise<T> {
-  const s = acquireExisting(dataDir);
+async function withStorage<T>(target: ExportTarget, fn: (s: IngestStorage) => Promise<T>): Promise<T> {
+  const s = await openTarget(target);
   try {
     return await fn(s);
   } finally {
-    await releaseFileStorage(s);
+    await closeTarget(s);
   }
 }
 
@@ -55,17 +72,24 @@ const streamOrder = (a: FileRecord, b: FileRecord): number =>
   (a.capture?.first_seq ?? -1) - (b.capture?.first_seq ?? -1) ||
   a.file_id.localeCompare(b.file_id);
 
-async function captureRecords(s: FileStorage): Promise<FileRecord[]> {
+async function captureRecords(s: IngestStorage): Promise<FileRecord[]> {
   const out: FileRecord[] = [];
   for await (const r of s.files()) if (r.data_type !== 'file') out.push(r);
   return out.sort(streamOrder);
 }
 
-/** Every reading of every stored capture file, per stream in seq order of files. */
-export async function* exportReadings(dataDir: string): AsyncGenerator<ExportedReading> {
-  const s = acquireExisting(dataDir);
+/**
+ * Every reading of every stored capture file, per stream in seq order of files. On
+ * PostgreSQL the readings come from the `readings` table (decoded at commit).
+ */
+export async function* exportReadings(target: ExportTarget): AsyncGenerator<ExportedReading> {
+  const s = await openTarget(target);
   try {
     for (const rec of await captureRecords(s)) {
+      if (s instanceof PgStorage) {
+        yield* s.readingsOf(rec.file_id);
+        continue;
+      }
       const sum = readCaptureBytes(await s.readBytes(rec), rec.path);
       const mimeDefault = sum.header?.mime_type;
       for (const r of sum.readings) {
@@ -86,7 +110,7 @@ export async function* exportReadings(dataDir: string): AsyncGenerator<ExportedR
       }
     }
   } finally {
-    await releaseFileStorage(s);
+    await closeTarget(s);
   }
 }
 
@@ -124,8 +148,8 @@ export type ReceivedEntry = ReceivedCaptureFile | ReceivedFile;
  * What the server holds, one entry per stored file, sorted by machine / resource / method /
  * first seq: capture files (`type: 'capture'`) and arbitrary files (`type: 'file'`).
  */
-export async function listReceived(dataDir: string): Promise<ReceivedEntry[]> {
-  return withStorage(dataDir, async (s) => {
+export async function listReceived(target: ExportTarget): Promise<ReceivedEntry[]> {
+  return withStorage(target, async (s) => {
     const out: ReceivedEntry[] = [];
     const all: FileRecord[] = [];
     for await (const r of s.files()) all.push(r);
@@ -228,8 +252,8 @@ const streamKey = (part: string, kind: string, name: string, method: string): st
  * Completeness per part / resource / method: received seq ranges and every gap, explained
  * when a GAP frame in a received file or a reported gap (ReportGaps) covers it.
  */
-export async function gapReport(dataDir: string): Promise<GapReport> {
-  return withStorage(dataDir, async (s) => {
+export async function gapReport(target: ExportTarget): Promise<GapReport> {
+  return withStorage(target, async (s) => {
     const streams = new Map<string, { key: [string, string, string, string]; ranges: [number, number][]; count: number; ex: Explanation[] }>();
     const get = (part: string, kind: string, name: string, method: string) => {
       const k = streamKey(part, kind, name, method);
@@ -280,6 +304,6 @@ export async function gapReport(dataDir: string): Promise<GapReport> {
 }
 
 /** Remove previously reported gaps (by exact stream, range and reason). */
-export async function removeReportedGaps(dataDir: string, gaps: ReportedGap[]): Promise<number> {
-  return withStorage(dataDir, (s) => s.deleteGaps(gaps));
+export async function removeReportedGaps(target: ExportTarget, gaps: ReportedGap[]): Promise<number> {
+  return withStorage(target, (s) => s.deleteGaps(gaps));
 }

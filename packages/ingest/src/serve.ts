@@ -2,6 +2,9 @@
 /**
  * Standalone ingest server (also what fault tests spawn and SIGKILL):
  *   node dist/serve.js --listen HOST:PORT --data DIR [--tls-cert F --tls-key F] [--api-key K]... [--insecure] [--max-file-bytes N]
+ *   PostgreSQL backend (several nodes may share one database):
+ *     ... --storage postgres --pg-url postgres://user:pass@host:5432/db [--pg-pool-size N] [--data SCRATCH_DIR]
+ *   (--pg-url also from EDGECAP_PG_URL; with postgres, --data is optional node-local scratch.)
  * API key also from EDGECAP_API_KEY. Prints `listening <host:port>` on stdout when ready;
  * SIGTERM/SIGINT stop it gracefully.
  */
@@ -18,10 +21,17 @@ async function main(): Promise<void> {
       'api-key': { type: 'string', multiple: true },
       insecure: { type: 'boolean', default: false },
       'max-file-bytes': { type: 'string' },
+      storage: { type: 'string', default: 'files' },
+      'pg-url': { type: 'string' },
+      'pg-pool-size': { type: 'string' },
     },
     strict: true,
   });
-  if (!values.data) throw new Error('--data DIR is required');
+  const storage = values.storage;
+  if (storage !== 'files' && storage !== 'postgres') throw new Error(`--storage must be files or postgres, got ${JSON.stringify(storage)}`);
+  const pgUrl = values['pg-url'] ?? process.env.EDGECAP_PG_URL;
+  if (storage === 'postgres' && !pgUrl) throw new Error('--storage postgres needs --pg-url URL (or EDGECAP_PG_URL)');
+  if (storage === 'files' && !values.data) throw new Error('--data DIR is required');
   const cert = values['tls-cert'];
   const key = values['tls-key'];
   if (Boolean(cert) !== Boolean(key)) throw new Error('--tls-cert and --tls-key go together');
@@ -29,7 +39,10 @@ async function main(): Promise<void> {
   if (process.env.EDGECAP_API_KEY) apiKeys.push(process.env.EDGECAP_API_KEY);
   const server = await startIngestServer({
     listen: values.listen!,
-    dataDir: values.data,
+    dataDir: values.data ?? '',
+    storage,
+    ...(storage === 'postgres' && pgUrl ? { pgUrl } : {}),
+    ...(values['pg-pool-size'] ? { pgPoolSize: Number(values['pg-pool-size']) } : {}),
     ...(cert && key ? { tls: { certFile: cert, keyFile: key } } : {}),
     insecure: values.insecure ?? false,
     apiKeys,

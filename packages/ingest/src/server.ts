@@ -18,7 +18,8 @@ import { readCaptureBytes } from '@edgecap/format';
 import type { FileMetadata__Output, ReportGapsRequest__Output, UploadRequest__Output } from '@edgecap/proto';
 import { RequestRejected, invalid } from './errors.js';
 import { checkFileId, checkFileName } from './paths.js';
-import { acquireFileStorage, releaseFileStorage, type CaptureInfo, type FileStorage, type NewFileRecord, type ReportedGap, type StagedUpload } from './storage.js';
+import { acquireFileStorage, releaseFileStorage, FileStorage, type CaptureInfo, type IngestStorage, type NewFileRecord, type ReportedGap, type StagedUpload } from './storage.js';
+import { PgStorage } from './pg/storage.js';
 import { BadMessage, strictDataSyncService } from './wire.js';
 
 const log = logger('ingest');
@@ -41,6 +42,16 @@ export interface IngestServerOptions {
   apiKeys: string[];
   /** Largest file accepted (default 1 GiB). */
   maxFileBytes?: number;
+  /**
+   * Storage backend: 'files' (default: embedded files + LMDB in `dataDir`) or 'postgres'
+   * (shared database at `pgUrl`; `dataDir` is then only node-local scratch for uploads in
+   * progress, '' for the OS temp dir). Several nodes may share one database.
+   */
+  storage?: 'files' | 'postgres';
+  /** PostgreSQL URL (storage 'postgres'), e.g. postgres://user:pass@host:5432/db. */
+  pgUrl?: string;
+  /** PostgreSQL pool size per node (default 10). */
+  pgPoolSize?: number;
 }
 
 export interface IngestServer {
@@ -92,12 +103,16 @@ const DATA_TYPES: Record<string, NewFileRecord['data_type']> = {
 function toStatus(err: unknown): Partial<grpc.StatusObject> {
   if (err instanceof RequestRejected) return { code: err.status, details: err.message };
   if (err instanceof EdgecapError && err.code === ErrorCodes.CLOSED) return { code: grpc.status.UNAVAILABLE, details: 'ingest server is shutting down' };
+  if (err instanceof EdgecapError && err.code === ErrorCodes.UNAVAILABLE) {
+    log.warn({ err: err.message }, 'storage unavailable');
+    return { code: grpc.status.UNAVAILABLE, details: `storage unavailable: ${err.message}` };
+  }
   log.error({ err }, 'ingest request failed');
   return { code: grpc.status.INTERNAL, details: `internal error: ${(err as Error)?.message ?? String(err)}` };
 }
 
 /** Validated upload metadata, as the storage will record it. */
-function checkMetadata(md: FileMetadata__Output, maxFileBytes: number, dataDir: string): NewFileRecord & { sha256raw: Buffer } {
+function checkMetadata(md: FileMetadata__Output, maxFileBytes: number, fileRoot: string): NewFileRecord & { sha256raw: Buffer } {
   const fileId = checkFileId(md.file_id);
   const dataType = DATA_TYPES[md.data_type as unknown as string];
   if (!dataType) throw invalid(`metadata.data_type ${String(md.data_type)} is not one of DATA_TYPE_TABULAR, DATA_TYPE_BINARY, DATA_TYPE_FILE`);
@@ -108,7 +123,7 @@ function checkMetadata(md: FileMetadata__Output, maxFileBytes: number, dataDir: 
   if (sha.length !== 32) throw invalid(`metadata.sha256 must be 32 bytes, got ${sha.length}`);
   let fileName: string | undefined;
   if (dataType === 'file') {
-    checkFileName(md.file_name, `${dataDir}/files/x/y`);
+    checkFileName(md.file_name, `${fileRoot}/files/x/y`);
     fileName = md.file_name;
   }
   const rec: NewFileRecord & { sha256raw: Buffer } = {
@@ -198,7 +213,7 @@ function consume<T>(call: grpc.ServerReadableStream<T, unknown>, onMessage: (m: 
   });
 }
 
-async function handleUpload(call: UploadCall, storage: FileStorage, maxFileBytes: number): Promise<Record<string, unknown>> {
+async function handleUpload(call: UploadCall, storage: IngestStorage, maxFileBytes: number, fileRoot: string): Promise<Record<string, unknown>> {
   let staged: StagedUpload | undefined;
   let meta: ReturnType<typeof checkMetadata> | undefined;
   let early: Record<string, unknown> | undefined;
@@ -209,7 +224,7 @@ async function handleUpload(call: UploadCall, storage: FileStorage, maxFileBytes
         if (msg.packet !== 'metadata' || !msg.metadata) {
           throw invalid(msg.packet === 'chunk' ? 'first message must be metadata, got a chunk' : 'first message must be metadata, got an empty message');
         }
-        meta = checkMetadata(msg.metadata, maxFileBytes, storage.dataDir);
+        meta = checkMetadata(msg.metadata, maxFileBytes, fileRoot);
         const have = await storage.get(meta.file_id);
         if (have) {
           // Committed before: answer now, store nothing, read no further.
@@ -327,8 +342,23 @@ export async function startIngestServer(opts: IngestServerOptions): Promise<Inge
   }
   const maxFileBytes = opts.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
 
-  const storage = acquireFileStorage(opts.dataDir);
-  storage.recover();
+  let storage: IngestStorage;
+  if (opts.storage === 'postgres') {
+    if (!opts.pgUrl) throw new EdgecapError(ErrorCodes.CONFIG_INVALID, "storage 'postgres' needs pgUrl (--pg-url postgres://user:pass@host:5432/db)");
+    storage = await PgStorage.open({
+      url: opts.pgUrl,
+      ...(opts.pgPoolSize ? { poolSize: opts.pgPoolSize } : {}),
+      ...(opts.dataDir ? { stagingDir: `${opts.dataDir}/pg-staging` } : {}),
+    });
+  } else if (opts.storage === undefined || opts.storage === 'files') {
+    const fsStorage = acquireFileStorage(opts.dataDir);
+    fsStorage.recover();
+    storage = fsStorage;
+  } else {
+    throw new EdgecapError(ErrorCodes.CONFIG_INVALID, `unknown storage ${JSON.stringify(opts.storage)}: use 'files' or 'postgres'`);
+  }
+  const releaseStorage = (): Promise<void> => (storage instanceof FileStorage ? releaseFileStorage(storage) : storage.close());
+  const fileRoot = storage instanceof FileStorage ? storage.dataDir : '/edgecap-postgres';
 
   const server = new grpc.Server({
     'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
@@ -344,7 +374,7 @@ export async function startIngestServer(opts: IngestServerOptions): Promise<Inge
         cb(unauth);
         return;
       }
-      handleUpload(call, storage, maxFileBytes).then(
+      handleUpload(call, storage, maxFileBytes, fileRoot).then(
         (res) => cb(null, res),
         (err) => {
           if (!(err instanceof RequestRejected)) return cb(toStatus(err));
@@ -382,24 +412,24 @@ export async function startIngestServer(opts: IngestServerOptions): Promise<Inge
     const target = net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
     boundPort = await new Promise<number>((resolve, reject) => server.bindAsync(target, creds, (err, p) => (err ? reject(err) : resolve(p))));
   } catch (e) {
-    await releaseFileStorage(storage);
+    await releaseStorage();
     throw new EdgecapError(ErrorCodes.CONFIG_INVALID, `cannot listen on ${opts.listen}: ${(e as Error).message}`, { cause: e });
   }
   tuneSessions(server);
   const address = net.isIPv6(host) ? `[${host}]:${boundPort}` : `${host}:${boundPort}`;
-  log.info({ address, tls: Boolean(opts.tls), dataDir: opts.dataDir }, 'ingest server listening');
+  log.info({ address, tls: Boolean(opts.tls), dataDir: opts.dataDir, storage: storage.kind }, 'ingest server listening');
 
   let closing: Promise<void> | undefined;
   return {
     address,
     port: boundPort,
     close() {
-      closing ??= new Promise<void>((resolve) => server.tryShutdown(() => resolve())).then(() => releaseFileStorage(storage));
+      closing ??= new Promise<void>((resolve) => server.tryShutdown(() => resolve())).then(() => releaseStorage());
       return closing;
     },
     forceClose() {
       server.forceShutdown();
-      closing ??= releaseFileStorage(storage);
+      closing ??= releaseStorage();
     },
   };
 }

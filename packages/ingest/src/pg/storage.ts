@@ -1,0 +1,495 @@
+/**
+ * PostgreSQL storage for stateless ingest nodes sharing one database.
+ *
+ *   upload chunks ──► <dataDir>/pg-staging/<pid>-<rand>/<rand>.part   node-local scratch, sha256 running
+ *   end ──► server verifies size/sha256/capture header ──► PgStorage.commit:
+ *
+ *     BEGIN
+ *       INSERT INTO files ... ON CONFLICT (file_id) DO NOTHING   ◄── the dedup key, FIRST
+ *         └─ no row? another node committed (or is committing: we block on its row lock until it
+ *            commits or rolls back) ─► ROLLBACK ─► ALREADY_HAVE
+ *       INSERT file_chunks (1 MiB bytea rows)       the bytes as uploaded
+ *       INSERT readings   (decoded, JSONB data)     capture files only, batched jsonb_to_recordset
+ *       INSERT binary_items                         bytes of binary readings
+ *     COMMIT                                        ◄── the commit point; answer COMMITTED
+ *
+ * A node killed anywhere before COMMIT leaves nothing: PostgreSQL rolls back the transaction
+ * when the connection drops, and the node's scratch dir is removed at the next start.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { EdgecapError, ErrorCodes, logger } from '@edgecap/core';
+import { readCaptureBytes } from '@edgecap/format';
+import { segmentOf } from '../paths.js';
+import type { CaptureInfo, CommitResult, FileRecord, IngestStorage, NewFileRecord, ReportedGap, StagedUpload, StoredDataType } from '../storage.js';
+import { PgStorageError, wrapPg } from './errors.js';
+import { MIGRATIONS, migrate, schemaVersion } from './migrations.js';
+
+const log = logger('ingest.pg');
+
+/** Bytes per file_chunks row. */
+export const PG_CHUNK_BYTES = 1024 * 1024;
+/** Readings per INSERT statement. */
+const READING_BATCH = 4000;
+
+export interface PgStorageOptions {
+  /** postgres://user:pass@host:port/db (libpq-style URL, as the `pg` driver takes it). */
+  url: string;
+  /** Pool size (default 10). */
+  poolSize?: number;
+  /** Node-local scratch for uploads in progress (default: the OS temp dir). */
+  stagingDir?: string;
+  /** Apply missing migrations at open (default true). False: require an existing schema (export). */
+  migrate?: boolean;
+  /** Recorded in files.ingest_node (default hostname:pid). */
+  nodeName?: string;
+}
+
+/** An exported reading as stored (the shape report.ts `ExportedReading` uses). */
+export interface PgReadingRow {
+  part_id: string;
+  resource_kind: string;
+  resource: string;
+  method: string;
+  seq: number;
+  time_requested_us: number;
+  time_received_us: number;
+  data: unknown;
+  file_id: string;
+  mime_type?: string;
+}
+
+class StagedPgFile implements StagedUpload {
+  private readonly hash = createHash('sha256');
+  private n = 0;
+  private closed = false;
+  constructor(
+    readonly file: string,
+    private readonly fh: fsp.FileHandle,
+  ) {}
+  get bytes(): number {
+    return this.n;
+  }
+  async write(chunk: Uint8Array): Promise<void> {
+    let off = 0;
+    while (off < chunk.length) off += (await this.fh.write(chunk, off, chunk.length - off)).bytesWritten;
+    this.hash.update(chunk);
+    this.n += chunk.length;
+  }
+  async finish(): Promise<{ bytes: number; sha256: string }> {
+    // No fsync: the scratch file is not the durable copy; PostgreSQL's COMMIT is.
+    await this.fh.close();
+    this.closed = true;
+    return { bytes: this.n, sha256: this.hash.digest('hex') };
+  }
+  async read(): Promise<Uint8Array> {
+    return fsp.readFile(this.file);
+  }
+  async discard(): Promise<void> {
+    if (!this.closed) {
+      this.closed = true;
+      await this.fh.close().catch(() => undefined);
+    }
+    await fsp.rm(this.file, { force: true });
+  }
+}
+
+interface FileRow {
+  file_id: string;
+  part_id: string;
+  data_type: StoredDataType;
+  resource_kind: string;
+  resource_name: string;
+  method: string;
+  tags: string[];
+  size: string;
+  sha256: string;
+  mtime_ms: string;
+  source: string;
+  file_name: string | null;
+  path: string;
+  received_at_ms: string;
+  capture: CaptureInfo | null;
+}
+
+function toRecord(r: FileRow): FileRecord {
+  const rec: FileRecord = {
+    file_id: r.file_id,
+    part_id: r.part_id,
+    data_type: r.data_type,
+    resource_kind: r.resource_kind,
+    resource_name: r.resource_name,
+    method: r.method,
+    tags: r.tags,
+    size: Number(r.size),
+    sha256: r.sha256,
+    mtime_ms: Number(r.mtime_ms),
+    source: r.source,
+    path: r.path,
+    received_at_ms: Number(r.received_at_ms),
+  };
+  if (r.file_name !== null) rec.file_name = r.file_name;
+  if (r.capture) rec.capture = r.capture;
+  return rec;
+}
+
+interface BinaryItem {
+  item: number;
+  bytes: Uint8Array;
+  sha256: string;
+  mime?: string;
+}
+
+/**
+ * A reading's value as JSON: each byte array becomes {binary:{size,sha256,mime_type}} (the
+ * same shape `summarizeBinary` exports) and is collected for binary_items. Strings lose NUL
+ * (JSONB cannot hold \u0000; the original bytes stay in file_chunks).
+ */
+function toJson(v: unknown, items: BinaryItem[], mime?: string): unknown {
+  if (v instanceof Uint8Array) {
+    const sha256 = createHash('sha256').update(v).digest('hex');
+    const b: { size: number; sha256: string; mime_type?: string } = { size: v.length, sha256 };
+    const it: BinaryItem = { item: items.length, bytes: v, sha256 };
+    if (mime) {
+      b.mime_type = mime;
+      it.mime = mime;
+    }
+    items.push(it);
+    return { binary: b };
+  }
+  if (typeof v === 'string') return v.includes('\0') ? v.replaceAll('\0', '\uFFFD') : v;
+  if (Array.isArray(v)) return v.map((x) => toJson(x, items));
+  if (v instanceof Map) return Object.fromEntries([...v].map(([k, x]) => [String(k).replaceAll('\0', '\uFFFD'), toJson(x, items)]));
+  if (typeof v === 'bigint') return v.toString();
+  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k.replaceAll('\0', '\uFFFD'), toJson(x, items)]));
+  return v;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export class PgStorage implements IngestStorage {
+  readonly kind = 'postgres';
+  readonly pool: pg.Pool;
+  private readonly stagingDir: string;
+  private readonly node: string;
+  private closed = false;
+
+  private constructor(pool: pg.Pool, stagingDir: string, node: string) {
+    this.pool = pool;
+    this.stagingDir = stagingDir;
+    this.node = node;
+  }
+
+  /** Connect, migrate (under the advisory lock) or check the schema, prepare node-local scratch. */
+  static async open(opts: PgStorageOptions): Promise<PgStorage> {
+    const pool = new pg.Pool({ connectionString: opts.url, max: opts.poolSize ?? 10, connectionTimeoutMillis: 10_000, application_name: 'edgecap-ingest' });
+    // An idle pooled client whose server connection dies must not crash the process.
+    pool.on('error', (err) => log.warn({ err: err.message }, 'idle PostgreSQL connection failed'));
+    try {
+      const client = await pool.connect();
+      try {
+        if (opts.migrate ?? true) {
+          const applied = await migrate(client);
+          if (applied.length) log.info({ applied }, 'applied schema migrations');
+        }
+        const v = await schemaVersion(client);
+        const latest = MIGRATIONS.at(-1)!.version;
+        if (v === 0) throw new PgStorageError(ErrorCodes.STATE, 'no edgecap ingest schema in this database (schema_migrations missing): start an ingest node with --storage postgres first');
+        if (v > latest) throw new PgStorageError(ErrorCodes.STATE, `database schema version ${v} is newer than this build supports (${latest})`);
+      } finally {
+        client.release();
+      }
+    } catch (e) {
+      await pool.end().catch(() => undefined);
+      throw wrapPg(e, 'cannot open PostgreSQL ingest storage');
+    }
+    const base = opts.stagingDir ?? path.join(os.tmpdir(), 'edgecap-pg-staging');
+    fs.mkdirSync(base, { recursive: true, mode: 0o700 });
+    // Scratch of earlier runs whose process is gone (a SIGKILLed node): delete.
+    for (const e of fs.readdirSync(base)) {
+      const pid = Number(/^(\d+)-/.exec(e)?.[1]);
+      if (Number.isInteger(pid) && pid !== process.pid && !alive(pid)) fs.rmSync(path.join(base, e), { recursive: true, force: true });
+    }
+    const mine = path.join(base, `${process.pid}-${randomBytes(6).toString('hex')}`);
+    fs.mkdirSync(mine, { mode: 0o700 });
+    return new PgStorage(pool, mine, opts.nodeName ?? `${os.hostname()}:${process.pid}`);
+  }
+
+  async get(fileId: string): Promise<FileRecord | undefined> {
+    this.assertOpen();
+    try {
+      const { rows } = await this.pool.query<FileRow>('SELECT * FROM files WHERE file_id = $1', [fileId]);
+      return rows[0] ? toRecord(rows[0]) : undefined;
+    } catch (e) {
+      throw wrapPg(e, 'file lookup failed');
+    }
+  }
+
+  async stage(): Promise<StagedUpload> {
+    this.assertOpen();
+    const file = path.join(this.stagingDir, `${randomBytes(12).toString('hex')}.part`);
+    return new StagedPgFile(file, await fsp.open(file, 'wx', 0o600));
+  }
+
+  private logicalPath(rec: NewFileRecord): string {
+    if (rec.data_type !== 'file') return `file_chunks/${rec.file_id}`;
+    return `files/${segmentOf(rec.part_id)}/${segmentOf(rec.source)}/${rec.file_name ?? rec.file_id}`;
+  }
+
+  async commit(staged: StagedUpload, rec: NewFileRecord): Promise<CommitResult> {
+    this.assertOpen();
+    if (!(staged instanceof StagedPgFile)) throw new EdgecapError(ErrorCodes.STATE, 'foreign staged upload');
+    let client: pg.PoolClient | undefined;
+    let broken: Error | undefined;
+    try {
+      client = await this.pool.connect().catch((e: unknown) => {
+        throw wrapPg(e, 'cannot reach PostgreSQL');
+      });
+      const record: FileRecord = { ...rec, path: this.logicalPath(rec), received_at_ms: Date.now() };
+      await client.query('BEGIN');
+      const ins = await client.query(
+        `INSERT INTO files (file_id, part_id, data_type, resource_kind, resource_name, method, tags, size, sha256, mtime_ms, source, file_name, path, received_at_ms, capture, ingest_node)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+         ON CONFLICT (file_id) DO NOTHING`,
+        [
+          rec.file_id,
+          rec.part_id,
+          rec.data_type,
+          rec.resource_kind,
+          rec.resource_name,
+          rec.method,
+          rec.tags,
+          rec.size,
+          rec.sha256,
+          rec.mtime_ms,
+          rec.source,
+          rec.file_name ?? null,
+          record.path,
+          record.received_at_ms,
+          rec.capture ? JSON.stringify(rec.capture) : null,
+          this.node,
+        ],
+      );
+      if (ins.rowCount === 0) {
+        await client.query('ROLLBACK');
+        const { rows } = await client.query<FileRow>('SELECT * FROM files WHERE file_id = $1', [rec.file_id]);
+        if (!rows[0]) throw new PgStorageError(ErrorCodes.UNAVAILABLE, `file ${rec.file_id} conflicted but is not visible; retry`);
+        return { status: 'already_have', record: toRecord(rows[0]) };
+      }
+      await this.insertChunks(client, staged, rec.file_id);
+      if (rec.data_type !== 'file') await this.insertReadings(client, await staged.read(), rec);
+      await client.query('COMMIT');
+      log.debug({ file_id: rec.file_id, size: rec.size }, 'committed');
+      return { status: 'committed', record };
+    } catch (e) {
+      if (client) {
+        try {
+          await client.query('ROLLBACK');
+        } catch (re) {
+          broken = re as Error;
+        }
+      }
+      throw wrapPg(e, `commit of ${rec.file_id} failed`);
+    } finally {
+      client?.release(broken);
+      await staged.discard();
+    }
+  }
+
+  private async insertChunks(client: pg.PoolClient, staged: StagedPgFile, fileId: string): Promise<void> {
+    const fh = await fsp.open(staged.file, 'r');
+    try {
+      const buf = Buffer.allocUnsafe(PG_CHUNK_BYTES);
+      for (let no = 0; ; no++) {
+        let n = 0;
+        while (n < buf.length) {
+          const { bytesRead } = await fh.read(buf, n, buf.length - n, null);
+          if (bytesRead === 0) break;
+          n += bytesRead;
+        }
+        if (n === 0 && no > 0) break;
+        await client.query({ name: 'edgecap_chunk', text: 'INSERT INTO file_chunks (file_id, chunk_no, data) VALUES ($1, $2, $3)', values: [fileId, no, buf.subarray(0, n)] });
+        if (n < buf.length) break;
+      }
+    } finally {
+      await fh.close();
+    }
+  }
+
+  private async insertReadings(client: pg.PoolClient, bytes: Uint8Array, rec: NewFileRecord): Promise<void> {
+    const sum = readCaptureBytes(bytes);
+    const mimeDefault = sum.header?.mime_type;
+    let batch: unknown[] = [];
+    const items: { ord: number; it: BinaryItem }[] = [];
+    const flush = async (): Promise<void> => {
+      if (batch.length === 0) return;
+      await client.query(
+        `INSERT INTO readings (file_id, ord, part_id, resource_kind, resource, method, seq, time_requested, time_received, time_requested_us, time_received_us, tags, mime_type, data)
+         SELECT $1, x.o, $2, $3, $4, $5, x.s,
+                timestamptz 'epoch' + x.q * interval '1 microsecond', timestamptz 'epoch' + x.r * interval '1 microsecond',
+                x.q, x.r, $6, x.m, x.d
+         FROM jsonb_to_recordset($7::jsonb) AS x(o integer, s bigint, q bigint, r bigint, m text, d jsonb)`,
+        [rec.file_id, rec.part_id, rec.resource_kind, rec.resource_name, rec.method, rec.tags, JSON.stringify(batch)],
+      );
+      batch = [];
+    };
+    for (let ord = 0; ord < sum.readings.length; ord++) {
+      const r = sum.readings[ord]!;
+      const mime = r.mime_type ?? mimeDefault;
+      const its: BinaryItem[] = [];
+      const d = toJson(r.data, its, mime);
+      for (const it of its) items.push({ ord, it });
+      batch.push({ o: ord, s: r.seq, q: r.time_requested_us, r: r.time_received_us, m: mime ?? null, d: d === undefined ? null : d });
+      if (batch.length >= READING_BATCH) await flush();
+    }
+    await flush();
+    for (const { ord, it } of items) {
+      await client.query({
+        name: 'edgecap_binary_item',
+        text: 'INSERT INTO binary_items (file_id, ord, item, sha256, size, mime_type, data) VALUES ($1, $2, $3, $4, $5, $6, $7)',
+        values: [rec.file_id, ord, it.item, it.sha256, it.bytes.length, it.mime ?? null, Buffer.from(it.bytes.buffer, it.bytes.byteOffset, it.bytes.byteLength)],
+      });
+    }
+  }
+
+  async putGaps(gaps: ReportedGap[]): Promise<number> {
+    this.assertOpen();
+    if (gaps.length === 0) return 0;
+    try {
+      await this.pool.query(
+        `INSERT INTO reported_gaps (part_id, resource_kind, resource_name, method, from_seq, to_seq, reason, time_us)
+         SELECT part_id, resource_kind, resource_name, method, from_seq, to_seq, reason, time_us
+         FROM jsonb_to_recordset($1::jsonb) AS x(part_id text, resource_kind text, resource_name text, method text, from_seq bigint, to_seq bigint, reason text, time_us bigint)
+         ON CONFLICT DO NOTHING`,
+        [JSON.stringify(gaps)],
+      );
+    } catch (e) {
+      throw wrapPg(e, 'storing reported gaps failed');
+    }
+    return gaps.length;
+  }
+
+  async deleteGaps(gaps: ReportedGap[]): Promise<number> {
+    this.assertOpen();
+    if (gaps.length === 0) return 0;
+    try {
+      const r = await this.pool.query(
+        `DELETE FROM reported_gaps g USING jsonb_to_recordset($1::jsonb) AS x(part_id text, resource_kind text, resource_name text, method text, from_seq bigint, to_seq bigint, reason text)
+         WHERE g.part_id = x.part_id AND g.resource_kind = x.resource_kind AND g.resource_name = x.resource_name AND g.method = x.method
+           AND g.from_seq = x.from_seq AND g.to_seq = x.to_seq AND g.reason = x.reason`,
+        [JSON.stringify(gaps)],
+      );
+      return r.rowCount ?? 0;
+    } catch (e) {
+      throw wrapPg(e, 'deleting reported gaps failed');
+    }
+  }
+
+  /** All committed files, paged by file_id (keyset). */
+  async *files(): AsyncIterable<FileRecord> {
+    this.assertOpen();
+    let after = '';
+    for (;;) {
+      let rows: FileRow[];
+      try {
+        rows = (await this.pool.query<FileRow>('SELECT * FROM files WHERE file_id > $1 ORDER BY file_id LIMIT 1000', [after])).rows;
+      } catch (e) {
+        throw wrapPg(e, 'listing files failed');
+      }
+      for (const r of rows) yield toRecord(r);
+      if (rows.length < 1000) return;
+      after = rows.at(-1)!.file_id;
+    }
+  }
+
+  async *gaps(): AsyncIterable<ReportedGap> {
+    this.assertOpen();
+    let rows: Record<string, string>[];
+    try {
+      rows = (await this.pool.query('SELECT * FROM reported_gaps ORDER BY part_id, resource_kind, resource_name, method, from_seq, to_seq, reason')).rows;
+    } catch (e) {
+      throw wrapPg(e, 'listing reported gaps failed');
+    }
+    for (const r of rows) {
+      yield {
+        part_id: r.part_id!,
+        resource_kind: r.resource_kind!,
+        resource_name: r.resource_name!,
+        method: r.method!,
+        from_seq: Number(r.from_seq),
+        to_seq: Number(r.to_seq),
+        reason: r.reason!,
+        time_us: Number(r.time_us),
+      };
+    }
+  }
+
+  async readBytes(rec: FileRecord): Promise<Uint8Array> {
+    this.assertOpen();
+    try {
+      const { rows } = await this.pool.query<{ data: Buffer }>('SELECT data FROM file_chunks WHERE file_id = $1 ORDER BY chunk_no', [rec.file_id]);
+      return Buffer.concat(rows.map((r) => r.data));
+    } catch (e) {
+      throw wrapPg(e, `reading ${rec.file_id} failed`);
+    }
+  }
+
+  /** The decoded readings of one stored capture file, in file order (from the `readings` table). */
+  async *readingsOf(fileId: string): AsyncIterable<PgReadingRow> {
+    this.assertOpen();
+    let after = -1;
+    for (;;) {
+      let rows: Record<string, unknown>[];
+      try {
+        rows = (
+          await this.pool.query(
+            `SELECT ord, part_id, resource_kind, resource, method, seq, time_requested_us, time_received_us, data, file_id, mime_type
+             FROM readings WHERE file_id = $1 AND ord > $2 ORDER BY ord LIMIT 5000`,
+            [fileId, after],
+          )
+        ).rows;
+      } catch (e) {
+        throw wrapPg(e, `reading readings of ${fileId} failed`);
+      }
+      for (const r of rows) {
+        const out: PgReadingRow = {
+          part_id: r.part_id as string,
+          resource_kind: r.resource_kind as string,
+          resource: r.resource as string,
+          method: r.method as string,
+          seq: Number(r.seq),
+          time_requested_us: Number(r.time_requested_us),
+          time_received_us: Number(r.time_received_us),
+          data: r.data,
+          file_id: r.file_id as string,
+        };
+        if (r.mime_type !== null) out.mime_type = r.mime_type as string;
+        yield out;
+      }
+      if (rows.length < 5000) return;
+      after = rows.at(-1)!.ord as number;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.pool.end().catch(() => undefined);
+    fs.rmSync(this.stagingDir, { recursive: true, force: true });
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new EdgecapError(ErrorCodes.CLOSED, 'ingest storage is closed');
+  }
+}
