@@ -121,6 +121,8 @@ class WStream {
 
 interface WRing {
   id: number;
+  /** Waiting for the bytes of an OVERSIZE marker (so not "work" until they arrive). */
+  blocked: boolean;
   consumer: RingConsumer;
   streams: WStream[];
 }
@@ -157,13 +159,14 @@ export class Writer {
       }
       streams[info.index] = s;
     }
-    this.rings.push({ id, consumer: new RingConsumer(sab), streams });
+    this.rings.push({ id, blocked: false, consumer: new RingConsumer(sab), streams });
     this.bell.ring(true);
   }
 
   /** The bytes of an OVERSIZE marker (arrive by message; the ring waits for them). */
   addOversize(ringId: number, token: number, frame: Uint8Array): void {
     this.oversize.set(`${ringId}:${token}`, frame);
+    for (const r of this.rings) if (r.id === ringId) r.blocked = false;
     this.bell.ring(true);
   }
 
@@ -182,7 +185,7 @@ export class Writer {
   }
 
   private hasWork = (): boolean => {
-    for (const r of this.rings) if (!r.consumer.isEmpty() || r.consumer.closed) return true;
+    for (const r of this.rings) if (!r.blocked && (!r.consumer.isEmpty() || r.consumer.closed)) return true;
     return false;
   };
 
@@ -230,6 +233,7 @@ export class Writer {
   private drainAll(): number {
     let total = 0;
     for (const r of this.rings) {
+      if (r.blocked) continue;
       total += r.consumer.drain((buf, off, _len, dv) => {
         const type = buf[off + RecOff.type]!;
         const flags = buf[off + RecOff.flags]!;
@@ -240,7 +244,10 @@ export class Writer {
         if (type === RecType.OVERSIZE) {
           const k = `${r.id}:${dv.getUint32(off + RecOff.body, true)}`;
           const f = this.oversize.get(k);
-          if (!f) return false; // bytes not here yet: keep order, retry later
+          if (!f) {
+            r.blocked = true; // bytes not here yet: keep order, retry when they arrive
+            return false;
+          }
           this.oversize.delete(k);
           frame = f;
         } else {
