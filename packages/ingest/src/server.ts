@@ -21,6 +21,7 @@ import { checkFileId, checkFileName } from './paths.js';
 import { acquireFileStorage, releaseFileStorage, FileStorage, type CaptureInfo, type IngestStorage, type NewFileRecord, type ReportedGap, type StagedUpload } from './storage.js';
 import { PgStorage } from './pg/storage.js';
 import { BadMessage, strictDataSyncService } from './wire.js';
+import { viamDataSyncService, viamServiceHandlers, type ViamCommitRequest } from '@edgecap/viam';
 
 const log = logger('ingest');
 
@@ -271,6 +272,39 @@ async function handleUpload(call: UploadCall, storage: IngestStorage, maxFileByt
   }
 }
 
+/**
+ * viam.app.datasync.v1 uploads (converted by @edgecap/viam into capture bytes whose id is the
+ * upload's dedup key, or a file as sent) enter the same commit path: stored once per key.
+ */
+async function commitViam(storage: IngestStorage, req: ViamCommitRequest, fileRoot: string): Promise<'committed' | 'already_have'> {
+  const fileId = checkFileId(req.file_id);
+  if (await storage.get(fileId)) return 'already_have';
+  let staged: StagedUpload | undefined = await storage.stage();
+  try {
+    for (const c of req.chunks) await staged.write(c);
+    const { bytes, sha256 } = await staged.finish();
+    const rec: NewFileRecord = { file_id: fileId, part_id: req.part_id, data_type: req.data_type, resource_kind: '', resource_name: '', method: '', tags: req.tags, size: bytes, sha256, mtime_ms: req.mtime_ms, source: req.source };
+    if (req.data_type === 'file') {
+      checkFileName(req.file_name ?? fileId, `${fileRoot}/files/x/y`);
+      rec.file_name = req.file_name ?? fileId;
+    } else {
+      const c = checkCapture(await staged.read(), fileId);
+      rec.capture = c.info;
+      rec.resource_kind = c.kind;
+      rec.resource_name = c.name;
+      rec.method = c.method;
+      if (!rec.part_id && c.part_id) rec.part_id = c.part_id;
+    }
+    const st = staged;
+    staged = undefined; // commit owns it now
+    const res = await storage.commit(st, rec);
+    log.info({ file_id: fileId, status: res.status, bytes, protocol: 'viam' }, 'upload');
+    return res.status;
+  } finally {
+    if (staged) await staged.discard().catch(() => undefined);
+  }
+}
+
 function checkGap(g: unknown, i: number): ReportedGap {
   const o = g as Record<string, unknown>;
   const from = Number(o.from_seq);
@@ -406,6 +440,8 @@ export async function startIngestServer(opts: IngestServerOptions): Promise<Inge
     },
   };
   server.addService(strictDataSyncService(), handlers);
+  // viam-server's sync protocol beside ours: same port, TLS and API key (authorization: Bearer <key>).
+  server.addService(viamDataSyncService(), viamServiceHandlers({ authorized, maxBytes: maxFileBytes, toStatus, commit: (req) => commitViam(storage, req, fileRoot) }));
 
   let boundPort: number;
   try {
