@@ -20,7 +20,7 @@
  *            └──────────────────────────────────────────────────────────┘
  */
 import { EventEmitter } from 'node:events';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
@@ -28,6 +28,7 @@ import { Piscina } from 'piscina';
 import { Backoff, FAILED_DIR_NAME, DEFAULTS, ErrorCodes, logger, systemClock, type Clock } from '@edgecap/core';
 import { StateStore, type FileState } from '@edgecap/store';
 import type { DataSyncClient, Gap } from '@edgecap/proto';
+import { probeViamCaptureFile } from '@edgecap/viam';
 import { SyncError, classifyStatus, type FailureKind } from './errors.js';
 import { readCaptureHeader } from './header.js';
 import { scanAdditional, scanCaptureDir, type Candidate } from './scan.js';
@@ -107,6 +108,7 @@ interface Work {
   id: string;
   idKey?: string;
   meta: UploadTask['meta'];
+  format?: 'viam';
 }
 
 const log = logger('sync');
@@ -264,14 +266,16 @@ export class SyncEngine extends EventEmitter {
     const abort = new AbortController();
     this.abort = abort;
     try {
-      const probe = await this.unary('Health', {}, this.opts.probeTimeoutMs ?? 5000);
+      // viam.app.datasync.v1 has no Health or ReportGaps: there the uploads themselves probe the link.
+      const viam = this.opts.ingest.protocol === 'viam';
+      const probe: { err?: grpc.ServiceError } = viam ? {} : await this.unary('Health', {}, this.opts.probeTimeoutMs ?? 5000);
       if (probe.err) {
         this.linkFailure(classifyStatus(probe.err.code), probe.err, res);
         res.deferred = this.countCandidates();
         return res;
       }
-      this.link.succeed();
-      if (!(await this.reportGaps(store, res))) {
+      if (!viam) this.link.succeed();
+      if (!viam && !(await this.reportGaps(store, res))) {
         res.deferred = this.countCandidates();
         return res;
       }
@@ -398,6 +402,16 @@ export class SyncEngine extends EventEmitter {
       let meta: UploadTask['meta'];
       if (c.source === 'capture') {
         const h = readCaptureHeader(c.path);
+        // Not ours: a viam-server `.capture` file is uploaded through the viam converter.
+        const vm = 'reason' in h ? probeViamCaptureFile(c.path) : undefined;
+        if (vm) {
+          const vid = `viam-${createHash('sha256').update(`${c.path}\0${c.size}\0${Math.floor(c.mtimeMs)}`).digest('hex').slice(0, 32)}`;
+          const vmeta: UploadTask['meta'] = { file_id: vid, part_id: this.opts.partId, resource_kind: vm.component_type, resource_name: vm.component_name, method: vm.method_name, data_type: vm.type === 'DATA_TYPE_BINARY_SENSOR' ? 'DATA_TYPE_BINARY' : 'DATA_TYPE_TABULAR', tags: [...this.opts.tags], file_name: c.rel, source: 'capture' };
+          const vrec = store.files.get(c.path);
+          if (vrec && !this.eligible(store, c, vrec, vid, now, res)) continue;
+          work.push({ c, id: vid, meta: vmeta, format: 'viam' });
+          continue;
+        }
         if ('reason' in h) {
           const rec = store.files.get(c.path);
           if (rec && (rec.status === 'deleting' || rec.status === 'deleted_by_janitor')) continue;
@@ -470,6 +484,7 @@ export class SyncEngine extends EventEmitter {
     if (!store.claimUpload(c.path, this.runId, { id: w.id, source: c.source, size: c.size })) return 'skip';
     const task: UploadTask = { path: c.path, target: this.opts.ingest, addressIndex: this.addrIdx, meta: w.meta, chunkBytes: this.opts.chunkBytes ?? DEFAULT_CHUNK_BYTES };
     if (this.opts.uploadDeadlineMs !== undefined) task.deadlineMs = this.opts.uploadDeadlineMs;
+    if (w.format) task.format = w.format;
     let out: UploadOutcome;
     try {
       out = (await this.pool!.run(task, { signal })) as UploadOutcome;

@@ -15,6 +15,8 @@ export interface IngestTarget {
   apiKey?: string;
   /** TLS server name to verify (and :authority) when it differs from the address host. */
   serverName?: string;
+  /** Wire protocol: edgecap.sync.v1 (default) or viam-server's viam.app.datasync.v1 (see @edgecap/viam). */
+  protocol?: 'edgecap' | 'viam';
 }
 
 export const DEFAULT_CHUNK_BYTES = 1024 * 1024;

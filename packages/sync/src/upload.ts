@@ -10,10 +10,13 @@
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { DataSyncClient, FileMetadata, UploadResponse__Output } from '@edgecap/proto';
+import { ViamDataError, createViamClient, uploadViam, viamCaptureToEdgecap, type DataSyncServiceClient as ViamClient } from '@edgecap/viam';
 import { classifyStatus, type FailureKind } from './errors.js';
-import { DEFAULT_CHUNK_BYTES, callMetadata, makeClient, type IngestTarget } from './target.js';
+import { DEFAULT_CHUNK_BYTES, addressesOf, callMetadata, channelOptions, credentialsFor, makeClient, type IngestTarget } from './target.js';
 
 export interface UploadTask {
   path: string;
@@ -24,6 +27,8 @@ export interface UploadTask {
   chunkBytes?: number;
   /** Overall deadline for the call, ms; default 120 s + 1 s per 256 KiB. */
   deadlineMs?: number;
+  /** 'viam': a viam-server `.capture` file found in the capture dir (default: edgecap's own format). */
+  format?: 'edgecap' | 'viam';
 }
 
 export type UploadOutcome =
@@ -46,6 +51,8 @@ function clientFor(t: IngestTarget, idx: number): DataSyncClient {
 export function closeClients(): void {
   for (const c of clients.values()) c.close();
   clients.clear();
+  for (const c of viamClients.values()) c.close();
+  viamClients.clear();
 }
 
 async function hashFile(fh: fs.FileHandle, size: number, chunk: number): Promise<Buffer> {
@@ -136,4 +143,59 @@ export async function uploadFile(task: UploadTask, client?: DataSyncClient): Pro
   } finally {
     await fh.close().catch(() => undefined);
   }
+}
+
+const viamClients = new Map<string, ViamClient>();
+
+function viamClientFor(t: IngestTarget, idx: number): ViamClient {
+  const list = addressesOf(t);
+  const address = list[((idx % list.length) + list.length) % list.length]!;
+  const key = `${JSON.stringify(t)}#${address}`;
+  let c = viamClients.get(key);
+  if (!c) {
+    c = createViamClient(address, credentialsFor(t), channelOptions(t));
+    viamClients.set(key, c);
+  }
+  return c;
+}
+
+/**
+ * One upload attempt over viam.app.datasync.v1 (`target.protocol: 'viam'`), or of a viam-server
+ * `.capture` file over edgecap's protocol (converted to an edgecap capture file whose id is the
+ * viam dedup key). Same outcome contract as uploadFile.
+ */
+export async function uploadViamTask(task: UploadTask): Promise<UploadOutcome> {
+  const partId = String(task.meta.part_id ?? '');
+  const tags = [...(task.meta.tags ?? [])];
+  if (task.target.protocol !== 'viam') {
+    let conv: ReturnType<typeof viamCaptureToEdgecap>;
+    try {
+      conv = viamCaptureToEdgecap(await fs.readFile(task.path), partId, tags);
+    } catch (e) {
+      if (e instanceof ViamDataError) return { ok: false, kind: 'rejected', message: `${task.path}: ${e.message}` };
+      const err = e as NodeJS.ErrnoException;
+      return { ok: false, kind: 'local', errno: err.code, message: `cannot read ${task.path}: ${err.message}` };
+    }
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'edgecap-viam-'));
+    try {
+      const tmp = path.join(dir, 'converted.capture');
+      await fs.writeFile(tmp, conv.bytes, { mode: 0o600 });
+      const data_type = conv.type === 'binary' ? 'DATA_TYPE_BINARY' : 'DATA_TYPE_TABULAR';
+      return await uploadFile({ ...task, path: tmp, format: 'edgecap', meta: { ...task.meta, file_id: conv.fileId, data_type } });
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true }).catch(() => undefined);
+    }
+  }
+  const kind = task.format === 'viam' ? 'viam-capture' : task.meta.data_type === 'DATA_TYPE_FILE' ? 'file' : 'capture';
+  const vt: Parameters<typeof uploadViam>[0] = { path: task.path, kind, partId, tags };
+  if (task.meta.file_name) vt.fileName = task.meta.file_name;
+  if (task.target.apiKey) vt.apiKey = task.target.apiKey;
+  if (task.deadlineMs !== undefined) vt.deadlineMs = task.deadlineMs;
+  const out = await uploadViam(vt, viamClientFor(task.target, task.addressIndex));
+  if (out.ok) return { ok: true, status: out.status, bytes: out.bytes, sha256: out.sha256 };
+  if (out.kind === 'status') return { ok: false, kind: classifyStatus(out.grpcCode), grpcCode: out.grpcCode, message: out.message };
+  if (out.kind === 'invalid') return { ok: false, kind: 'rejected', message: out.message };
+  const local: UploadOutcome = { ok: false, kind: 'local', message: out.message };
+  if (out.errno) local.errno = out.errno;
+  return local;
 }
