@@ -70,6 +70,7 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
   private janitor: Janitor | undefined;
   private mongo: MongoSink | undefined;
   private recovered = { files: 0, readings: 0, cutBytes: 0 };
+  private lastStreams: StreamStats[] = [];
 
   /** `config` is validated here; an invalid one throws ConfigError listing every problem. */
   constructor(config: unknown, opts: { baseDir?: string; source?: string } = {}) {
@@ -145,7 +146,11 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
     const engine = this.capture;
     this.capture = undefined;
     await this.stopJanitor();
-    if (engine) await engine.stop();
+    if (engine) {
+      await engine.stop();
+      // Keep the final counts readable after a stop (they include the last flush).
+      this.lastStreams = engine.stats();
+    }
   }
 
   private async startJanitor(): Promise<void> {
@@ -288,7 +293,7 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
 
   stats(): DataManagerStats {
     return {
-      capture: { running: !!this.capture, streams: this.capture?.stats() ?? [] },
+      capture: { running: !!this.capture, streams: this.capture?.stats() ?? this.lastStreams },
       sync: this.syncEngine ? { ...this.syncEngine.stats(), enabled: true } : { enabled: false, running: false },
       janitor: this.janitor?.stats(),
       mongo: this.mongo?.stats(),
