@@ -8,9 +8,10 @@ import { runScenario, resultTable, type ScenarioOptions, type ScenarioResult } f
 // records its table in RELIABILITY.md.
 const long = process.env.EDGECAP_TORTURE === 'long';
 const scenarios: ScenarioOptions[] = [
-  { name: 'edge-crash-loop', fault: 'edge', rounds: long ? 200 : 30 },
+  // Edge kills leave the edge time to start, capture and sync between kills.
+  { name: 'edge-crash-loop', fault: 'edge', rounds: long ? 200 : 30, minGapMs: 900, maxGapMs: 2000 },
   { name: 'ingest-crash-loop', fault: 'ingest', rounds: long ? 60 : 8 },
-  { name: 'both-crash-loop', fault: 'both', rounds: long ? 60 : 8 },
+  { name: 'both-crash-loop', fault: 'both', rounds: long ? 60 : 8, minGapMs: 900, maxGapMs: 2000 },
   { name: 'network-faults', fault: 'network', rounds: long ? 90 : 12 },
 ];
 const results: ScenarioResult[] = [];

@@ -8,9 +8,9 @@
  *                                               └ error: truncate back to goodEnd (or drop the file),
  *                                                 count, GAP 'write_error' once writing works again
  *
- * After each flush the stream's next seq is persisted (StateStore.advanceSeq); before a rename
- * it is persisted synchronously, so a finished file is always covered by the persisted seq and
- * a .prog by start-up recovery.
+ * A stream's next seq is persisted (StateStore.advanceSeqSync) before each rename, so a finished
+ * file is always covered by the persisted seq, and a .prog by start-up recovery (which reads
+ * the last seq in it): no per-flush state write is needed on the hot path.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -46,7 +46,6 @@ export const realFs: WriterFs = {
 };
 
 export interface SeqSink {
-  advanceSeq(key: StreamKey, next: number): Promise<void> | void;
   advanceSeqSync(key: StreamKey, next: number): void;
 }
 
@@ -386,18 +385,6 @@ export class Writer {
     s.gapFrom = -1;
     s.lastErrCode = '';
     s.resetBatch();
-    this.persist(s);
-  }
-
-  private persist(s: WStream): void {
-    if (s.nextSeq <= s.stats[Stat.PERSISTED_SEQ]!) return;
-    s.stats[Stat.PERSISTED_SEQ] = s.nextSeq;
-    try {
-      const r = this.deps.store.advanceSeq(s.key, s.nextSeq);
-      if (r) r.catch((e: unknown) => log.error({ err: e }, 'persisting seq failed'));
-    } catch (e) {
-      log.error({ err: e }, 'persisting seq failed');
-    }
   }
 
   private dropBatch(s: WStream): void {
@@ -407,8 +394,6 @@ export class Writer {
       s.stats[Stat.DROPPED_ON_WRITE_ERROR] = s.stats[Stat.DROPPED_ON_WRITE_ERROR]! + s.batchReadings;
     }
     s.resetBatch();
-    // the dropped seqs are used up (explained by the coming GAP): never reuse them
-    this.persist(s);
   }
 
   private writeError(s: WStream, e: unknown): void {

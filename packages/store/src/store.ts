@@ -43,6 +43,21 @@ export interface ExplainedGap {
   reported: boolean;
 }
 
+/**
+ * lmdb-js rejects a failed async commit (ENOSPC, EIO) twice: the write's promise, and a
+ * second `commitError` promise hung on the error that nobody else awaits. Left alone, the
+ * second one is an unhandled rejection that kills the thread; handle it here, once.
+ */
+async function settle<T>(p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (e) {
+    const ce = (e as { commitError?: Promise<unknown> }).commitError;
+    if (ce && typeof ce.catch === 'function') ce.catch(() => undefined);
+    throw e;
+  }
+}
+
 export function defaultStateDir(captureDir: string): string {
   return path.join(captureDir, STATE_DIR_NAME);
 }
@@ -67,15 +82,12 @@ export class StateStore {
     return this.seqs.get(streamKeyString(key)) ?? 0;
   }
 
-  /** Record that every seq below `next` is on disk; never moves backwards. */
-  async advanceSeq(key: StreamKey, next: number): Promise<void> {
-    const k = streamKeyString(key);
-    await this.root.transaction(() => {
-      const cur = this.seqs.get(k) ?? 0;
-      if (next > cur) this.seqs.putSync(k, next);
-    });
-  }
-
+  /**
+   * Record that every seq below `next` is on disk; never moves backwards. Every write of this
+   * store is a synchronous transaction: lmdb-js's async commits, when they fail (ENOSPC on a
+   * full disk), leave unhandled rejections behind and the write queue stuck, while a failed
+   * sync transaction throws here and the next one succeeds once space is back.
+   */
   advanceSeqSync(key: StreamKey, next: number): void {
     const k = streamKeyString(key);
     this.root.transactionSync(() => {
@@ -157,7 +169,7 @@ export class StateStore {
 
   /** Resolves once everything written so far is on disk. */
   flushed(): Promise<boolean> {
-    return this.root.flushed;
+    return settle(this.root.flushed);
   }
 
   async close(): Promise<void> {
