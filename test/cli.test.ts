@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { listFiles, readCaptureFile, FRAME_HEADER_BYTES } from '@edgecap/format';
 import { startIngestServer, exportReadings } from '@edgecap/ingest';
 import { cli, runCli, tmpdir, waitFor, writeJson } from './helpers.js';
+import { viamCaptureBytes } from '../packages/viam/test/helpers.js';
 
 describe('edgecap CLI as a subprocess', () => {
   it('run → SIGTERM: files closed, synced, and the run says what it flushed', async () => {
@@ -92,4 +93,20 @@ describe('edgecap CLI as a subprocess', () => {
     expect(bad.code).toBe(3);
     expect(bad.stderr).toContain(`corrupt at offset ${victim.offset}`);
   });
+
+  it("inspect decodes a viam-server .capture file (written with protobufjs)", async () => {
+    const root = tmpdir('cli-viam');
+    const file = path.join(root, 'imu.capture');
+    fs.writeFileSync(file, viamCaptureBytes(7));
+    const r = await cli(['inspect', file, '--json']);
+    expect(r.code).toBe(0);
+    const lines = r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { format: string; resource: string; method: string; data: { linear_acceleration: { x: number } } });
+    expect(lines).toHaveLength(7);
+    expect(lines[3]).toMatchObject({ format: 'viam', resource: 'imu', method: 'LinearAcceleration', data: { linear_acceleration: { x: 3 } } });
+    fs.writeFileSync(file, viamCaptureBytes(7).subarray(0, -5));
+    const cut = await cli(['inspect', file]);
+    expect(cut.code).toBe(3);
+    expect(cut.stderr).toMatch(/truncated/);
+  });
 });
+

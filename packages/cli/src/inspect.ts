@@ -1,12 +1,46 @@
 import fs from 'node:fs';
 import { FINISHED_EXT, IN_PROGRESS_EXT } from '@edgecap/core';
-import { listFiles, readCaptureFile, type Problem } from '@edgecap/format';
+import { FILE_MAGIC, listFiles, readCaptureFile, type CaptureFileSummary, type Problem } from '@edgecap/format';
+import { readViamCaptureFile } from '@edgecap/viam';
 import { Exit, table } from './util.js';
 
 /** JSON-safe view of a reading: binary items as size + sha256, never bytes. */
 export function jsonData(data: unknown, sha: (b: Uint8Array) => string): unknown {
   if (data instanceof Uint8Array) return { binary: { size: data.length, sha256: sha(data) } };
   return data;
+}
+
+/** Our capture file, or one in viam-server's layout (uvarint-delimited protobuf), as one shape. */
+function readAnyCapture(file: string): CaptureFileSummary & { format: 'edgecap' | 'viam' } {
+  const head = Buffer.alloc(FILE_MAGIC.length);
+  const fd = fs.openSync(file, 'r');
+  try {
+    fs.readSync(fd, head, 0, head.length, 0);
+  } finally {
+    fs.closeSync(fd);
+  }
+  if (head.equals(Buffer.from(FILE_MAGIC)) || head.length === 0) return { ...readCaptureFile(file), format: 'edgecap' };
+  const v = readViamCaptureFile(file);
+  const m = v.metadata;
+  return {
+    format: 'viam',
+    header: m
+      ? {
+          v: 0,
+          id: '',
+          kind: m.component_type,
+          name: m.component_name,
+          method: m.method_name,
+          type: String(m.type).includes('BINARY') ? 'binary' : 'tabular',
+          tags: m.tags ?? [],
+          start_us: 0,
+        }
+      : undefined,
+    readings: v.readings.map((r, i) => ({ ...r, seq: i, offset: 0, ...(r.mime_type ? { mime_type: r.mime_type } : {}) })),
+    gaps: [],
+    problems: v.problems.map((p) => ({ kind: p.kind === 'truncated' ? 'truncated' : 'corrupt', offset: p.offset, length: 0, reason: p.reason })),
+    goodEnd: 0,
+  };
 }
 
 /**
@@ -27,7 +61,7 @@ export async function inspect(target: string, opts: { json?: boolean }, out: Nod
   const rows: (string | number)[][] = [];
   let corrupt = 0;
   for (const f of files) {
-    const s = readCaptureFile(f);
+    const s = readAnyCapture(f);
     const bad = s.problems.filter((p: Problem) => p.kind !== 'truncated' || f.endsWith(FINISHED_EXT));
     for (const p of s.problems) {
       err.write(`${f}: ${p.kind} at offset ${p.offset} (${p.length} bytes): ${p.reason}\n`);
@@ -39,7 +73,8 @@ export async function inspect(target: string, opts: { json?: boolean }, out: Nod
         out.write(
           JSON.stringify({
             file: f,
-            file_id: h?.id,
+            format: s.format,
+            file_id: h?.id || undefined,
             resource_kind: h?.kind,
             resource: h?.name,
             method: h?.method,

@@ -45,6 +45,8 @@ const ingest = z.strictObject({
   ca_file: z.string().optional(),
   api_key: z.string().optional(),
   server_name: z.string().optional(),
+  /** `viam`: speak viam.app.datasync.v1 to a viam-compatible endpoint instead of edgecap.sync.v1. */
+  protocol: z.enum(['edgecap', 'viam']).default('edgecap'),
 });
 
 const mongo = z.strictObject({

@@ -199,6 +199,7 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
     const ingest = {
       address: c.ingest.address,
       insecure: c.ingest.insecure,
+      protocol: c.ingest.protocol,
       ...(c.ingest.ca_file ? { caFile: c.ingest.ca_file } : {}),
       ...(c.ingest.server_name ? { serverName: c.ingest.server_name } : {}),
       ...((c.ingest.api_key ?? process.env.EDGECAP_API_KEY) ? { apiKey: c.ingest.api_key ?? process.env.EDGECAP_API_KEY } : {}),

@@ -8,40 +8,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import protobuf from 'protobufjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listReceived, type IngestServer } from '@edgecap/ingest';
 import { SyncEngine } from '@edgecap/sync';
 import { createViamClient, probeViamCaptureFile, readViamCaptureBytes, readViamCaptureFile, uploadViam } from '@edgecap/viam';
 import { encodeFileStart } from '@edgecap/format';
-import { API_KEY, PROTO_DIR, allReadings, startTlsIngest, tmpDir, ts } from './helpers.js';
+import { API_KEY, allReadings, startTlsIngest, tmpDir, viamCaptureBytes, T0 } from './helpers.js';
 
-const T0 = 1_700_000_100_000_000;
-
-/** A viam-server style .capture file made with protobufjs only. */
-function viamCaptureBytes(n: number): Buffer {
-  const root = new protobuf.Root();
-  root.resolvePath = (_o, t) => (t.startsWith('google/protobuf/') ? t : path.join(PROTO_DIR, t));
-  root.loadSync('viam/app/datasync/v1/data_sync.proto', { keepCase: true });
-  const Meta = root.lookupType('viam.app.datasync.v1.DataCaptureMetadata');
-  const SD = root.lookupType('viam.app.datasync.v1.SensorData');
-  const parts: Uint8Array[] = [
-    Meta.encodeDelimited(
-      Meta.fromObject({ component_type: 'rdk:component:movement_sensor', component_name: 'imu', method_name: 'LinearAcceleration', type: 'DATA_TYPE_TABULAR_SENSOR', file_extension: '.dat', tags: ['viam-tag'] }),
-    ).finish(),
-  ];
-  for (let i = 0; i < n; i++) {
-    parts.push(
-      SD.encodeDelimited(
-        SD.fromObject({
-          metadata: { time_requested: ts(T0 + i * 10_000), time_received: ts(T0 + i * 10_000 + 100) },
-          struct: { fields: { linear_acceleration: { structValue: { fields: { x: { numberValue: i }, y: { numberValue: -i / 4 }, z: { numberValue: 9.81 } } } } } },
-        }),
-      ).finish(),
-    );
-  }
-  return Buffer.concat(parts);
-}
 
 describe('viam-server .capture files', () => {
   let dir: string;

@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
+import protobuf from 'protobufjs';
 import * as protoLoader from '@grpc/proto-loader';
 import { exportReadings, makeDevCert, startIngestServer, type DevCert, type ExportedReading, type IngestServer } from '@edgecap/ingest';
 
@@ -52,3 +53,31 @@ export async function allReadings(dataDir: string): Promise<ExportedReading[]> {
 }
 
 export const ts = (us: number): { seconds: number; nanos: number } => ({ seconds: Math.floor(us / 1e6), nanos: (us % 1e6) * 1000 });
+
+export const T0 = 1_700_000_100_000_000;
+
+/** A viam-server style .capture file made with protobufjs only. */
+export function viamCaptureBytes(n: number): Buffer {
+  const root = new protobuf.Root();
+  root.resolvePath = (_o, t) => (t.startsWith('google/protobuf/') ? t : path.join(PROTO_DIR, t));
+  root.loadSync('viam/app/datasync/v1/data_sync.proto', { keepCase: true });
+  const Meta = root.lookupType('viam.app.datasync.v1.DataCaptureMetadata');
+  const SD = root.lookupType('viam.app.datasync.v1.SensorData');
+  const parts: Uint8Array[] = [
+    Meta.encodeDelimited(
+      Meta.fromObject({ component_type: 'rdk:component:movement_sensor', component_name: 'imu', method_name: 'LinearAcceleration', type: 'DATA_TYPE_TABULAR_SENSOR', file_extension: '.dat', tags: ['viam-tag'] }),
+    ).finish(),
+  ];
+  for (let i = 0; i < n; i++) {
+    parts.push(
+      SD.encodeDelimited(
+        SD.fromObject({
+          metadata: { time_requested: ts(T0 + i * 10_000), time_received: ts(T0 + i * 10_000 + 100) },
+          struct: { fields: { linear_acceleration: { structValue: { fields: { x: { numberValue: i }, y: { numberValue: -i / 4 }, z: { numberValue: 9.81 } } } } } },
+        }),
+      ).finish(),
+    );
+  }
+  return Buffer.concat(parts);
+}
+
