@@ -67,6 +67,7 @@ class StagedPgFile implements StagedUpload {
   private readonly hash = createHash('sha256');
   private n = 0;
   private closed = false;
+  private cache: Buffer | undefined;
   constructor(
     readonly file: string,
     private readonly fh: fsp.FileHandle,
@@ -86,10 +87,13 @@ class StagedPgFile implements StagedUpload {
     this.closed = true;
     return { bytes: this.n, sha256: this.hash.digest('hex') };
   }
+  /** The server reads the bytes to check the capture header; commit decodes the same copy. */
   async read(): Promise<Uint8Array> {
-    return fsp.readFile(this.file);
+    this.cache ??= await fsp.readFile(this.file);
+    return this.cache;
   }
   async discard(): Promise<void> {
+    this.cache = undefined;
     if (!this.closed) {
       this.closed = true;
       await this.fh.close().catch(() => undefined);
