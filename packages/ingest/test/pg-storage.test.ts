@@ -200,4 +200,23 @@ describe.skipIf(why)('PostgreSQL ingest storage', () => {
       await fsSrv.close();
     }
   });
+
+  // Last: stops the cluster.
+  it('database down: uploads answer UNAVAILABLE (retryable, the edge fails over), never INTERNAL', async () => {
+    const url = await freshDb(cluster, 'down');
+    const srv = await startIngestServer({ listen: '127.0.0.1:0', dataDir: '', insecure: true, apiKeys: ['test-key-1'], storage: 'postgres', pgUrl: url });
+    const c = makeClient(srv.address);
+    try {
+      const one = makeCapture({ name: 'before', seqs: [0, 1] });
+      expect(await upload(c, captureMeta(one), one.bytes)).toMatchObject({ ok: true, res: { status: 'UPLOAD_STATUS_COMMITTED' } });
+      cluster.stop();
+      const two = makeCapture({ name: 'after', seqs: [0, 1] });
+      expect(await upload(c, captureMeta(two), two.bytes)).toMatchObject({ ok: false, code: 14, details: expect.stringContaining('storage unavailable') });
+      // Opening a node against a database that is not there is refused the same way.
+      await expect(PgStorage.open({ url })).rejects.toMatchObject({ name: 'PgStorageError', code: 'EDGECAP_ERR_UNAVAILABLE' });
+    } finally {
+      c.close();
+      await srv.close();
+    }
+  });
 });
