@@ -31,7 +31,7 @@ describe('edgecap CLI as a subprocess', () => {
       run.proc.kill('SIGTERM');
       const end = await run.exited;
       expect(end.code).toBe(0);
-      expect(run.stderr.join('\n')).toMatch(/stopped; \d+ readings captured and flushed to disk/);
+      expect(run.stderr.join('\n')).toMatch(/stopped; \d+ readings flushed to disk, 0 dropped \(ring full\), 0 dropped \(write errors\)/);
       expect(listFiles(path.join(root, 'capture'), '.prog')).toEqual([]);
       // Everything left on disk is finished and clean, and a sync drains it.
       for (const f of listFiles(path.join(root, 'capture'), '.capture')) expect(readCaptureFile(f).problems).toEqual([]);

@@ -65,9 +65,14 @@ export class Ledger {
     }
   }
 
-  report(): { flushed: number; ingested: number; lost: number; duplicated: number; corrupt: number; lostExamples: string[] } {
+  /**
+   * `excused(stream, seq)` says a flushed reading's absence is by policy (deleted by the janitor
+   * on a full disk); those are counted apart from `lost`.
+   */
+  report(excused: (stream: string, seq: number) => boolean = () => false): { flushed: number; ingested: number; lost: number; deletedByPolicy: number; duplicated: number; corrupt: number; lostExamples: string[] } {
     let flushed = 0;
     let lost = 0;
+    let deletedByPolicy = 0;
     let corrupt = this.corrupt;
     const lostExamples: string[] = [];
     for (const [k, m] of this.flushed) {
@@ -75,7 +80,8 @@ export class Ledger {
       for (const [seq, d] of m) {
         flushed++;
         const g = got?.get(seq);
-        if (g === undefined) {
+        if (g === undefined && excused(k, seq)) deletedByPolicy++;
+        else if (g === undefined) {
           lost++;
           if (lostExamples.length < 5) lostExamples.push(`${k}#${seq}`);
         } else if (g !== d) corrupt++;
@@ -83,7 +89,7 @@ export class Ledger {
     }
     let ingested = 0;
     for (const m of this.ingested.values()) ingested += m.size;
-    return { flushed, ingested, lost, duplicated: this.duplicated, corrupt, lostExamples };
+    return { flushed, ingested, lost, deletedByPolicy, duplicated: this.duplicated, corrupt, lostExamples };
   }
 
   /** Per stream: seqs missing between 0 and the max ingested. */

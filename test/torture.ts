@@ -4,8 +4,10 @@
  * Ledger. Scenarios are parameterised so CI runs a short version and `pnpm torture --long`
  * the long one.
  */
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { listFiles, readCaptureFile } from '@edgecap/format';
 import { makeDevCert, gapReport } from '@edgecap/ingest';
 import { Ledger } from './ledger.js';
 import { FaultyProxy } from './proxy.js';
@@ -14,8 +16,9 @@ import { cli, freePort, runCli, sigkill, startIngestProcess, tmpdir, waitFor, wr
 export interface ScenarioOptions {
   name: string;
   rounds: number;
-  /** What each round kills or cuts. */
-  fault: 'edge' | 'ingest' | 'both' | 'network';
+  /** What each round kills or cuts. `disk-full`: the capture dir lives on a small tmpfs and the
+   * ingest is down for the first half, so the disk fills and the janitor deletes by policy. */
+  fault: 'edge' | 'ingest' | 'both' | 'network' | 'disk-full';
   minGapMs?: number;
   maxGapMs?: number;
   flushIntervalMs?: number;
@@ -30,6 +33,7 @@ export interface ScenarioResult {
   flushed: number;
   ingested: number;
   lost: number;
+  deletedByJanitor: number;
   duplicated: number;
   corrupt: number;
   unexplainedGaps: number;
@@ -54,9 +58,12 @@ async function scrape(port: number): Promise<Sample | undefined> {
     const text = await res.text();
     const s: Sample = { captured: new Map(), nextSeq: new Map() };
     for (const line of text.split('\n')) {
-      const m = /^(edgecap_captured_readings_total|edgecap_next_seq)\{resource="([^"]+)",kind="[^"]*",method="([^"]+)"\} (\d+)/.exec(line);
+      const m = /^(edgecap_captured_readings_total|edgecap_dropped_readings_total|edgecap_next_seq)\{resource="([^"]+)",kind="[^"]*",method="([^"]+)"\} (\d+)/.exec(line);
       if (!m) continue;
-      (m[1] === 'edgecap_next_seq' ? s.nextSeq : s.captured).set(`${m[2]}/${m[3]}`, Number(m[4]));
+      const k = `${m[2]}/${m[3]}`;
+      // produced = accepted into the ring + dropped at a full ring
+      if (m[1] === 'edgecap_next_seq') s.nextSeq.set(k, Number(m[4]));
+      else s.captured.set(k, (s.captured.get(k) ?? 0) + Number(m[4]));
     }
     return s;
   } catch {
@@ -82,7 +89,12 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
   const proxy = o.fault === 'network' ? new FaultyProxy(ingestPort) : undefined;
   const edgePort = proxy ? await proxy.listen() : ingestPort;
   const data = path.join(root, 'ingest');
-  const captureDir = path.join(root, 'capture');
+  const diskFull = o.fault === 'disk-full';
+  if (diskFull) {
+    fs.mkdirSync(path.join(root, 'small'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=24m,mode=0700', 'tmpfs', path.join(root, 'small')]);
+  }
+  const captureDir = diskFull ? path.join(root, 'small', 'capture') : path.join(root, 'capture');
   const flushIntervalMs = o.flushIntervalMs ?? 100;
   const config = writeJson(path.join(root, 'edge.json'), {
     capture_dir: captureDir,
@@ -91,11 +103,12 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     maximum_capture_file_age_ms: 250,
     maximum_capture_file_size_bytes: 65536,
     flush_interval_ms: flushIntervalMs,
+    ...(diskFull ? { janitor_interval_ms: 300 } : {}),
     ingest: { address: `localhost:${edgePort}`, ca_file: certs.caFile, api_key: 'key' },
     resources: [
       { name: 'imu', model: 'sim:movement_sensor', capture_methods: [{ method: 'Position', capture_frequency_hz: 1000 }] },
       { name: 'temp', model: 'sim:sensor', capture_methods: [{ method: 'Readings', capture_frequency_hz: 20 }] },
-      { name: 'cam', model: 'sim:camera', attributes: { image_bytes: 16384 }, capture_methods: [{ method: 'ReadImage', capture_frequency_hz: 10 }] },
+      { name: 'cam', model: 'sim:camera', attributes: { image_bytes: diskFull ? 65536 : 16384 }, capture_methods: [{ method: 'ReadImage', capture_frequency_hz: diskFull ? 60 : 10 }] },
     ],
   });
   const ledger = new Ledger();
@@ -106,7 +119,9 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
   let restarts = 0;
   let networkFaults = 0;
 
-  let ingest: IngestProc = await startIngestProcess({ data, port: ingestPort, tls: certs, apiKey: 'key' });
+  const startIngest = (): Promise<IngestProc> => startIngestProcess({ data, port: ingestPort, tls: certs, apiKey: 'key' });
+  // On a full disk the ingest is down for the first half: the backlog fills the tmpfs.
+  let ingest: IngestProc | undefined = diskFull ? undefined : await startIngest();
   let metricsPort = await freePort();
   const startEdge = (): Child => runCli(['run', '--config', config, '--metrics', `127.0.0.1:${metricsPort}`]);
   let edge = startEdge();
@@ -135,9 +150,13 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
         maxUnflushed = Math.max(maxUnflushed, before - 1 - flushedMax);
       }
     }
-    if (killIngest) {
+    if (killIngest && ingest) {
       await sigkill(ingest);
       kills++;
+    }
+    if (diskFull) {
+      ledger.snapshotDisk(captureDir);
+      if (!ingest && round >= o.rounds / 2) ingest = await startIngest();
     }
     if (proxy) {
       networkFaults++;
@@ -147,7 +166,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
       else await proxy.stall(400 + Math.floor(Math.random() * 800));
     }
     if (killIngest) {
-      ingest = await startIngestProcess({ data, port: ingestPort, tls: certs, apiKey: 'key' });
+      ingest = await startIngest();
       restarts++;
     }
     if (killEdge) {
@@ -177,11 +196,22 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     120_000,
     100,
   );
+  ingest ??= await startIngest();
   ingest.proc.kill('SIGTERM');
   await ingest.exited;
   await ledger.loadExport(data);
-  const rep = ledger.report();
   const gaps = await gapReport(data);
+  // Ranges the janitor deleted by policy, as the edge reported them to the server.
+  const janitorRanges = new Map<string, [number, number][]>();
+  for (const st of gaps.streams) {
+    for (const g of st.gaps) {
+      if (!g.reasons.includes('janitor')) continue;
+      const k = `${st.resource}/${st.method}`;
+      janitorRanges.set(k, [...(janitorRanges.get(k) ?? []), [g.from_seq, g.to_seq]]);
+    }
+  }
+  const rep = ledger.report((k, seq) => (janitorRanges.get(k) ?? []).some(([a, b]) => seq >= a && seq <= b));
+  if (diskFull) execFileSync('umount', ['-l', path.join(root, 'small')]);
   fs.rmSync(root, { recursive: true, force: true });
   return {
     scenario: o.name,
@@ -192,6 +222,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     flushed: rep.flushed,
     ingested: rep.ingested,
     lost: rep.lost,
+    deletedByJanitor: rep.deletedByPolicy,
     duplicated: rep.duplicated,
     corrupt: rep.corrupt,
     unexplainedGaps: gaps.unexplained_gaps,
@@ -203,7 +234,73 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
 }
 
 export function resultTable(rows: ScenarioResult[]): string {
-  const cols: (keyof ScenarioResult)[] = ['scenario', 'kills', 'restarts', 'networkFaults', 'produced', 'flushed', 'ingested', 'lost', 'duplicated', 'corrupt', 'unexplainedGaps', 'maxUnflushedMs', 'maxRssMiB', 'seconds'];
+  const cols: (keyof ScenarioResult)[] = ['scenario', 'kills', 'restarts', 'networkFaults', 'produced', 'flushed', 'ingested', 'lost', 'deletedByJanitor', 'duplicated', 'corrupt', 'unexplainedGaps', 'maxUnflushedMs', 'maxRssMiB', 'seconds'];
   const head = `| ${cols.join(' | ')} |\n|${cols.map(() => '---').join('|')}|`;
   return [head, ...rows.map((r) => `| ${cols.map((c) => String(r[c])).join(' | ')} |`)].join('\n');
+}
+
+export interface SlowConsumerResult {
+  /** What the edge says reached disk. */
+  flushed: number;
+  writeDropped: number;
+  onDisk: number;
+  dropped: number;
+  gapSeqs: number;
+  corruptFiles: number;
+  rssStartMiB: number;
+  rssMaxMiB: number;
+  seconds: number;
+}
+
+/**
+ * A resource producing far faster than the writer and disk can take (64 KiB readings at 20 kHz,
+ * ~1.3 GB/s, into a 2 MiB ring): drops must be counted exactly and explained by GAP frames,
+ * memory must stay flat, and what is on disk must stay intact.
+ */
+export async function runSlowConsumer(seconds: number): Promise<SlowConsumerResult> {
+  const t0 = Date.now();
+  const root = tmpdir('torture-slow');
+  fs.writeFileSync(path.join(root, 'firehose.js'), 'const img = new Uint8Array(65536).fill(7);\nexport default { kind: "camera", ReadImage: () => img };\n');
+  const captureDir = path.join(root, 'capture');
+  const config = writeJson(path.join(root, 'edge.json'), {
+    capture_dir: captureDir,
+    sync_disabled: true,
+    resources: [{ name: 'firehose', module: './firehose.js', capture_methods: [{ method: 'ReadImage', capture_frequency_hz: 20000, capture_queue_size: 2 * 1024 * 1024 }] }],
+  });
+  const edge = runCli(['run', '--config', config]);
+  let onDisk = 0;
+  let gapSeqs = 0;
+  let corruptFiles = 0;
+  const seen = new Set<number>();
+  // The downstream consumer: read each finished file completely, account for it, delete it
+  // (keeps the machine's disk from filling; this scenario is about the ring, not space).
+  const consume = (): void => {
+    for (const f of listFiles(captureDir, '.capture')) {
+      const s = readCaptureFile(f);
+      if (s.problems.length) corruptFiles++;
+      for (const r of s.readings) {
+        if (seen.has(r.seq)) corruptFiles++;
+        seen.add(r.seq);
+      }
+      onDisk += s.readings.length;
+      for (const g of s.gaps) gapSeqs += g.to_seq - g.from_seq + 1;
+      fs.rmSync(f);
+    }
+  };
+  await sleep(1500);
+  const rssStart = rssMiB(edge.proc.pid);
+  let rssMax = rssStart;
+  for (let t = 0; t < seconds * 4; t++) {
+    await sleep(250);
+    rssMax = Math.max(rssMax, rssMiB(edge.proc.pid));
+    consume();
+  }
+  edge.proc.kill('SIGTERM');
+  const end = await edge.exited;
+  if (end.code !== 0) throw new Error(`edge did not stop cleanly: ${edge.stderr.slice(-10).join('\n')}`);
+  consume();
+  const m = /stopped; (\d+) readings flushed to disk, (\d+) dropped \(ring full\), (\d+) dropped \(write errors\)/.exec(edge.stderr.join('\n'));
+  if (!m) throw new Error(`no summary line: ${edge.stderr.slice(-5).join('\n')}`);
+  fs.rmSync(root, { recursive: true, force: true });
+  return { flushed: Number(m[1]), dropped: Number(m[2]), writeDropped: Number(m[3]), onDisk, gapSeqs, corruptFiles, rssStartMiB: Math.round(rssStart), rssMaxMiB: Math.round(rssMax), seconds: Math.round((Date.now() - t0) / 1000) };
 }

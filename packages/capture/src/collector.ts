@@ -141,6 +141,7 @@ export class Collector {
   async stop(): Promise<void> {
     this.stopping = true;
     await this.loop;
+    for (const sc of this.scheds) await sc.em.flushPendingGap();
     this.ring?.close();
   }
 }

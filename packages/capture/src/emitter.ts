@@ -7,6 +7,7 @@
  *                                                 │ full: drop, count, remember [from,to]
  *                                                 └ next success: GAP(from,to,'ring_full') first
  */
+import { nowMicros } from '@edgecap/core';
 import { FrameEncoder, FrameType, FRAME_HEADER_BYTES, sealFrame } from '@edgecap/format';
 import type { RingProducer } from '@edgecap/ring';
 import { REC_PREFIX_BYTES, RecFlag, RecOff, RecType, ResSlot, Stat } from './layout.js';
@@ -89,6 +90,22 @@ export class StreamEmitter {
     }
     if (!ok) return this.drop(seq);
     st[Stat.CAPTURED] = st[Stat.CAPTURED]! + 1;
+    return true;
+  }
+
+  /**
+   * Before the ring closes: write the GAP frame of readings dropped since the last successful
+   * push, so a drop at the very end is explained too. The writer is still draining, so space
+   * comes back quickly; bounded by `timeoutMs` (then the drops stay counted, unexplained).
+   */
+  async flushPendingGap(timeoutMs = 2000): Promise<boolean> {
+    const end = performance.now() + timeoutMs;
+    while (this.pendingFrom >= 0) {
+      const gap = this.sh.enc.gap(this.pendingFrom, this.pendingTo, 'ring_full', nowMicros());
+      if (this.pushFrame(gap, 0, this.pendingFrom, this.pendingTo - this.pendingFrom + 1)) this.pendingFrom = -1;
+      else if (performance.now() > end) return false;
+      else await new Promise((r) => setTimeout(r, 2));
+    }
     return true;
   }
 

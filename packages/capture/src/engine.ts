@@ -40,11 +40,14 @@ export interface StreamStats {
   resource: string;
   kind: string;
   method: string;
+  /** Readings accepted into the ring (produced minus `dropped`). */
   captured: number;
+  /** Readings dropped because the ring was full (each explained by a ring_full GAP frame). */
   dropped: number;
   missedDeadlines: number;
   bytes: number;
   writeErrors: number;
+  /** Of `captured`, readings that could not be written (explained by write_error GAP frames). */
   droppedOnWriteError: number;
   nextSeq: number;
 }
@@ -298,7 +301,10 @@ export class CaptureEngine extends EventEmitter {
     this.state = 'stopping';
     const errors: unknown[] = [];
     await Promise.all([...this.collectors.keys()].map((n) => this.stopCollector(n).catch((e: unknown) => errors.push(e))));
-    for (const ps of this.pushStreams.values()) ps.ring.close();
+    for (const ps of this.pushStreams.values()) {
+      await ps.em.flushPendingGap();
+      ps.ring.close();
+    }
     await Promise.allSettled([...this.pending]);
     const w = this.writer;
     if (w) await w.stop(() => w.api.stop()).catch((e: unknown) => errors.push(e));

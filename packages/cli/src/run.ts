@@ -58,12 +58,15 @@ export async function run(configFile: string, opts: { metrics?: string }, err: N
   if (logTick) clearInterval(logTick);
   if (err.isTTY) err.write('\n');
   err.write(`edgecap: ${sig} received, stopping (flushing files, finishing uploads)...\n`);
-  const before = dm.stats();
+  const syncStats = dm.stats().sync;
   await dm.stop();
   metrics?.close();
-  const captured = before.capture.streams.reduce((a, x) => a + x.captured, 0);
-  const dropped = before.capture.streams.reduce((a, x) => a + x.dropped + x.droppedOnWriteError, 0);
-  const synced = before.sync.enabled ? `${before.sync.uploadedFiles} files synced this run` : 'sync was off';
-  err.write(`edgecap: stopped; ${captured} readings captured and flushed to disk, ${dropped} dropped, ${synced}\n`);
+  // Final counts: stop() has flushed and closed every file.
+  const streams = dm.stats().capture.streams;
+  const flushed = streams.reduce((a, x) => a + x.captured - x.droppedOnWriteError, 0);
+  const ringDrops = streams.reduce((a, x) => a + x.dropped, 0);
+  const writeDrops = streams.reduce((a, x) => a + x.droppedOnWriteError, 0);
+  const synced = syncStats.enabled ? `${syncStats.uploadedFiles} files synced this run` : 'sync was off';
+  err.write(`edgecap: stopped; ${flushed} readings flushed to disk, ${ringDrops} dropped (ring full), ${writeDrops} dropped (write errors), ${synced}\n`);
   return 0;
 }
