@@ -334,19 +334,21 @@ export class PgStorage implements IngestStorage {
   private async insertReadings(client: pg.PoolClient, bytes: Uint8Array, rec: NewFileRecord): Promise<void> {
     const sum = readCaptureBytes(bytes);
     const mimeDefault = sum.header?.mime_type;
-    let batch: unknown[] = [];
     const items: { ord: number; it: BinaryItem }[] = [];
+    // Column arrays for INSERT ... SELECT FROM unnest(...): one statement per batch.
+    // Timestamps via to_timestamp(µs / 1e6): exact to the µs for this range (< 2^53 µs); the
+    // integer *_us columns stay the authoritative values.
+    let cols = { o: [] as number[], s: [] as number[], q: [] as number[], r: [] as number[], m: [] as (string | null)[], d: [] as string[] };
     const flush = async (): Promise<void> => {
-      if (batch.length === 0) return;
-      await client.query(
-        `INSERT INTO readings (file_id, ord, part_id, resource_kind, resource, method, seq, time_requested, time_received, time_requested_us, time_received_us, tags, mime_type, data)
-         SELECT $1, x.o, $2, $3, $4, $5, x.s,
-                timestamptz 'epoch' + x.q * interval '1 microsecond', timestamptz 'epoch' + x.r * interval '1 microsecond',
-                x.q, x.r, $6, x.m, x.d
-         FROM jsonb_to_recordset($7::jsonb) AS x(o integer, s bigint, q bigint, r bigint, m text, d jsonb)`,
-        [rec.file_id, rec.part_id, rec.resource_kind, rec.resource_name, rec.method, rec.tags, JSON.stringify(batch)],
-      );
-      batch = [];
+      if (cols.o.length === 0) return;
+      await client.query({
+        name: 'edgecap_readings',
+        text: `INSERT INTO readings (file_id, ord, part_id, resource_kind, resource, method, seq, time_requested, time_received, time_requested_us, time_received_us, tags, mime_type, data)
+         SELECT $1, x.o, $2, $3, $4, $5, x.s, to_timestamp(x.q / 1e6::float8), to_timestamp(x.r / 1e6::float8), x.q, x.r, $6, x.m, x.d
+         FROM unnest($7::integer[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::jsonb[]) AS x(o, s, q, r, m, d)`,
+        values: [rec.file_id, rec.part_id, rec.resource_kind, rec.resource_name, rec.method, rec.tags, cols.o, cols.s, cols.q, cols.r, cols.m, cols.d],
+      });
+      cols = { o: [], s: [], q: [], r: [], m: [], d: [] };
     };
     for (let ord = 0; ord < sum.readings.length; ord++) {
       const r = sum.readings[ord]!;
@@ -354,8 +356,13 @@ export class PgStorage implements IngestStorage {
       const its: BinaryItem[] = [];
       const d = toJson(r.data, its, mime);
       for (const it of its) items.push({ ord, it });
-      batch.push({ o: ord, s: r.seq, q: r.time_requested_us, r: r.time_received_us, m: mime ?? null, d: d === undefined ? null : d });
-      if (batch.length >= READING_BATCH) await flush();
+      cols.o.push(ord);
+      cols.s.push(r.seq);
+      cols.q.push(r.time_requested_us);
+      cols.r.push(r.time_received_us);
+      cols.m.push(mime ?? null);
+      cols.d.push(JSON.stringify(d === undefined ? null : d));
+      if (cols.o.length >= READING_BATCH) await flush();
     }
     await flush();
     for (const { ord, it } of items) {
