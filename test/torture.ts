@@ -176,7 +176,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     }
   }
   await sleep(800);
-  addProduced(await scrape(metricsPort));
+  addProduced(await waitFor('edge metrics', () => scrape(metricsPort), 30_000, 100));
   maxRss = Math.max(maxRss, rssMiB(edge.proc.pid));
   edge.proc.kill('SIGTERM');
   const end = await edge.exited;

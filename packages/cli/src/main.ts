@@ -1,7 +1,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { setRootLogger } from '@edgecap/core';
 import { pino } from 'pino';
-import { describeError, userPath, Exit } from './util.js';
+import { describeError, onceSignal, userPath, Exit } from './util.js';
 
 /** The `edgecap` command. Returns the exit code; errors are one line unless --verbose. */
 export async function main(argv: string[]): Promise<number> {
@@ -23,8 +23,10 @@ export async function main(argv: string[]): Promise<number> {
     .requiredOption('-c, --config <file>', 'JSON config file')
     .option('--metrics <[host:]port>', 'serve Prometheus metrics at /metrics')
     .action(async (o: { config: string; metrics?: string }) => {
+      // Listen before the heavy imports: a SIGTERM during start-up still stops cleanly.
+      const stop = onceSignal(['SIGINT', 'SIGTERM']);
       const { run } = await import('./run.js');
-      code = await run(userPath(o.config), o, process.stderr);
+      code = await run(userPath(o.config), o, stop, process.stderr);
     });
 
   program

@@ -1,6 +1,6 @@
 import http from 'node:http';
 import { DataManager, createMetricsRegistry, type DataManagerStats } from '@edgecap/datamanager';
-import { fmtBytes, fmtCount, onceSignal } from './util.js';
+import { fmtBytes, fmtCount } from './util.js';
 
 export function statusLine(s: DataManagerStats, prev: DataManagerStats | undefined, dtSec: number): string {
   const captured = s.capture.streams.reduce((a, x) => a + x.captured, 0);
@@ -37,9 +37,8 @@ export function serveMetrics(dm: DataManager, listen: string): http.Server {
 }
 
 /** `edgecap run --config FILE`: capture + sync until SIGINT/SIGTERM, then a clean stop. */
-export async function run(configFile: string, opts: { metrics?: string }, err: NodeJS.WritableStream & { isTTY?: boolean }): Promise<number> {
+export async function run(configFile: string, opts: { metrics?: string }, stop: Promise<NodeJS.Signals>, err: NodeJS.WritableStream & { isTTY?: boolean }): Promise<number> {
   const dm = DataManager.fromFile(configFile);
-  const stop = onceSignal(['SIGINT', 'SIGTERM']);
   await dm.start();
   const metrics = opts.metrics ? serveMetrics(dm, opts.metrics) : undefined;
   let prev: DataManagerStats | undefined;

@@ -7,6 +7,13 @@ import { listFiles, readCaptureFile, type Reading } from '@edgecap/format';
 import { startIngestServer, exportReadings } from '@edgecap/ingest';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+async function waitFor(cond: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await sleep(50);
+  }
+}
 const tmp = (p: string) => fs.mkdtempSync(path.join(os.tmpdir(), `edgecap-dm-${p}-`));
 
 /** All readings on disk for one resource/method, in seq order. */
@@ -40,19 +47,18 @@ describe('DataManager', () => {
     const synced: string[] = [];
     dm.on('file-synced', (e) => synced.push(e.path));
     await dm.start();
-    await sleep(700);
+    await waitFor(() => synced.length > 0);
     await dm.stopSync();
     const syncedBefore = synced.length;
     expect(syncedBefore).toBeGreaterThan(0);
     const capturedA = dm.stats().capture.streams[0]!.captured;
-    await sleep(700);
+    await waitFor(() => dm.stats().capture.streams[0]!.captured > capturedA + 20);
     // capture goes on without sync, files pile up locally
     expect(dm.stats().capture.streams[0]!.captured).toBeGreaterThan(capturedA);
     expect(synced.length).toBe(syncedBefore);
     await dm.stopCapture();
     expect(dm.stats().capture.running).toBe(false);
-    const pending = listFiles(dir, '.capture').length;
-    expect(pending).toBeGreaterThan(0);
+    await waitFor(() => listFiles(dir, '.capture').length > 0);
     // sync without capture drains them
     await dm.startSync();
     const r = await dm.sync();
