@@ -194,6 +194,8 @@ describe.skipIf(why)('two ingest nodes on one PostgreSQL', () => {
       // Both nodes committed files (node names are host:pid; the restarted A is a third name
       // when an edge came back to it).
       expect(await count('SELECT count(DISTINCT ingest_node) AS n FROM files')).toBeGreaterThanOrEqual(2);
+      // Fail-over: the edges that preferred A (edge-0, edge-2) had files committed by B.
+      expect(await count(`SELECT count(*) AS n FROM files WHERE ingest_node LIKE '%:${nodeB.proc.pid}' AND part_id IN ('edge-0', 'edge-2')`)).toBeGreaterThan(0);
       for (let e = 0; e < EDGES; e++) {
         expect(remaining(captureDirs[e]!)).toBe(0);
         expect(fs.existsSync(path.join(dir, `edge${e}`, 'state', 'failed'))).toBe(false);

@@ -225,8 +225,8 @@ export class PgStorage implements IngestStorage {
       const pid = Number(/^(\d+)-/.exec(e)?.[1]);
       if (Number.isInteger(pid) && pid !== process.pid && !alive(pid)) fs.rmSync(path.join(base, e), { recursive: true, force: true });
     }
+    // Created on the first upload (export never needs it).
     const mine = path.join(base, `${process.pid}-${randomBytes(6).toString('hex')}`);
-    fs.mkdirSync(mine, { mode: 0o700 });
     return new PgStorage(pool, mine, opts.nodeName ?? `${os.hostname()}:${process.pid}`);
   }
 
@@ -242,6 +242,7 @@ export class PgStorage implements IngestStorage {
 
   async stage(): Promise<StagedUpload> {
     this.assertOpen();
+    await fsp.mkdir(this.stagingDir, { recursive: true, mode: 0o700 });
     const file = path.join(this.stagingDir, `${randomBytes(12).toString('hex')}.part`);
     return new StagedPgFile(file, await fsp.open(file, 'wx', 0o600));
   }
