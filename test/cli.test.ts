@@ -3,7 +3,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { listFiles, readCaptureFile, FRAME_HEADER_BYTES } from '@edgecap/format';
 import { startIngestServer, exportReadings } from '@edgecap/ingest';
-import { cli, runCli, tmpdir, waitFor, writeJson } from './helpers.js';
+import { cli, freePort, runCli, tmpdir, waitFor, writeJson } from './helpers.js';
 import { viamCaptureBytes } from '../packages/viam/test/helpers.js';
 
 describe('edgecap CLI as a subprocess', () => {
@@ -22,7 +22,17 @@ describe('edgecap CLI as a subprocess', () => {
           { name: 'mine', module: './my-sensor.js', capture_methods: [{ method: 'Readings', capture_frequency_hz: 100 }] },
         ],
       });
-      const run = runCli(['run', '--config', config]);
+      const metricsPort = await freePort();
+      const run = runCli(['run', '--config', config, '--metrics', `127.0.0.1:${metricsPort}`]);
+      const metrics = await waitFor('metrics', async () => {
+        try {
+          const t = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+          return /edgecap_captured_readings_total\{resource="mine",kind="sensor",method="Readings"\} [1-9]/.test(t) ? t : undefined;
+        } catch {
+          return undefined;
+        }
+      });
+      expect(metrics).toMatch(/# TYPE edgecap_sync_pending_files gauge/);
       await waitFor('files synced', async () => {
         let n = 0;
         for await (const _ of exportReadings(path.join(root, 'ingest'))) n++;
@@ -35,6 +45,10 @@ describe('edgecap CLI as a subprocess', () => {
       expect(listFiles(path.join(root, 'capture'), '.prog')).toEqual([]);
       // Everything left on disk is finished and clean, and a sync drains it.
       for (const f of listFiles(path.join(root, 'capture'), '.capture')) expect(readCaptureFile(f).problems).toEqual([]);
+      const st = await cli(['status', '--config', config]);
+      expect(st.code).toBe(0);
+      expect(st.stdout).toMatch(/sensor\/mine\/Readings/);
+      expect(st.stdout).toMatch(/committed\s+\d+/);
       const s = await cli(['sync', '--config', config]);
       expect(s.code).toBe(0);
       expect(listFiles(path.join(root, 'capture'), '.capture')).toEqual([]);

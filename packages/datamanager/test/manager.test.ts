@@ -114,6 +114,33 @@ describe('DataManager', () => {
     expect(got.map((r) => r.seq)).toEqual([...Array(5000).keys()]);
   });
 
+  it('selective sync: scheduled sync runs only while the syncer resource says should_sync', async () => {
+    const dir = tmp('selective');
+    const mod = path.join(dir, '..', `gate-${path.basename(dir)}.js`);
+    // The gate's answer comes from a file the test flips, read by the resource in its thread.
+    const flag = `${mod}.flag`;
+    fs.writeFileSync(flag, 'no');
+    fs.writeFileSync(mod, `import fs from 'node:fs';\nexport default { kind: 'sensor', Readings: () => ({ should_sync: fs.readFileSync(${JSON.stringify(flag)}, 'utf8') === 'yes' }) };\n`);
+    const dm = new DataManager({
+      capture_dir: dir,
+      part_id: 'selective',
+      sync_interval_mins: 0.003,
+      maximum_capture_file_age_ms: 150,
+      selective_syncer_name: 'gate',
+      ingest: { address: server.address, insecure: true, api_key: 'k' },
+      resources: [{ name: 'gate', module: mod, capture_methods: [{ method: 'Readings', capture_frequency_hz: 50 }] }],
+    });
+    const synced: string[] = [];
+    dm.on('file-synced', (e) => synced.push(e.path));
+    await dm.start();
+    await waitFor(() => listFiles(dir, '.capture').length >= 3);
+    await sleep(600); // several scheduled rounds with the gate closed
+    expect(synced).toEqual([]);
+    fs.writeFileSync(flag, 'yes');
+    await waitFor(() => synced.length > 0);
+    await dm.stop();
+  });
+
   it('an invalid config throws ConfigError listing every bad field', () => {
     expect(() => new DataManager({ capture_dir: 1, resources: [{ name: 'x', model: 'sim:sensor', capture_methods: [{ method: 'Readings', capture_frequency_hz: -1 }] }] })).toThrow(
       /capture_dir[\s\S]*resources\[0\]\.capture_methods\[0\]\.capture_frequency_hz/,
