@@ -69,7 +69,8 @@ export async function startPgCluster(opts: PgClusterOptions = {}): Promise<PgClu
   const why = pgUnavailableReason();
   if (!bin || why) throw new EdgecapError(ErrorCodes.STATE, `cannot start PostgreSQL: ${why ?? 'no binaries'}`);
   const asRoot = process.getuid?.() === 0;
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'edgecap-pg-'));
+  // As root the server runs as `postgres`, which must reach the dir: /tmp, not a private TMPDIR.
+  const dir = fs.mkdtempSync(path.join(asRoot ? '/tmp' : os.tmpdir(), 'edgecap-pg-'));
   const data = path.join(dir, 'data');
   const sock = path.join(dir, 'sock');
   fs.mkdirSync(sock);
