@@ -4,8 +4,10 @@
  * (made deterministic with a third connection holding the file_id row lock), and the
  * export functions giving the same answers as the embedded store for the same uploads.
  */
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { exportReadings, gapReport, listReceived, PgStorage, startIngestServer, type IngestServer, type NewFileRecord } from '@edgecap/ingest';
@@ -199,6 +201,19 @@ describe.skipIf(why)('PostgreSQL ingest storage', () => {
       await pgSrv.close();
       await fsSrv.close();
     }
+  });
+
+  it('options: postgres without a URL is a config error (API and serve.js), unknown storage refused', async () => {
+    await expect(startIngestServer({ listen: '127.0.0.1:0', dataDir: '', insecure: true, apiKeys: [], storage: 'postgres' })).rejects.toMatchObject({ code: 'EDGECAP_ERR_CONFIG_INVALID', message: expect.stringContaining('pgUrl') });
+    await expect(startIngestServer({ listen: '127.0.0.1:0', dataDir: '', insecure: true, apiKeys: [], storage: 'mysql' as 'files' })).rejects.toMatchObject({ code: 'EDGECAP_ERR_CONFIG_INVALID' });
+    const serve = fileURLToPath(new URL('../dist/serve.js', import.meta.url));
+    const env = { ...process.env, EDGECAP_PG_URL: '' };
+    const r = spawnSync(process.execPath, [serve, '--listen', '127.0.0.1:0', '--insecure', '--storage', 'postgres'], { env, encoding: 'utf8' });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain('--storage postgres needs --pg-url URL');
+    const r2 = spawnSync(process.execPath, [serve, '--listen', '127.0.0.1:0', '--insecure', '--storage', 'nosql', '--data', dir], { env, encoding: 'utf8' });
+    expect(r2.status).toBe(2);
+    expect(r2.stderr).toContain('--storage must be files or postgres');
   });
 
   // Last: stops the cluster.
