@@ -1,79 +1,72 @@
 // The Node peers a user would reach for, fed the same readings as edgecap:
-// pino through its worker-thread transport, pino.destination (sonic-boom) on the main thread,
-// and a naive baseline (one JSON line per fs.writeSync).
+// pino through its worker-thread transport (pino/file), pino.destination (sonic-boom) on the
+// main thread, and a naive baseline (one JSON line per fs.writeSync). Each runs in its own child
+// process (see util.runChild) so CPU and peak RSS are its own.
 import fs from 'node:fs';
 import path from 'node:path';
 import pino from 'pino';
+import { reading } from '../fixtures/reading.js';
 
-export function reading(size, i) {
-  // ~size bytes once encoded: a few numbers plus filler.
-  const fill = size > 48 ? 'x'.repeat(size - 48) : '';
-  return { seq: i, x: 1.25 + i, y: 2.5, z: 3.75, f: fill };
+const elapsed = (t0) => Number(process.hrtime.bigint() - t0) / 1e9;
+
+function result(file, count, sec) {
+  const bytes = fs.statSync(file).size;
+  fs.rmSync(file, { force: true });
+  return { count, perSec: count / sec, mbps: bytes / 1e6 / sec, bytesPerRecord: bytes / count, seconds: sec };
 }
 
-async function finish(dest) {
-  await new Promise((resolve) => {
-    dest.flush?.(() => resolve());
-    if (!dest.flush) resolve();
-  });
-}
-
-/** pino + pino/file transport in a worker thread. */
-export async function pinoTransport(dir, { count, size }) {
-  const file = path.join(dir, `pino-transport-${size}.log`);
+/** pino + pino/file transport in a worker thread; the clock stops when the transport closed its file. */
+export async function pinoTransport({ dir, count, size }) {
+  const file = path.join(dir, `pino-transport-${size}-${process.pid}.log`);
+  const keepAlive = setInterval(() => {}, 1000); // thread-stream unrefs its worker
   const transport = pino.transport({ target: 'pino/file', options: { destination: file, mkdir: true } });
+  await new Promise((r) => transport.once('ready', r));
   const log = pino({ base: undefined, timestamp: false }, transport);
-  const r = reading(size, 0);
+  const r = reading(size);
   const t0 = process.hrtime.bigint();
-  const cpu0 = process.cpuUsage();
   for (let i = 0; i < count; i++) {
     r.seq = i;
     log.info(r);
   }
   await new Promise((resolve) => {
-    transport.on('close', resolve);
+    transport.once('close', resolve);
     transport.end();
   });
-  const sec = Number(process.hrtime.bigint() - t0) / 1e9;
-  const cpu = process.cpuUsage(cpu0);
-  const bytes = fs.statSync(file).size;
-  fs.rmSync(file);
-  return { perSec: count / sec, mbps: bytes / 1e6 / sec, cpuMainSec: (cpu.user + cpu.system) / 1e6, seconds: sec };
+  clearInterval(keepAlive);
+  return result(file, count, elapsed(t0));
 }
 
-/** pino.destination (sonic-boom), async with a 64 KiB buffer, flushed at the end. */
-export async function pinoDestination(dir, { count, size }) {
-  const file = path.join(dir, `pino-dest-${size}.log`);
-  const dest = pino.destination({ dest: file, sync: false, minLength: 65536 });
+/** pino.destination (sonic-boom), async, buffering 8 KiB (sonic-boom 4.2 hangs on end() with a larger maxWrite) and flushing every 100 ms like edgecap's flush_interval_ms; the clock stops when the file is closed. */
+export async function pinoDestination({ dir, count, size }) {
+  const file = path.join(dir, `pino-dest-${size}-${process.pid}.log`);
+  const dest = pino.destination({ dest: file, sync: false, minLength: 8192, periodicFlush: 100 });
+  await new Promise((r) => dest.once('ready', r));
   const log = pino({ base: undefined, timestamp: false }, dest);
-  const r = reading(size, 0);
+  const r = reading(size);
   const t0 = process.hrtime.bigint();
   for (let i = 0; i < count; i++) {
     r.seq = i;
     log.info(r);
   }
-  await finish(dest);
-  dest.flushSync();
-  const sec = Number(process.hrtime.bigint() - t0) / 1e9;
-  const bytes = fs.statSync(file).size;
-  dest.destroy();
-  fs.rmSync(file);
-  return { perSec: count / sec, mbps: bytes / 1e6 / sec, seconds: sec };
+  // end() writes out everything buffered and closes the fd; the clock stops at 'close'.
+  await new Promise((resolve) => {
+    dest.once('close', resolve);
+    dest.end();
+  });
+  return result(file, count, elapsed(t0));
 }
 
-/** Naive: JSON.stringify + one writeSync per reading on the main thread. */
-export function naiveJsonLines(dir, { count, size }) {
-  const file = path.join(dir, `naive-${size}.log`);
+/** Naive: JSON.stringify + one fs.writeSync per reading on the main thread. */
+export async function naiveJsonLines({ dir, count, size }) {
+  const file = path.join(dir, `naive-${size}-${process.pid}.log`);
   const fd = fs.openSync(file, 'a');
-  const r = reading(size, 0);
+  const r = reading(size);
   const t0 = process.hrtime.bigint();
   for (let i = 0; i < count; i++) {
     r.seq = i;
     fs.writeSync(fd, JSON.stringify(r) + '\n');
   }
-  const sec = Number(process.hrtime.bigint() - t0) / 1e9;
+  const sec = elapsed(t0);
   fs.closeSync(fd);
-  const bytes = fs.statSync(file).size;
-  fs.rmSync(file);
-  return { perSec: count / sec, mbps: bytes / 1e6 / sec, seconds: sec };
+  return result(file, count, sec);
 }
