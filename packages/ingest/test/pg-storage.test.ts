@@ -203,6 +203,29 @@ describe.skipIf(why)('PostgreSQL ingest storage', () => {
     }
   });
 
+  it('the same file sent to two nodes at once over gRPC: one COMMITTED, one ALREADY_HAVE, one row set', async () => {
+    const url = await freshDb(cluster, 'grpcrace');
+    const opts = { listen: '127.0.0.1:0', dataDir: '', insecure: true, apiKeys: ['test-key-1'], storage: 'postgres' as const, pgUrl: url };
+    const [n1, n2] = await Promise.all([startIngestServer(opts), startIngestServer(opts)]);
+    const [c1, c2] = [makeClient(n1.address), makeClient(n2.address)];
+    try {
+      for (let i = 0; i < 10; i++) {
+        const c = makeCapture({ name: `r${i}`, seqs: Array.from({ length: 2000 }, (_, k) => k) });
+        const res = await Promise.all([upload(c1, captureMeta(c), c.bytes, { chunk: 16 * 1024 }), upload(c2, captureMeta(c), c.bytes, { chunk: 16 * 1024 })]);
+        expect(res.map((r) => (r.ok ? r.res.status : `error ${r.code}`)).sort()).toEqual(['UPLOAD_STATUS_ALREADY_HAVE', 'UPLOAD_STATUS_COMMITTED']);
+      }
+    } finally {
+      c1.close();
+      c2.close();
+      await Promise.all([n1.close(), n2.close()]);
+    }
+    const q = new pg.Client({ connectionString: url });
+    await q.connect();
+    const { rows } = await q.query('SELECT (SELECT count(*)::int FROM files) AS files, (SELECT count(*)::int FROM readings) AS readings, (SELECT count(DISTINCT (file_id, seq))::int FROM readings) AS distinct_readings');
+    await q.end();
+    expect(rows[0]).toEqual({ files: 10, readings: 20000, distinct_readings: 20000 });
+  });
+
   it('options: postgres without a URL is a config error (API and serve.js), unknown storage refused', async () => {
     await expect(startIngestServer({ listen: '127.0.0.1:0', dataDir: '', insecure: true, apiKeys: [], storage: 'postgres' })).rejects.toMatchObject({ code: 'EDGECAP_ERR_CONFIG_INVALID', message: expect.stringContaining('pgUrl') });
     await expect(startIngestServer({ listen: '127.0.0.1:0', dataDir: '', insecure: true, apiKeys: [], storage: 'mysql' as 'files' })).rejects.toMatchObject({ code: 'EDGECAP_ERR_CONFIG_INVALID' });
