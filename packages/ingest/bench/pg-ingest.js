@@ -154,8 +154,12 @@ async function run(clusterUrl, nodes, dir) {
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'edgecap-pg-bench-'));
 const cluster = await startPgCluster({ settings: values.fsync === 'off' ? { fsync: 'off', synchronous_commit: 'off' } : {} });
 try {
+  const vq = new pg.Client({ connectionString: cluster.url });
+  await vq.connect();
+  const pgVersion = (await vq.query('SHOW server_version')).rows[0].server_version;
+  await vq.end();
   process.stdout.write(
-    `pg-ingest: ${FILES} files x ${READINGS} readings, ${CONCURRENCY} concurrent uploaders, fsync ${values.fsync}, node ${process.version}, ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'})\n`,
+    `pg-ingest: ${FILES} files x ${READINGS} readings, ${CONCURRENCY} concurrent uploaders, fsync ${values.fsync}, node ${process.version}, ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), load ${os.loadavg()[0].toFixed(1)}, PostgreSQL ${pgVersion}\n`,
   );
   for (const nodes of [1, 2]) {
     const r = await run(cluster.url, nodes, dir);
