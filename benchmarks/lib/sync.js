@@ -1,0 +1,181 @@
+// Sync benchmarks: a backlog of capture files uploaded by the real SyncEngine (piscina workers,
+// gRPC client streaming, TLS) to a real ingest server in another process on loopback; and the
+// scale curve (scanner, capture-dir recovery, sync start-up and restart with 1k…100k pending files).
+import fs from 'node:fs';
+import path from 'node:path';
+import { fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { FrameEncoder, encodeFileStart, recoverCaptureDir, listFiles } from '@edgecap/format';
+import { SyncEngine, scanCaptureDir } from '@edgecap/sync';
+import { defaultSyncThreads } from '@edgecap/core';
+import { reading } from '../fixtures/reading.js';
+
+const API_KEY = 'bench-key';
+const elapsed = (t0) => Number(process.hrtime.bigint() - t0) / 1e9;
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+async function startIngest(dir, certDir) {
+  const dataDir = path.join(dir, 'ingest');
+  const child = fork(path.join(here, 'ingest-child.js'), [dataDir, path.join(certDir, 'cert.pem'), path.join(certDir, 'key.pem'), API_KEY], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const port = await new Promise((resolve, reject) => {
+    child.once('message', (m) => resolve(m.port));
+    child.once('exit', (c) => reject(new Error(`ingest server exited ${c}`)));
+  });
+  return {
+    port,
+    dataDir,
+    async usage() {
+      child.send('cpu');
+      return new Promise((r) => child.once('message', r));
+    },
+    stop() {
+      child.disconnect();
+    },
+  };
+}
+
+/**
+ * Write `files` valid capture files of about `fileBytes` each into a capture dir, spread over a
+ * few streams (as a real backlog would be). Each file has its own id and seq range.
+ */
+export function makeBacklog(captureDir, { files, fileBytes, streams = 8 }) {
+  const enc = new FrameEncoder();
+  const binary = fileBytes >= 256 * 1024;
+  const value = binary ? new Uint8Array(64 * 1024).fill(5) : reading(64);
+  const probe = new Uint8Array(128 * 1024);
+  const per = enc.reading(probe, 0, 0, 1, 2, value, binary ? 'application/octet-stream' : undefined);
+  const { bytes: hdrProbe } = encodeFileStart({ kind: 'bench', name: 's0', method: 'Readings', type: binary ? 'binary' : 'tabular', tags: [], start_us: 1 });
+  const readingsPerFile = Math.max(1, Math.round((fileBytes - hdrProbe.length) / per));
+  const buf = new Uint8Array(hdrProbe.length + 64 + readingsPerFile * (per + 16));
+  const dirs = [];
+  for (let s = 0; s < streams; s++) {
+    const d = path.join(captureDir, 'bench', `s${s}`, 'Readings');
+    fs.mkdirSync(d, { recursive: true, mode: 0o700 });
+    dirs.push(d);
+  }
+  const seqs = new Array(streams).fill(0);
+  let total = 0;
+  const t0 = process.hrtime.bigint();
+  const startUs = Date.now() * 1000 - 3_600_000_000;
+  for (let i = 0; i < files; i++) {
+    const s = i % streams;
+    const { bytes: hdr, header } = encodeFileStart({ kind: 'bench', name: `s${s}`, method: 'Readings', type: binary ? 'binary' : 'tabular', tags: ['bench'], start_us: startUs + i, part_id: 'bench' });
+    buf.set(hdr, 0);
+    let off = hdr.length;
+    for (let k = 0; k < readingsPerFile; k++, seqs[s]++) off += enc.reading(buf, off, seqs[s], startUs + i, startUs + i + 1, value, binary ? 'application/octet-stream' : undefined);
+    fs.writeFileSync(path.join(dirs[s], `${String(i).padStart(8, '0')}-${header.id}.capture`), buf.subarray(0, off), { mode: 0o600 });
+    total += off;
+  }
+  return { files, bytes: total, readingsPerFile, seconds: elapsed(t0) };
+}
+
+function syncEngine(captureDir, stateDir, port, certDir, threads) {
+  return new SyncEngine({
+    captureDir,
+    stateDir,
+    additionalSyncPaths: [],
+    fileLastModifiedMs: 0,
+    intervalMs: 3_600_000,
+    threads,
+    partId: 'bench',
+    tags: [],
+    ingest: { address: `127.0.0.1:${port}`, caFile: path.join(certDir, 'ca.pem'), apiKey: API_KEY },
+  });
+}
+
+/** Upload a whole backlog with one syncNow(); MB/s and files/s from the first byte to the last ack. */
+export async function syncBacklog({ dir, certDir, files, fileBytes, threads }) {
+  threads = threads ?? defaultSyncThreads();
+  const captureDir = path.join(dir, 'capture');
+  const backlog = makeBacklog(captureDir, { files, fileBytes });
+  const server = await startIngest(dir, certDir);
+  const engine = syncEngine(captureDir, path.join(dir, 'state'), server.port, certDir, threads);
+  let firstAt;
+  engine.once('file-synced', () => (firstAt = process.hrtime.bigint()));
+  const cpu0 = process.cpuUsage();
+  const t0 = process.hrtime.bigint();
+  const res = await engine.syncNow();
+  const sec = elapsed(t0);
+  const cpu = process.cpuUsage(cpu0);
+  await engine.stop();
+  const srv = await server.usage();
+  server.stop();
+  const left = scanCaptureDir(captureDir).length;
+  fs.rmSync(dir, { recursive: true, force: true });
+  if (res.uploaded + res.alreadyHad !== files) {
+    throw new Error(`uploaded ${res.uploaded}+${res.alreadyHad} of ${files} files (failed ${res.failed}, deferred ${res.deferred}): ${res.errors.slice(0, 3).join('; ')}`);
+  }
+  return {
+    files,
+    fileBytes: backlog.bytes / files,
+    bytes: res.bytes,
+    threads,
+    seconds: sec,
+    mbps: res.bytes / 1e6 / sec,
+    filesPerSec: files / sec,
+    firstUploadSec: firstAt ? Number(firstAt - t0) / 1e9 : null,
+    left,
+    makeSeconds: backlog.seconds,
+    clientCpuSec: (cpu.user + cpu.system) / 1e6,
+    serverCpuSec: srv.cpuSec,
+    serverMaxRssMB: srv.maxRssMB,
+  };
+}
+
+/**
+ * Scale curve for n pending files: scanner cost, capture-dir recovery walk (start-up with 10
+ * orphaned .prog files among n finished ones), sync cold start (time to the first upload: probe,
+ * scan, header reads, checkpoints) and sync restart on the same LMDB state (recovery), RSS.
+ */
+export async function scaleCurve({ dir, certDir, n }) {
+  const captureDir = path.join(dir, 'capture');
+  const stateDir = path.join(dir, 'state');
+  const backlog = makeBacklog(captureDir, { files: n, fileBytes: 200, streams: Math.max(1, Math.ceil(n / 1000)) });
+  const out = { n, makeSeconds: backlog.seconds, rssStartMB: process.memoryUsage().rss / 1048576 };
+
+  let t0 = process.hrtime.bigint();
+  const cands = scanCaptureDir(captureDir);
+  out.scanMs = elapsed(t0) * 1e3;
+  if (cands.length !== n) throw new Error(`scanner found ${cands.length} of ${n}`);
+
+  // orphaned in-progress files: copies of finished files, with a torn tail
+  const some = cands.slice(0, 10);
+  for (const c of some) {
+    const b = fs.readFileSync(c.path);
+    fs.writeFileSync(c.path.replace(/\.capture$/, '-orphan.prog'), b.subarray(0, b.length - 3));
+  }
+  t0 = process.hrtime.bigint();
+  const rec = recoverCaptureDir(captureDir);
+  out.recoverMs = elapsed(t0) * 1e3;
+  out.recovered = rec.length;
+  // drop the recovered copies again so the backlog is n files
+  for (const f of listFiles(captureDir, '.capture')) if (f.includes('-orphan')) fs.rmSync(f);
+
+  const server = await startIngest(dir, certDir);
+  for (const phase of ['cold', 'restart']) {
+    const engine = syncEngine(captureDir, stateDir, server.port, certDir, defaultSyncThreads());
+    let uploaded = 0;
+    const first = new Promise((resolve) =>
+      engine.on('file-synced', () => {
+        if (++uploaded === 1) resolve(process.hrtime.bigint());
+      }),
+    );
+    t0 = process.hrtime.bigint();
+    const run = engine.syncNow();
+    const firstAt = await Promise.race([first, run.then(() => null)]);
+    out[`${phase}FirstUploadMs`] = firstAt ? Number(firstAt - t0) / 1e6 : null;
+    // let it upload for a moment, then stop (aborts in-flight uploads, as a shutdown would)
+    await new Promise((r) => setTimeout(r, 300));
+    out[`${phase}RssMB`] = process.memoryUsage().rss / 1048576;
+    t0 = process.hrtime.bigint();
+    await engine.stop();
+    out[`${phase}StopMs`] = elapsed(t0) * 1e3;
+    await run.catch(() => undefined);
+    out[`${phase}Uploaded`] = uploaded;
+  }
+  server.stop();
+  fs.rmSync(dir, { recursive: true, force: true });
+  return out;
+}
