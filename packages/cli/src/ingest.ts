@@ -1,12 +1,31 @@
-import { startIngestServer, exportReadings, listReceived, gapReport } from '@edgecap/ingest';
+import { ConfigError } from '@edgecap/core';
+import { startIngestServer, exportReadings, listReceived, gapReport, type ExportTarget } from '@edgecap/ingest';
 import { onceSignal, userPath, Exit } from './util.js';
 
-export async function serveIngest(o: { listen: string; data: string; tlsCert?: string; tlsKey?: string; apiKey?: string; insecure?: boolean }): Promise<number> {
+export interface IngestCliOptions {
+  listen: string;
+  data?: string;
+  storage: 'files' | 'postgres';
+  pgUrl?: string;
+  pgPoolSize?: number;
+  tlsCert?: string;
+  tlsKey?: string;
+  apiKey?: string;
+  insecure?: boolean;
+}
+
+export async function serveIngest(o: IngestCliOptions): Promise<number> {
   const keys = (o.apiKey ?? process.env.EDGECAP_API_KEY ?? '').split(',').filter(Boolean);
+  const pgUrl = o.pgUrl ?? process.env.EDGECAP_PG_URL;
+  if (o.storage === 'files' && !o.data) throw new ConfigError([{ path: '--data', message: 'the embedded storage needs --data DIR' }]);
+  if (o.storage === 'postgres' && !pgUrl) throw new ConfigError([{ path: '--pg-url', message: 'storage postgres needs --pg-url URL (or EDGECAP_PG_URL)' }]);
   const stop = onceSignal(['SIGINT', 'SIGTERM']);
   const server = await startIngestServer({
     listen: o.listen,
-    dataDir: userPath(o.data),
+    dataDir: o.data ? userPath(o.data) : '',
+    storage: o.storage,
+    ...(pgUrl ? { pgUrl } : {}),
+    ...(o.pgPoolSize ? { pgPoolSize: o.pgPoolSize } : {}),
     apiKeys: keys,
     ...(o.insecure ? { insecure: true } : {}),
     ...(o.tlsCert && o.tlsKey ? { tls: { certFile: userPath(o.tlsCert), keyFile: userPath(o.tlsKey) } } : {}),
@@ -17,7 +36,7 @@ export async function serveIngest(o: { listen: string; data: string; tlsCert?: s
   return Exit.OK;
 }
 
-export async function exportCmd(dataDir: string, o: { files?: boolean; gaps?: boolean }, out: NodeJS.WritableStream): Promise<number> {
+export async function exportCmd(dataDir: ExportTarget, o: { files?: boolean; gaps?: boolean }, out: NodeJS.WritableStream): Promise<number> {
   if (o.gaps) {
     const report = await gapReport(dataDir);
     out.write(JSON.stringify(report, null, 2) + '\n');

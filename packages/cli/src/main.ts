@@ -1,5 +1,6 @@
 import { Command, CommanderError, Option } from 'commander';
-import { setRootLogger } from '@edgecap/core';
+import { ConfigError, setRootLogger } from '@edgecap/core';
+import type { IngestCliOptions } from './ingest.js';
 import { pino } from 'pino';
 import { describeError, onceSignal, userPath, Exit } from './util.js';
 
@@ -33,12 +34,15 @@ export async function main(argv: string[]): Promise<number> {
     .command('ingest')
     .description('run the ingest server (the receiving end of sync)')
     .requiredOption('--listen <host:port>', 'address to listen on')
-    .requiredOption('--data <dir>', 'storage folder')
+    .option('--data <dir>', 'storage folder (with postgres: scratch space for uploads in progress)')
+    .addOption(new Option('--storage <kind>', 'storage backend').choices(['files', 'postgres']).default('files'))
+    .option('--pg-url <url>', 'PostgreSQL connection URL (storage postgres; default $EDGECAP_PG_URL)')
+    .option('--pg-pool-size <n>', 'PostgreSQL pool size per node', (v) => Number(v))
     .option('--tls-cert <file>', 'TLS certificate (PEM)')
     .option('--tls-key <file>', 'TLS private key (PEM)')
     .option('--api-key <key>', 'accepted API key (comma-separated for several; default $EDGECAP_API_KEY)')
     .option('--insecure', 'plain text; only allowed on a loopback address')
-    .action(async (o: { listen: string; data: string; tlsCert?: string; tlsKey?: string; apiKey?: string; insecure?: boolean }) => {
+    .action(async (o: IngestCliOptions) => {
       const { serveIngest } = await import('./ingest.js');
       code = await serveIngest(o);
     });
@@ -46,12 +50,15 @@ export async function main(argv: string[]): Promise<number> {
   program
     .command('export')
     .description('print what the ingest server received: one JSON object per reading')
-    .requiredOption('--data <dir>', 'ingest storage folder')
+    .option('--data <dir>', 'ingest storage folder (embedded storage)')
+    .option('--pg-url <url>', 'read from an ingest PostgreSQL database instead')
     .option('--files', 'list received files instead of readings')
     .option('--gaps', 'completeness report: seq ranges received and every gap, explained or not')
-    .action(async (o: { data: string; files?: boolean; gaps?: boolean }) => {
+    .action(async (o: { data?: string; pgUrl?: string; files?: boolean; gaps?: boolean }) => {
       const { exportCmd } = await import('./ingest.js');
-      code = await exportCmd(userPath(o.data), o, process.stdout);
+      const target = o.pgUrl ? { pgUrl: o.pgUrl } : o.data ? userPath(o.data) : undefined;
+      if (!target) throw new ConfigError([{ path: '--data', message: 'give --data DIR or --pg-url URL' }]);
+      code = await exportCmd(target, o, process.stdout);
     });
 
   program

@@ -132,6 +132,10 @@ export class SyncEngine extends EventEmitter {
   private store: StateStore | undefined;
   private pool: Piscina | undefined;
   private client: DataSyncClient | undefined;
+  /**
+   * Which of several ingest addresses this edge uses. Each edge starts at a random one, so a
+   * fleet spreads over the nodes; on failure it moves to the next (fail-over).
+   */
   private addrIdx = 0;
   private running = false;
   private timer: NodeJS.Timeout | undefined;
@@ -151,6 +155,7 @@ export class SyncEngine extends EventEmitter {
     this.clock = opts.clock ?? systemClock;
     this.random = opts.random ?? Math.random;
     this.link = new Backoff({ ...opts.backoff, clock: this.clock, random: this.random });
+    this.addrIdx = Math.floor(this.random() * addressesOf(opts.ingest).length);
   }
 
   // ── lifecycle ────────────────────────────────────────────────────────────────
