@@ -1,0 +1,241 @@
+#!/usr/bin/env node
+// edgecap benchmarks: one command runs every section, writes BENCHMARKS.md at the repo root,
+// benchmarks/results/latest.json and SVG plots in benchmarks/results/.
+//   node benchmarks/run.js            full run (< 10 min on a 2-core machine)
+//   node benchmarks/run.js --quick    ~1-minute smoke run (smaller sizes, shorter windows)
+//   --only=limits,capture,...         run some sections (the report marks the others as not run)
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execSync } from 'node:child_process';
+import { makeDevCert } from '@edgecap/ingest';
+import { BENCH_DIR, ROOT_DIR, MiB, runChild, scratch, rmrf, fmt } from './lib/util.js';
+import { summarizeProfiles } from './lib/profile.js';
+import { writeReport } from './lib/report.js';
+
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const only = args.find((a) => a.startsWith('--only='))?.slice(7).split(',');
+const lib = (f) => path.join(BENCH_DIR, 'lib', f);
+
+const P = quick
+  ? {
+      diskBytes: 128 * MiB, memcpyBytes: 1024 * MiB, tlsBytes: 256 * MiB,
+      capSizes: [64, 1024, 65536], capResources: [1, 4], capSeconds: 1,
+      peerCounts: { 64: 200_000, 1024: 50_000 },
+      schedHz: [100, 1000, 10_000], schedCollectors: [1, 16], schedSeconds: 1,
+      smallFiles: 300, files256k: 40, files8m: 8, drainBytes: 64 * MiB,
+      scaleNs: [1000], microMs: 150, profile: false,
+    }
+  : {
+      diskBytes: 512 * MiB, memcpyBytes: 4096 * MiB, tlsBytes: 1024 * MiB,
+      capSizes: [64, 1024, 65536], capResources: [1, 4, 16], capSeconds: 3,
+      peerCounts: { 64: 1_000_000, 1024: 250_000 },
+      schedHz: [100, 1000, 10_000], schedCollectors: [1, 16], schedSeconds: 3,
+      smallFiles: 10_000, files256k: 400, files8m: null, drainBytes: 1024 * MiB,
+      scaleNs: [1000, 10_000, 100_000], microMs: 500, profile: true,
+    };
+
+const t00 = Date.now();
+const stamp = () => `[${((Date.now() - t00) / 1000).toFixed(1).padStart(6)} s]`;
+const step = (msg) => console.log(`${stamp()} ${msg}`);
+
+function machine() {
+  const cpus = os.cpus();
+  let disk = '';
+  try {
+    disk = execSync(`df -hT ${JSON.stringify(os.tmpdir())} | tail -1`, { encoding: 'utf8' }).trim().replace(/\s+/g, ' ');
+  } catch {
+    /* no df */
+  }
+  let commit = '';
+  try {
+    commit = execSync('git rev-parse --short HEAD', { cwd: ROOT_DIR, encoding: 'utf8' }).trim();
+  } catch {
+    /* not a git checkout */
+  }
+  return {
+    cpu: cpus[0]?.model ?? 'unknown',
+    cores: os.availableParallelism?.() ?? cpus.length,
+    ramGiB: os.totalmem() / 2 ** 30,
+    node: process.version,
+    kernel: `${os.type()} ${os.release()}`,
+    arch: process.arch,
+    loadavg: os.loadavg(),
+    disk,
+    scratch: process.env.EDGECAP_BENCH_DIR ?? path.join(os.tmpdir(), 'edgecap-bench'),
+    commit,
+  };
+}
+
+const results = {
+  date: new Date().toISOString(),
+  command: `node benchmarks/run.js${args.length ? ' ' + args.join(' ') : ''}`,
+  quick,
+  params: P,
+  machine: machine(),
+  sections: {},
+};
+
+async function section(name, fn) {
+  if (only && !only.includes(name)) {
+    results.sections[name] = { ok: false, skipped: true, error: 'not run (--only)' };
+    return;
+  }
+  const t0 = Date.now();
+  step(`── ${name}`);
+  try {
+    const data = await fn();
+    results.sections[name] = { ok: true, seconds: (Date.now() - t0) / 1000, data };
+  } catch (e) {
+    step(`   ${name} FAILED: ${e.message.split('\n')[0]}`);
+    results.sections[name] = { ok: false, seconds: (Date.now() - t0) / 1000, error: e.message };
+  }
+}
+
+/** Run one measurement; a failure is recorded in the row (the section goes on). */
+async function row(label, fn) {
+  try {
+    const r = await fn();
+    step(`   ${label}: ${r.__line ?? ''}`);
+    delete r.__line;
+    return { label, ...r };
+  } catch (e) {
+    step(`   ${label}: FAILED ${e.message.split('\n')[0]}`);
+    return { label, error: e.message.split('\n').slice(0, 4).join(' | ') };
+  }
+}
+
+const base = scratch('run');
+const certDir = path.join(base, 'cert');
+makeDevCert(certDir);
+
+await section('limits', async () => {
+  const L = lib('limits.js');
+  const out = {};
+  out.diskNoSync = await row('disk seq write, no fdatasync', async () => {
+    const r = await runChild(L, 'diskWrite', { dir: base, totalBytes: P.diskBytes, sync: false });
+    return { ...r, __line: `${fmt(r.mbps)} MB/s` };
+  });
+  out.diskSync = await row('disk seq write, fdatasync every 8 MiB', async () => {
+    const r = await runChild(L, 'diskWrite', { dir: base, totalBytes: P.diskBytes, sync: true });
+    return { ...r, __line: `${fmt(r.mbps)} MB/s` };
+  });
+  out.memcpy = await row('memcpy', async () => {
+    const r = await runChild(L, 'memcpy', { totalBytes: P.memcpyBytes });
+    return { ...r, __line: `${fmt(r.mbps)} MB/s` };
+  });
+  out.tls = await row('raw TLS loopback', async () => {
+    const r = await runChild(L, 'rawTls', { certDir, totalBytes: P.tlsBytes });
+    return { ...r, __line: `${fmt(r.mbps)} MB/s` };
+  });
+  return out;
+});
+
+await section('capture', async () => {
+  const C = lib('capture.js');
+  const rows = [];
+  for (const bytes of P.capSizes) {
+    for (const resources of P.capResources) {
+      const binary = bytes >= 65536;
+      rows.push(
+        await row(`${resources} × ${bytes} B ${binary ? 'binary' : 'tabular'}`, async () => {
+          const r = await runChild(C, 'captureThroughput', { dir: scratch('cap'), resources, bytes, binary, seconds: P.capSeconds }, { timeoutMs: 120_000 });
+          return { ...r, __line: `${fmt(r.perSec)} readings/s, ${fmt(r.mbps)} MB/s, ${fmt(r.cpuSecPerMillion)} CPU s/M, RSS ${fmt(r.proc.maxRssMB)} MB` };
+        }),
+      );
+    }
+  }
+  return { rows };
+});
+
+await section('peers', async () => {
+  const PE = lib('peers.js');
+  const rows = [];
+  for (const size of [64, 1024]) {
+    for (const [fn, name] of [['pinoTransport', 'pino transport (pino/file worker)'], ['pinoDestination', 'pino.destination (async, 8 KiB, 100 ms flush)'], ['naiveJsonLines', 'naive JSON lines (writeSync each)']]) {
+      rows.push(
+        await row(`${name} ${size} B`, async () => {
+          const r = await runChild(PE, fn, { dir: base, count: P.peerCounts[size], size }, { timeoutMs: 120_000 });
+          return { peer: fn, name, size, ...r, cpuSecPerMillion: r.proc.cpuSec / (r.count / 1e6), __line: `${fmt(r.perSec)} records/s (${fmt(r.bytesPerRecord)} B), ${fmt(r.mbps)} MB/s` };
+        }),
+      );
+    }
+  }
+  return { rows };
+});
+
+await section('scheduling', async () => {
+  const C = lib('capture.js');
+  const rows = [];
+  for (const collectors of P.schedCollectors) {
+    for (const hz of P.schedHz) {
+      rows.push(
+        await row(`${collectors} collector(s) @ ${hz} Hz`, async () => {
+          const r = await runChild(C, 'scheduling', { dir: scratch('sched'), collectors, hz, seconds: P.schedSeconds }, { timeoutMs: 120_000 });
+          return { ...r, __line: `achieved ${fmt(r.achievedHzMean)} Hz (min ${fmt(r.achievedHzMin)}), jitter p50/p99/max ${r.jitterP50}/${r.jitterP99}/${r.jitterMax} µs, CPU ${fmt(r.cpuPctOfCore)}% of a core` };
+        }),
+      );
+    }
+  }
+  return { rows };
+});
+
+await section('sync', async () => {
+  const S = lib('sync.js');
+  const drainFiles = Math.max(1, Math.round(P.drainBytes / (8 * MiB)));
+  const plan = [
+    { key: 'small', label: `${P.smallFiles} small files (~5 KiB)`, files: P.smallFiles, fileBytes: 4096 },
+    { key: '256k', label: `${P.files256k} × 256 KiB files`, files: P.files256k, fileBytes: 256 * 1024 },
+    { key: '8m', label: `${drainFiles} × 8 MiB files = ${fmt((drainFiles * 8 * MiB) / 2 ** 30)} GiB backlog (drain)`, files: drainFiles, fileBytes: 8 * MiB },
+  ];
+  const rows = [];
+  for (const p of plan) {
+    rows.push(
+      await row(p.label, async () => {
+        const r = await runChild(S, 'syncBacklog', { dir: scratch(`sync-${p.key}`), certDir, files: p.files, fileBytes: p.fileBytes }, { timeoutMs: 400_000 });
+        return { key: p.key, ...r, __line: `${fmt(r.mbps)} MB/s, ${fmt(r.filesPerSec)} files/s, ${fmt(r.seconds)} s` };
+      }),
+    );
+  }
+  return { rows, drainBytesPlanned: drainFiles * 8 * MiB };
+});
+
+await section('scale', async () => {
+  const S = lib('sync.js');
+  const rows = [];
+  for (const n of P.scaleNs) {
+    rows.push(
+      await row(`${n} pending files`, async () => {
+        const r = await runChild(S, 'scaleCurve', { dir: scratch(`scale-${n}`), certDir, n }, { timeoutMs: 300_000 });
+        return { ...r, __line: `scan ${fmt(r.scanMs)} ms, recovery walk ${fmt(r.recoverMs)} ms, sync first upload cold/restart ${fmt(r.coldFirstUploadMs)}/${fmt(r.restartFirstUploadMs)} ms, peak RSS ${fmt(r.proc.maxRssMB)} MB` };
+      }),
+    );
+  }
+  return { rows };
+});
+
+await section('micro', async () => {
+  const r = await runChild(lib('micro.js'), 'micro', { dir: scratch('micro'), timeMs: P.microMs }, { timeoutMs: 180_000 });
+  for (const x of r.rows) step(`   ${x.name}: ${x.error ? 'FAILED ' + x.error : `${fmt(x.perSec)}/s${x.mbps ? `, ${fmt(x.mbps)} MB/s` : ''}`}`);
+  return r;
+});
+
+if (P.profile || args.includes('--profile')) {
+  await section('profile', async () => {
+    const pd = scratch('prof');
+    const r = await runChild(lib('capture.js'), 'captureThroughput', { dir: scratch('cap-prof'), resources: 1, bytes: 64, binary: false, seconds: 2 }, { execArgv: ['--cpu-prof', '--cpu-prof-dir', pd] });
+    const threads = summarizeProfiles(pd);
+    rmrf(pd);
+    for (const t of threads) step(`   ${t.thread}: busy ${fmt(t.busyMs)} of ${fmt(t.totalMs)} ms; top: ${t.top[0]?.fn ?? '-'}`);
+    return { config: '1 collector × 64 B tabular, 2 s, --cpu-prof', perSec: r.perSec, threads };
+  });
+}
+
+rmrf(base);
+results.totalSeconds = (Date.now() - t00) / 1000;
+const resultsDir = path.join(BENCH_DIR, 'results');
+fs.mkdirSync(resultsDir, { recursive: true });
+fs.writeFileSync(path.join(resultsDir, quick ? 'quick.json' : 'latest.json'), JSON.stringify(results, null, 2) + '\n');
+const written = writeReport(results, { root: ROOT_DIR, resultsDir });
+step(`done in ${fmt(results.totalSeconds)} s → ${written.join(', ')}`);
