@@ -77,7 +77,7 @@ export function evaluateGoals(R) {
       why:
         ratio >= 0.8
           ? ''
-          : `client ${fmt(r.clientCpuSec)} CPU s + ingest server ${fmt(r.serverCpuSec)} CPU s over ${fmt(r.seconds)} s wall = ${fmt(util)} of 2 cores busy: ${util < 1.2 ? 'latency-bound, not CPU-bound — per file the client reads it twice (sha256 pass, then chunks) and the server stages, fsyncs, decodes/verifies the whole capture file, renames, fsyncs the folder and commits LMDB before it acks; with ' + r.threads + ' sync thread(s) those waits are serial' : 'CPU-bound on this 2-core machine (TLS + HTTP/2 framing + sha256 + server decode)'}.`,
+          : `client ${fmt(r.clientCpuSec)} CPU s + ingest server ${fmt(r.serverCpuSec)} CPU s over ${fmt(r.seconds)} s wall = ${fmt(util)} cores busy (of ${R.machine.cores}): ${util < 1.2 ? 'latency-bound, not CPU-bound — per file the client reads it twice (sha256 pass, then chunks) and the server stages, fsyncs, decodes/verifies the whole capture file, renames, fsyncs the folder and commits LMDB before it acks; with ' + r.threads + ' sync thread(s) those waits are serial' : 'CPU-bound on this 2-core machine (TLS + HTTP/2 framing + sha256 + server decode)'}.`,
     });
   }
 
