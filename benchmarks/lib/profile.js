@@ -19,7 +19,7 @@ export function summarizeProfiles(dir, top = 8) {
       const key = `${cf.functionName || '(anonymous)'} ${url ? `${url}:${cf.lineNumber + 1}` : ''}`.trim();
       self.set(key, (self.get(key) ?? 0) + d);
     }
-    const idle = (self.get('(idle)') ?? 0) + (self.get('(program)') ?? 0) * 0;
+    const idle = self.get('(idle)') ?? 0;
     const busy = total - idle;
     const rows = [...self.entries()]
       .filter(([k]) => k !== '(idle)')
@@ -27,8 +27,8 @@ export function summarizeProfiles(dir, top = 8) {
       .slice(0, top)
       .map(([fn, us]) => ({ fn, ms: us / 1000, pctBusy: busy > 0 ? (100 * us) / busy : 0 }));
     // name the thread by its hottest edgecap file
-    const hint = rows.map((r) => r.fn).find((r) => /capture\/dist\/(writer|collector|emitter)/.test(r)) ?? '';
-    const thread = /writer/.test(hint) ? 'writer' : /collector|emitter/.test(hint) ? 'collector' : 'main/other';
+    const urls = p.nodes.map((n) => n.callFrame.url).join(' ');
+    const thread = /capture\/dist\/writer-worker/.test(urls) ? 'writer' : /capture\/dist\/collector-worker/.test(urls) ? 'collector' : 'main';
     out.push({ file: f, thread, totalMs: total / 1000, busyMs: busy / 1000, top: rows });
   }
   return out.sort((a, b) => b.busyMs - a.busyMs);

@@ -28,8 +28,8 @@ export function evaluateGoals(R) {
   const profWhy = () => {
     if (!prof) return 'no CPU profile in this run (run with --profile)';
     return prof.threads
-      .filter((t) => t.thread !== 'main/other')
-      .map((t) => `${t.thread} thread busy ${fmt((100 * t.busyMs) / t.totalMs)} % of its life; top self time: ${t.top.slice(0, 4).map((x) => `${x.fn.split(' ')[0]} ${x.pctBusy.toFixed(0)} %`).join(', ')}`)
+      .filter((t) => t.thread !== 'main')
+      .map((t) => `${t.thread} thread busy ${fmt((100 * t.busyMs) / t.totalMs)} % of its life; top self time: ${t.top.slice(0, 4).map((x) => `${x.fn.replace(/ \S+:\d+$/, '')} ${x.pctBusy.toFixed(0)} %`).join(', ')}`)
       .join('; ');
   };
   const scaling = small.map((r) => `${r.resources} res: ${fmt(r.perSec)}/s`).join(', ');
@@ -105,10 +105,10 @@ export function evaluateGoals(R) {
   if (scale.length >= 2) {
     const a = scale[0];
     const b = scale[scale.length - 1];
-    const ratio = b.proc.maxRssMB / a.proc.maxRssMB;
+    const ratio = b.coldRssMB / a.coldRssMB;
     goals.push({
-      goal: 'memory bounded regardless of backlog (criterion used here: peak RSS at the largest backlog ≤ 1.5× the smallest)',
-      figure: `peak RSS ${fmt(a.proc.maxRssMB)} MB at ${fmt(a.n)} files → ${fmt(b.proc.maxRssMB)} MB at ${fmt(b.n)} files (**${ratio.toFixed(2)}×**)`,
+      goal: 'memory bounded regardless of backlog (criterion used here: RSS during a sync round at the largest backlog ≤ 1.5× the smallest)',
+      figure: `RSS ${fmt(a.coldRssMB)} MB at ${fmt(a.n)} files → ${fmt(b.coldRssMB)} MB at ${fmt(b.n)} files (**${ratio.toFixed(2)}×**; process peak ${fmt(a.proc.maxRssMB)} → ${fmt(b.proc.maxRssMB)} MB)`,
       met: ratio <= 1.5,
       by: ratio <= 1.5 ? 'met' : `${ratio.toFixed(1)}× for ${fmt(b.n / a.n)}× the files`,
       why: ratio <= 1.5 ? '' : 'a sync round scans the whole capture dir into one candidate list and reads every header before the first upload (SyncEngine.prepare), so memory and time-to-first-upload grow linearly with the backlog; a bounded, streaming scan (batches of N files) would cap both.',
