@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { ConfigError, setRootLogger } from '@edgecap/core';
 import type { IngestCliOptions } from './ingest.js';
@@ -9,6 +10,7 @@ export async function main(argv: string[]): Promise<number> {
   let code: number = Exit.OK;
   const program = new Command('edgecap')
     .description('capture readings on an edge machine and sync them to an ingest server')
+    .version((JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version)
     .option('--verbose', 'full error stacks and debug logs')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent', process.env.EDGECAP_LOG_LEVEL ?? 'info')
     .exitOverride()

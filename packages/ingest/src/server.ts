@@ -250,14 +250,7 @@ async function handleUpload(call: UploadCall, storage: IngestStorage, maxFileByt
     if (bytes !== meta.size) throw invalid(`size mismatch: metadata.size is ${meta.size} bytes, received ${bytes}`, { declared: meta.size, received: bytes });
     if (sha256 !== meta.sha256) throw invalid(`checksum mismatch: sha256 of the received bytes is ${sha256}, metadata.sha256 is ${meta.sha256}`);
     const { sha256raw: _, ...rec } = meta;
-    if (rec.data_type !== 'file') {
-      const c = checkCapture(await staged.read(), rec.file_id);
-      rec.capture = c.info;
-      rec.resource_kind = c.kind;
-      rec.resource_name = c.name;
-      rec.method = c.method;
-      if (!rec.part_id && c.part_id) rec.part_id = c.part_id;
-    }
+    if (rec.data_type !== 'file') describeCapture(rec, await staged.read());
     const st = staged;
     staged = undefined; // commit owns it now (renamed or discarded)
     const res = await storage.commit(st, rec);
@@ -270,6 +263,16 @@ async function handleUpload(call: UploadCall, storage: IngestStorage, maxFileByt
   } finally {
     if (staged) await (staged as StagedUpload).discard().catch(() => undefined);
   }
+}
+
+/** Check staged capture bytes against the record and fill in what the file itself says. */
+function describeCapture(rec: NewFileRecord, bytes: Uint8Array): void {
+  const c = checkCapture(bytes, rec.file_id);
+  rec.capture = c.info;
+  rec.resource_kind = c.kind;
+  rec.resource_name = c.name;
+  rec.method = c.method;
+  if (!rec.part_id && c.part_id) rec.part_id = c.part_id;
 }
 
 /**
@@ -287,14 +290,7 @@ async function commitViam(storage: IngestStorage, req: ViamCommitRequest, fileRo
     if (req.data_type === 'file') {
       checkFileName(req.file_name ?? fileId, `${fileRoot}/files/x/y`);
       rec.file_name = req.file_name ?? fileId;
-    } else {
-      const c = checkCapture(await staged.read(), fileId);
-      rec.capture = c.info;
-      rec.resource_kind = c.kind;
-      rec.resource_name = c.name;
-      rec.method = c.method;
-      if (!rec.part_id && c.part_id) rec.part_id = c.part_id;
-    }
+    } else describeCapture(rec, await staged.read());
     const st = staged;
     staged = undefined; // commit owns it now
     const res = await storage.commit(st, rec);

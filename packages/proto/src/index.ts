@@ -34,14 +34,20 @@ export const LOADER_OPTIONS: protoLoader.Options = {
   includeDirs: [PROTO_ROOT],
 };
 
-let cached: ProtoGrpcType | undefined;
+const loaded = new Map<string, grpc.GrpcObject>();
+
+/** Load a `.proto` under PROTO_ROOT as a grpc-js package object, once per file. */
+export function loadGrpcPackage<T>(relPath: string, options: protoLoader.Options = LOADER_OPTIONS): T {
+  let pkg = loaded.get(relPath);
+  if (!pkg) {
+    pkg = grpc.loadPackageDefinition(protoLoader.loadSync(path.join(PROTO_ROOT, relPath), options));
+    loaded.set(relPath, pkg);
+  }
+  return pkg as unknown as T;
+}
 
 export function loadSyncProto(): ProtoGrpcType {
-  if (!cached) {
-    const def = protoLoader.loadSync(path.join(PROTO_ROOT, SYNC_PROTO), LOADER_OPTIONS);
-    cached = grpc.loadPackageDefinition(def) as unknown as ProtoGrpcType;
-  }
-  return cached;
+  return loadGrpcPackage<ProtoGrpcType>(SYNC_PROTO);
 }
 
 /** The DataSync service definition (for server.addService). */

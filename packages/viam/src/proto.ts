@@ -12,7 +12,7 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
-import { PROTO_ROOT } from '@edgecap/proto';
+import { PROTO_ROOT, loadGrpcPackage } from '@edgecap/proto';
 import type { ProtoGrpcType } from './gen/data_sync.js';
 
 export type { DataSyncServiceClient, DataSyncServiceHandlers } from './gen/viam/app/datasync/v1/DataSyncService.js';
@@ -47,14 +47,8 @@ export const VIAM_LOADER_OPTIONS: protoLoader.Options = {
 /** The same options for protobufjs Type.toObject. */
 const TO_OBJECT: protobuf.IConversionOptions = { longs: Number, enums: String, defaults: true, oneofs: true };
 
-let grpcCached: ProtoGrpcType | undefined;
-
 export function loadViamProto(): ProtoGrpcType {
-  if (!grpcCached) {
-    const def = protoLoader.loadSync(path.join(PROTO_ROOT, VIAM_PROTO), VIAM_LOADER_OPTIONS);
-    grpcCached = grpc.loadPackageDefinition(def) as unknown as ProtoGrpcType;
-  }
-  return grpcCached;
+  return loadGrpcPackage<ProtoGrpcType>(VIAM_PROTO, VIAM_LOADER_OPTIONS);
 }
 
 /** The DataSyncService definition (for server.addService). */
