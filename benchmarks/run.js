@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { execSync } from 'node:child_process';
+import { execFileSync, execSync } from 'node:child_process';
 import { makeDevCert } from '@edgecap/ingest';
 import { BENCH_DIR, ROOT_DIR, MiB, runChild, scratch, rmrf, fmt } from './lib/util.js';
 import { summarizeProfiles } from './lib/profile.js';
@@ -219,6 +219,16 @@ await section('micro', async () => {
   const r = await runChild(lib('micro.js'), 'micro', { dir: scratch('micro'), timeMs: P.microMs }, { timeoutMs: 180_000 });
   for (const x of r.rows) step(`   ${x.name}: ${x.error ? 'FAILED ' + x.error : `${fmt(x.perSec)}/s${x.mbps ? `, ${fmt(x.mbps)} MB/s` : ''}`}`);
   return r;
+});
+
+await section('postgres', async () => {
+  // Readings/s ingested into PostgreSQL through 1 and 2 stateless ingest nodes (issue 8).
+  const files = quick ? 12 : 48;
+  const out = execFileSync(process.execPath, [path.join(ROOT_DIR, 'packages/ingest/bench/pg-ingest.js'), '--files', String(files)], { encoding: 'utf8', timeout: 300_000 });
+  const rows = [...out.matchAll(/(\d) nodes?: (\d+) readings in ([\d.]+) s = ([\d,]+) readings\/s \(([\d.]+) MB\/s/g)].map((m) => ({ nodes: Number(m[1]), readings: Number(m[2]), seconds: Number(m[3]), perSec: Number(m[4].replaceAll(',', '')), mbps: Number(m[5]) }));
+  if (rows.length !== 2) throw new Error(`unexpected pg-ingest output: ${out}`);
+  for (const r of rows) step(`   ${r.nodes} node(s): ${fmt(r.perSec)} readings/s`);
+  return { header: out.split('\n')[0], rows };
 });
 
 if (P.profile || args.includes('--profile')) {

@@ -154,10 +154,9 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
       await sigkill(ingest);
       kills++;
     }
-    if (diskFull) {
-      ledger.snapshotDisk(captureDir);
-      if (!ingest && round >= o.rounds / 2) ingest = await startIngest();
-    }
+    // Every round, not only at edge kills: what is on disk now must reach the server later.
+    if (!killEdge) ledger.snapshotDisk(captureDir);
+    if (diskFull && !ingest && round >= o.rounds / 2) ingest = await startIngest();
     if (proxy) {
       networkFaults++;
       const f = round % 3;

@@ -278,6 +278,15 @@ export function writeReport(R, { root, resultsDir }) {
   } else L.push(failed('micro', S.micro));
   L.push('');
 
+  // postgres
+  L.push('## Ingest into PostgreSQL (issue 8)', '');
+  const pgr = ok(S.postgres);
+  if (pgr) {
+    L.push(`\`node packages/ingest/bench/pg-ingest.js\` — ${pgr.header.replace(/^pg-ingest: /, '')}. Plain text on loopback: the figure is ingest + database. PostgreSQL, the nodes and the uploaders share the same 2 cores, so 2 nodes show the overhead of a second node, not how it scales.`, '');
+    L.push(table(['ingest nodes', 'readings', 'seconds', 'readings/s', 'MB/s of capture files'], pgr.rows.map((r) => [String(r.nodes), fmt(r.readings), fmt(r.seconds), fmt(r.perSec), fmt(r.mbps)])));
+  } else L.push(failed('postgres', S.postgres));
+  L.push('');
+
   // profile
   const pr = ok(S.profile);
   if (pr) {
