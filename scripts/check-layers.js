@@ -1,0 +1,48 @@
+#!/usr/bin/env node
+// Dependencies point one way (ARCHITECTURE.md): a package may depend only on packages of a
+// lower layer, so worker packages never import each other or the facade. Exits 1 on a violation.
+import fs from 'node:fs';
+import path from 'node:path';
+
+const LAYER = {
+  core: 0,
+  format: 1, ring: 1, store: 1, proto: 1,
+  viam: 1.5, // protocol library over format + proto, used by ingest and sync
+  capture: 2, sync: 2, janitor: 2, ingest: 2, mongo: 2,
+  datamanager: 3,
+  cli: 4,
+};
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+let bad = 0;
+for (const name of fs.readdirSync(path.join(root, 'packages'))) {
+  const pj = JSON.parse(fs.readFileSync(path.join(root, 'packages', name, 'package.json'), 'utf8'));
+  if (!(name in LAYER)) {
+    console.error(`packages/${name}: not in the layer table of scripts/check-layers.js`);
+    bad++;
+    continue;
+  }
+  const declared = new Set(Object.keys(pj.dependencies ?? {}));
+  // What the sources import, too: pnpm's root node_modules would resolve an undeclared one.
+  const imported = new Set();
+  const walk = (dir) => {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.name.endsWith('.ts')) for (const m of fs.readFileSync(p, 'utf8').matchAll(/from '(@edgecap\/[a-z]+)'/g)) imported.add(m[1]);
+    }
+  };
+  walk(path.join(root, 'packages', name, 'src'));
+  for (const dep of new Set([...declared, ...imported])) {
+    if (!dep.startsWith('@edgecap/')) continue;
+    const d = dep.slice('@edgecap/'.length);
+    if (!(LAYER[d] < LAYER[name])) {
+      console.error(`packages/${name} (layer ${LAYER[name]}) depends on ${dep} (layer ${LAYER[d]}): imports must point down`);
+      bad++;
+    } else if (!declared.has(dep)) {
+      console.error(`packages/${name} imports ${dep} without declaring it in its package.json`);
+      bad++;
+    }
+  }
+}
+if (bad) process.exit(1);
+console.log(`layers ok: ${Object.keys(LAYER).length} packages, imports point down`);
