@@ -6,7 +6,7 @@
  *     last < 2 ms:  Atomics.wait on a private word, with timeout
  *     late by ≥ 1 period: skip those deadlines, count them as missed (never bunch)
  */
-import { EdgecapError, ErrorCodes, logger, nowMicros } from '@edgecap/core';
+import { EdgecapError, ErrorCodes, logger } from '@edgecap/core';
 import { FrameEncoder } from '@edgecap/format';
 import { Doorbell, RingProducer } from '@edgecap/ring';
 import { StreamEmitter, type EmitterShared } from './emitter.js';
@@ -41,6 +41,8 @@ interface Sched {
 
 const COARSE_MS = 2;
 const YIELD_EVERY_MS = 10;
+/** performance.now() → epoch µs exactly as core's nowMicros(), from a clock value already read. */
+const ORIGIN = performance.timeOrigin;
 
 export class Collector {
   private resource: LoadedResource | undefined;
@@ -95,41 +97,64 @@ export class Collector {
     this.loop = this.run().catch((e: unknown) => log.error({ err: e, resource: this.init.spec.name }, 'collector loop failed'));
   }
 
+  /**
+   * The scheduler. Clock reads per reading: one after the call (time_received) and one after
+   * emit (lateness, and the next deadline check: it doubles as the next time_requested when
+   * that reading is already due); plus one after a wait. Catch-up iterations of an overdue
+   * method run back to back while it stays the earliest deadline, without re-picking.
+   */
   private async run(): Promise<void> {
-    let lastYield = performance.now();
-    while (!this.stopping && this.scheds.length > 0) {
-      let s = this.scheds[0]!;
-      for (const x of this.scheds) if (x.deadline < s.deadline) s = x;
-      let now = performance.now();
+    const scheds = this.scheds;
+    let now = performance.now();
+    let lastYield = now;
+    while (!this.stopping && scheds.length > 0) {
+      let s = scheds[0]!;
+      let other = Infinity; // earliest deadline of the other methods
+      for (let i = 1; i < scheds.length; i++) {
+        const x = scheds[i]!;
+        if (x.deadline < s.deadline) {
+          other = s.deadline;
+          s = x;
+        } else if (x.deadline < other) other = x.deadline;
+      }
       const wait = s.deadline - now;
       if (wait > COARSE_MS) {
         await new Promise((r) => setTimeout(r, Math.min(wait - 1, 1000)));
-        lastYield = performance.now();
+        now = lastYield = performance.now();
         continue;
       }
-      if (wait > 0) Atomics.wait(this.nap, 0, 0, wait);
       if (now - lastYield > YIELD_EVERY_MS) {
+        // bounded: comlink stop/stats get through at least every YIELD_EVERY_MS
         await new Promise((r) => setImmediate(r));
-        lastYield = performance.now();
-        if (this.stopping) break;
+        now = lastYield = performance.now();
+        continue;
       }
-      const tReq = nowMicros();
-      try {
-        let v = s.fn(s.params);
-        if (v !== null && typeof v === 'object' && typeof (v as PromiseLike<unknown>).then === 'function') v = await v;
-        s.em.emit(v, tReq, nowMicros());
-      } catch (e) {
-        s.em.countCaptureError();
-        log.warn({ err: e, resource: this.init.spec.name }, 'capture method failed');
+      if (wait > 0) {
+        Atomics.wait(this.nap, 0, 0, wait);
+        now = performance.now();
       }
-      s.deadline += s.periodMs;
-      now = performance.now();
-      const late = now - s.deadline;
-      if (late >= s.periodMs) {
-        const k = Math.floor(late / s.periodMs);
-        s.em.countMissed(k);
-        s.deadline += k * s.periodMs;
-      }
+      // run s while it is due and still the earliest; yield checks stay bounded
+      const yieldAt = lastYield + YIELD_EVERY_MS;
+      do {
+        const tReq = Math.floor((ORIGIN + now) * 1000);
+        try {
+          let v = s.fn(s.params);
+          if (v !== null && typeof v === 'object' && typeof (v as PromiseLike<unknown>).then === 'function') v = await v;
+          s.em.emit(v, tReq, Math.floor((ORIGIN + performance.now()) * 1000));
+        } catch (e) {
+          s.em.countCaptureError();
+          log.warn({ err: e, resource: this.init.spec.name }, 'capture method failed');
+        }
+        const period = s.periodMs;
+        s.deadline += period;
+        now = performance.now();
+        const late = now - s.deadline;
+        if (late >= period) {
+          const k = Math.floor(late / period);
+          s.em.countMissed(k);
+          s.deadline += k * period;
+        }
+      } while (s.deadline <= now && s.deadline < other && now <= yieldAt && !this.stopping);
     }
   }
 

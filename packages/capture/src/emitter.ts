@@ -78,15 +78,14 @@ export class StreamEmitter {
       sealFrame(frame, 0, FrameType.READING, payload.length);
       ok = this.pushOversize(frame, flags, seq);
     } else {
-      const idx = this.index;
-      ok = ring.tryPush(REC_PREFIX_BYTES + frameLen, (buf, off, dv) => {
-        buf[off + RecOff.type] = RecType.FRAME;
-        buf[off + RecOff.flags] = flags;
-        dv.setUint16(off + RecOff.stream, idx, true);
-        dv.setUint32(off + RecOff.count, 1, true);
-        dv.setFloat64(off + RecOff.firstSeq, seq, true);
-        FrameEncoder.put(buf, off + REC_PREFIX_BYTES, FrameType.READING, payload);
-      });
+      // no closure, no DataView per reading: reserve, write prefix + sealed frame in place, publish
+      const at = ring.reserve(REC_PREFIX_BYTES + frameLen);
+      ok = at >= 0;
+      if (ok) {
+        writePrefix(ring.data, ring.dv, at, RecType.FRAME, flags, this.index, 1, seq);
+        FrameEncoder.put(ring.data, at + REC_PREFIX_BYTES, FrameType.READING, payload);
+        ring.commit();
+      }
     }
     if (!ok) return this.drop(seq);
     st[Stat.CAPTURED] = st[Stat.CAPTURED]! + 1;
@@ -127,11 +126,7 @@ export class StreamEmitter {
     const idx = this.index;
     if (REC_PREFIX_BYTES + frame.length > this.sh.ring.maxRecord) return this.pushOversize(frame, flags, firstSeq);
     return this.sh.ring.tryPush(REC_PREFIX_BYTES + frame.length, (buf, off, dv) => {
-      buf[off + RecOff.type] = RecType.FRAME;
-      buf[off + RecOff.flags] = flags;
-      dv.setUint16(off + RecOff.stream, idx, true);
-      dv.setUint32(off + RecOff.count, count, true);
-      dv.setFloat64(off + RecOff.firstSeq, firstSeq, true);
+      writePrefix(buf, dv, off, RecType.FRAME, flags, idx, count, firstSeq);
       buf.set(frame, off + REC_PREFIX_BYTES);
     });
   }
@@ -141,14 +136,19 @@ export class StreamEmitter {
     const token = ++this.sh.nextToken.v >>> 0;
     const idx = this.index;
     const ok = this.sh.ring.tryPush(REC_PREFIX_BYTES + 4, (buf, off, dv) => {
-      buf[off + RecOff.type] = RecType.OVERSIZE;
-      buf[off + RecOff.flags] = flags;
-      dv.setUint16(off + RecOff.stream, idx, true);
-      dv.setUint32(off + RecOff.count, 1, true);
-      dv.setFloat64(off + RecOff.firstSeq, seq, true);
+      writePrefix(buf, dv, off, RecType.OVERSIZE, flags, idx, 1, seq);
       dv.setUint32(off + RecOff.body, token, true);
     });
     if (ok) this.sh.sendOversize(token, frame);
     return ok;
   }
+}
+
+/** The 16-byte ring record prefix (layout.ts), written in place. */
+function writePrefix(buf: Uint8Array, dv: DataView, off: number, type: number, flags: number, stream: number, count: number, firstSeq: number): void {
+  buf[off + RecOff.type] = type;
+  buf[off + RecOff.flags] = flags;
+  dv.setUint16(off + RecOff.stream, stream, true);
+  dv.setUint32(off + RecOff.count, count, true);
+  dv.setFloat64(off + RecOff.firstSeq, firstSeq, true);
 }

@@ -102,6 +102,8 @@ export type Fill = (buf: Uint8Array, offset: number, dv: DataView) => void;
 
 export class RingProducer extends RingView {
   private head: number;
+  private resAt = 0;
+  private resLen = -1;
   constructor(sab: SharedArrayBuffer, private readonly bell?: Doorbell) {
     super(sab);
     this.head = Atomics.load(this.ctrl, Ctrl.HEAD);
@@ -113,47 +115,70 @@ export class RingProducer extends RingView {
    * Throws RECORD_TOO_LARGE when len can never fit (use the caller's oversize fallback).
    */
   tryPush(len: number, fill: Fill): boolean {
+    const at = this.reserve(len);
+    if (at < 0) return false;
+    fill(this.data, at, this.dv);
+    this.commit();
+    return true;
+  }
+
+  /**
+   * Two-step push without a closure: reserve `len` bytes and get the payload offset into
+   * `data` (or -1 when full/closed: the shared DROPPED counter is bumped), write the record
+   * there, then `commit()` to publish it. Nothing is visible to the consumer before commit();
+   * a reservation not committed is simply overwritten by the next one.
+   * Throws RECORD_TOO_LARGE when len can never fit (use the caller's oversize fallback).
+   */
+  reserve(len: number): number {
     if (len > this.maxRecord || len < 0) {
       throw new EdgecapError(ErrorCodes.RECORD_TOO_LARGE, `record of ${len} bytes exceeds ring limit ${this.maxRecord}`);
     }
     const cap = this.capacity;
     const need = align4(RECORD_HEADER_BYTES + len);
     const tail = Atomics.load(this.ctrl, Ctrl.TAIL);
-    let head = this.head;
+    const head = this.head;
     let at: number;
     if (Atomics.load(this.ctrl, Ctrl.STATE) === RingState.CLOSED) {
       Atomics.add(this.ctrl, Ctrl.DROPPED, 1);
-      return false;
+      return -1;
     }
     if (head >= tail) {
       const end = cap - head;
       if (need < end || (need === end && tail !== 0)) {
         at = head;
       } else if (need < tail) {
-        // does not fit before the end: pad marker, restart at 0
+        // does not fit before the end: pad marker, restart at 0 (published with the record)
         this.dv.setInt32(head, PAD_MARKER, true);
-        head = 0;
         at = 0;
       } else {
         Atomics.add(this.ctrl, Ctrl.DROPPED, 1);
-        return false;
+        return -1;
       }
     } else if (need < tail - head) {
       at = head;
     } else {
       Atomics.add(this.ctrl, Ctrl.DROPPED, 1);
-      return false;
+      return -1;
     }
     this.dv.setInt32(at, len, true);
-    fill(this.data, at + RECORD_HEADER_BYTES, this.dv);
-    let next = at + need;
-    if (next === cap) next = 0;
+    this.resAt = at;
+    this.resLen = len;
+    return at + RECORD_HEADER_BYTES;
+  }
+
+  /** Publish the record of the last successful reserve(). */
+  commit(): void {
+    const len = this.resLen;
+    if (len < 0) throw new EdgecapError(ErrorCodes.STATE, 'ring commit() without a reservation');
+    let next = this.resAt + align4(RECORD_HEADER_BYTES + len);
+    if (next === this.capacity) next = 0;
     this.head = next;
-    this.counters[Counter.PUSHED] = this.counters[Counter.PUSHED]! + 1;
-    this.counters[Counter.PUSHED_BYTES] = this.counters[Counter.PUSHED_BYTES]! + len;
+    this.resLen = -1;
+    const c = this.counters;
+    c[Counter.PUSHED] = c[Counter.PUSHED]! + 1;
+    c[Counter.PUSHED_BYTES] = c[Counter.PUSHED_BYTES]! + len;
     Atomics.store(this.ctrl, Ctrl.HEAD, next);
     this.bell?.ring();
-    return true;
   }
 
   /** Convenience: copy bytes in as one record. */
@@ -227,7 +252,12 @@ export class Doorbell {
   }
 
   ring(force = false): void {
-    if (force || Atomics.load(this.words, Bell.SLEEPING) === 1) {
+    // Only the producer that flips SLEEPING 1→0 wakes the consumer: one futex wake per sleep,
+    // not one per push while the woken consumer is still on its way back to drain.
+    if (
+      force ||
+      (Atomics.load(this.words, Bell.SLEEPING) === 1 && Atomics.compareExchange(this.words, Bell.SLEEPING, 1, 0) === 1)
+    ) {
       Atomics.add(this.words, Bell.SEQ, 1);
       Atomics.notify(this.words, Bell.SEQ);
     }
