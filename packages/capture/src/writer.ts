@@ -8,9 +8,12 @@
  *                                               └ error: truncate back to goodEnd (or drop the file),
  *                                                 count, GAP 'write_error' once writing works again
  *
- * A stream's next seq is persisted (StateStore.advanceSeqSync) before each rename, so a finished
+ * A stream's next seq is persisted (StateStore.advanceSeqsSync) before each rename, so a finished
  * file is always covered by the persisted seq, and a .prog by start-up recovery (which reads
- * the last seq in it): no per-flush state write is needed on the hot path.
+ * the last seq in it): no per-flush state write is needed on the hot path. Files rotated
+ * (fdatasync'ed and closed at once) since the last flush tick share ONE LMDB transaction at
+ * that tick, then are renamed in order (commitFinished): a finished file is renamed at most
+ * flush_interval_ms/2 after its rotation.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -47,6 +50,18 @@ export const realFs: WriterFs = {
 
 export interface SeqSink {
   advanceSeqSync(key: StreamKey, next: number): void;
+  /** Several streams in ONE synchronous transaction (optional: else one advanceSeqSync each). */
+  advanceSeqsSync?(entries: readonly { key: StreamKey; next: number }[]): void;
+}
+
+/** A rotated file: fdatasync'ed and closed, waiting for its seq to be persisted before the rename. */
+interface Finished {
+  s: WStream;
+  path: string;
+  header: CaptureFileHeader | undefined;
+  readings: number;
+  nextSeq: number;
+  failed: boolean;
 }
 
 export interface WriterOptions {
@@ -136,6 +151,7 @@ export class Writer {
   private stopping = false;
   private loop: Promise<void> | undefined;
   private readonly tickMs: number;
+  private finished: Finished[] = [];
 
   constructor(
     private readonly o: WriterOptions,
@@ -198,6 +214,7 @@ export class Writer {
       let now = performance.now();
       if (now >= nextFlush) {
         this.flushAll(now);
+        this.commitFinished();
         nextFlush += this.tickMs;
         if (nextFlush <= now) nextFlush = now + this.tickMs;
       }
@@ -227,6 +244,7 @@ export class Writer {
     }
     this.flushAll(performance.now());
     for (const s of this.streams.values()) this.finalize(s);
+    this.commitFinished();
   }
 
   private drainAll(): number {
@@ -355,13 +373,17 @@ export class Writer {
     }
     if (s.gapFrom >= 0) parts.push(this.enc.gap(s.gapFrom, s.gapTo, 'write_error', nowMicros()));
     parts.push(s.batch.subarray(0, s.batchLen));
-    const buf = parts.length === 1 ? parts[0]! : concat(parts);
+    // each part written in place (a file header / gap is small; no copy of the batch to join them)
+    let total = 0;
     try {
-      let off = 0;
-      while (off < buf.length) {
-        const w = this.fs.writeSync(s.fd, buf, off, buf.length - off, s.goodEnd + off);
-        if (w <= 0) throw Object.assign(new Error('write returned 0 bytes'), { code: 'EIO' });
-        off += w;
+      for (const buf of parts) {
+        let off = 0;
+        while (off < buf.length) {
+          const w = this.fs.writeSync(s.fd, buf, off, buf.length - off, s.goodEnd + total + off);
+          if (w <= 0) throw Object.assign(new Error('write returned 0 bytes'), { code: 'EIO' });
+          off += w;
+        }
+        total += buf.length;
       }
     } catch (e) {
       this.writeError(s, e);
@@ -378,9 +400,9 @@ export class Writer {
       }
       return;
     }
-    s.goodEnd += buf.length;
+    s.goodEnd += total;
     s.fileReadings += s.batchReadings;
-    s.stats[Stat.BYTES] = s.stats[Stat.BYTES]! + buf.length;
+    s.stats[Stat.BYTES] = s.stats[Stat.BYTES]! + total;
     s.unsynced = true;
     s.gapFrom = -1;
     s.lastErrCode = '';
@@ -396,13 +418,13 @@ export class Writer {
     s.resetBatch();
   }
 
-  private writeError(s: WStream, e: unknown): void {
+  private writeError(s: WStream, e: unknown, p = s.path): void {
     s.stats[Stat.WRITE_ERRORS] = s.stats[Stat.WRITE_ERRORS]! + 1;
     const code = (e as NodeJS.ErrnoException).code ?? 'EDGECAP_ERR_WRITE_FAILED';
     if (code !== s.lastErrCode) {
       s.lastErrCode = code;
-      log.warn({ err: e, stream: streamKeyString(s.key), path: s.path }, 'capture write failed');
-      this.deps.emit({ type: 'write-error', code, message: (e as Error).message, path: s.path || undefined });
+      log.warn({ err: e, stream: streamKeyString(s.key), path: p }, 'capture write failed');
+      this.deps.emit({ type: 'write-error', code, message: (e as Error).message, path: p || undefined });
     }
   }
 
@@ -431,7 +453,11 @@ export class Writer {
     }
   }
 
-  /** fdatasync, close, persist seq, rename .prog → .capture, announce. */
+  /**
+   * fdatasync and close now; persisting the seq, the rename .prog → .capture and the event follow
+   * in commitFinished() at the next flush tick (a crash in between leaves a synced .prog
+   * that start-up recovery finishes, exactly as a crash between close and rename always did).
+   */
   private finalize(s: WStream): void {
     if (s.fd < 0) return;
     const fd = s.fd;
@@ -449,31 +475,33 @@ export class Writer {
       failed = true;
       this.writeError(s, e);
     }
+    this.finished.push({ s, path: s.path, header: s.header, readings: s.fileReadings, nextSeq: s.nextSeq, failed });
+  }
+
+  /** Persist the seqs of every file finalized this cycle in ONE sync transaction, then rename and announce each. */
+  private commitFinished(): void {
+    const list = this.finished;
+    if (list.length === 0) return;
+    this.finished = [];
+    const seqs = new Map<WStream, number>();
+    for (const f of list) seqs.set(f.s, Math.max(seqs.get(f.s) ?? 0, f.nextSeq));
     try {
-      this.deps.store.advanceSeqSync(s.key, s.nextSeq);
-      s.stats[Stat.PERSISTED_SEQ] = Math.max(s.stats[Stat.PERSISTED_SEQ]!, s.nextSeq);
+      const store = this.deps.store;
+      if (store.advanceSeqsSync) store.advanceSeqsSync([...seqs].map(([s, next]) => ({ key: s.key, next })));
+      else for (const [s, next] of seqs) store.advanceSeqSync(s.key, next);
+      for (const [s, next] of seqs) s.stats[Stat.PERSISTED_SEQ] = Math.max(s.stats[Stat.PERSISTED_SEQ]!, next);
     } catch (e) {
       log.error({ err: e }, 'persisting seq before rename failed');
     }
-    if (failed && s.fileReadings === 0) return;
-    try {
-      const fin = finishedPathOf(s.path);
-      this.fs.renameSync(s.path, fin);
-      this.deps.emit({ type: 'file-finished', path: fin, header: s.header, readings: s.fileReadings });
-    } catch (e) {
-      this.writeError(s, e);
+    for (const f of list) {
+      if (f.failed && f.readings === 0) continue;
+      try {
+        const fin = finishedPathOf(f.path);
+        this.fs.renameSync(f.path, fin);
+        this.deps.emit({ type: 'file-finished', path: fin, header: f.header, readings: f.readings });
+      } catch (e) {
+        this.writeError(f.s, e, f.path);
+      }
     }
   }
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
 }

@@ -97,6 +97,21 @@ export class StateStore {
   }
 
   /**
+   * advanceSeqSync for several streams in ONE synchronous transaction (the capture writer
+   * persists every file rotated in one cycle at once). Each seq never moves backwards.
+   */
+  advanceSeqsSync(entries: readonly { key: StreamKey; next: number }[]): void {
+    if (entries.length === 0) return;
+    this.root.transactionSync(() => {
+      for (const { key, next } of entries) {
+        const k = streamKeyString(key);
+        const cur = this.seqs.get(k) ?? 0;
+        if (next > cur) this.seqs.putSync(k, next);
+      }
+    });
+  }
+
+  /**
    * Atomically mark `file` as being uploaded by `runId`. Fails (false) when the janitor has
    * it, it is already committed, or another live claim holds it.
    */
