@@ -14,8 +14,8 @@ import { createRequire } from 'node:module';
 import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { EdgecapError, ErrorCodes, logger } from '@edgecap/core';
-import { readCaptureBytes } from '@edgecap/format';
 import type { FileMetadata__Output, ReportGapsRequest__Output, UploadRequest__Output } from '@edgecap/proto';
+import { scanCapture } from './capture-check.js';
 import { RequestRejected, invalid } from './errors.js';
 import { checkFileId, checkFileName } from './paths.js';
 import { acquireFileStorage, releaseFileStorage, FileStorage, type CaptureInfo, type IngestStorage, type NewFileRecord, type ReportedGap, type StagedUpload } from './storage.js';
@@ -147,11 +147,16 @@ function checkMetadata(md: FileMetadata__Output, maxFileBytes: number, fileRoot:
 
 /** Capture files must decode as edgecap capture files with the announced id. */
 function checkCapture(bytes: Uint8Array, fileId: string): { info: CaptureInfo; kind: string; name: string; method: string; part_id?: string } {
-  const s = readCaptureBytes(bytes);
-  const fatal = s.problems.find((p) => p.kind === 'bad_magic' || p.kind === 'bad_header');
-  if (fatal || !s.header) throw invalid(`not a valid edgecap capture file: ${fatal?.reason ?? 'no header'}`);
+  const s = scanCapture(bytes);
+  if (s.fatal !== undefined || !s.header) throw invalid(`not a valid edgecap capture file: ${s.fatal ?? 'no header'}`);
   if (s.header.id !== fileId) throw invalid(`capture file header id ${JSON.stringify(s.header.id)} does not match metadata.file_id ${JSON.stringify(fileId)}`);
-  const seqs = s.readings.map((r) => r.seq).sort((a, b) => a - b);
+  const seqs = s.seqs;
+  for (let i = 1; i < seqs.length; i++) {
+    if (seqs[i]! < seqs[i - 1]!) {
+      seqs.sort((a, b) => a - b);
+      break;
+    }
+  }
   const ranges: [number, number][] = [];
   for (const q of seqs) {
     const last = ranges.at(-1);
@@ -159,12 +164,12 @@ function checkCapture(bytes: Uint8Array, fileId: string): { info: CaptureInfo; k
     else ranges.push([q, q]);
   }
   const info: CaptureInfo = {
-    readings: s.readings.length,
+    readings: seqs.length,
     first_seq: seqs[0],
     last_seq: seqs.at(-1),
     ranges,
     gaps: s.gaps,
-    problems: s.problems.length,
+    problems: s.problems,
     header_type: s.header.type,
   };
   if (s.header.mime_type) info.mime_type = s.header.mime_type;

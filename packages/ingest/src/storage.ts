@@ -135,10 +135,15 @@ async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
+/** Staged uploads up to this size are also kept in memory, so the capture check reads no file back. */
+const KEEP_IN_MEMORY_BYTES = 32 * 1024 * 1024;
+
 class StagedFile implements StagedUpload {
   private readonly hash = createHash('sha256');
   private n = 0;
   private closed = false;
+  /** The chunks as received (grpc-js hands each message its own buffer; nothing reuses them). */
+  private kept: Uint8Array[] | undefined = [];
   constructor(
     readonly file: string,
     private readonly fh: fsp.FileHandle,
@@ -149,13 +154,18 @@ class StagedFile implements StagedUpload {
   }
 
   async write(chunk: Uint8Array): Promise<void> {
+    // Hash first: it runs on this thread while the write below waits on the disk.
+    this.hash.update(chunk);
     let off = 0;
     while (off < chunk.length) {
       const { bytesWritten } = await this.fh.write(chunk, off, chunk.length - off);
       off += bytesWritten;
     }
-    this.hash.update(chunk);
     this.n += chunk.length;
+    if (this.kept) {
+      if (this.n <= KEEP_IN_MEMORY_BYTES) this.kept.push(chunk);
+      else this.kept = undefined;
+    }
   }
 
   async finish(): Promise<{ bytes: number; sha256: string }> {
@@ -166,16 +176,33 @@ class StagedFile implements StagedUpload {
   }
 
   async read(): Promise<Uint8Array> {
+    if (this.kept) {
+      if (this.kept.length > 1) this.kept = [Buffer.concat(this.kept, this.n)];
+      return this.kept[0] ?? new Uint8Array(0);
+    }
     return fsp.readFile(this.file);
   }
 
+  /** Drop the in-memory copy (the commit owns the file now). */
+  release(): void {
+    this.kept = undefined;
+  }
+
   async discard(): Promise<void> {
+    this.kept = undefined;
     if (!this.closed) {
       this.closed = true;
       await this.fh.close().catch(() => undefined);
     }
     await fsp.rm(this.file, { force: true });
   }
+}
+
+interface PendingCommit {
+  staged: StagedFile;
+  rec: NewFileRecord;
+  resolve(r: CommitResult): void;
+  reject(e: unknown): void;
 }
 
 /** A tiny FIFO mutex: commits run one at a time. */
@@ -197,6 +224,7 @@ export class FileStorage implements IngestStorage {
   private readonly fileDb: Database<FileRecord, string>;
   private readonly gapDb: Database<ReportedGap, string>;
   private readonly mutex = new Mutex();
+  private queue: PendingCommit[] = [];
   private closed = false;
 
   constructor(readonly dataDir: string) {
@@ -266,32 +294,73 @@ export class FileStorage implements IngestStorage {
   async commit(staged: StagedUpload, rec: NewFileRecord): Promise<CommitResult> {
     this.assertOpen();
     if (!(staged instanceof StagedFile)) throw new EdgecapError(ErrorCodes.STATE, 'foreign staged upload');
-    return this.mutex.run(async () => {
-      const existing = this.fileDb.get(rec.file_id);
-      if (existing) {
-        await staged.discard();
-        return { status: 'already_have', record: existing };
-      }
-      const rel = this.finalPath(rec);
-      const abs = path.join(this.dataDir, rel);
-      try {
-        await fsp.mkdir(path.dirname(abs), { recursive: true, mode: 0o700 });
-        await fsp.rename(staged.file, abs);
-      } catch (e) {
-        await staged.discard();
-        const code = (e as NodeJS.ErrnoException).code;
-        if (code === 'ENOTDIR' || code === 'EISDIR' || code === 'EEXIST' || code === 'ENAMETOOLONG') {
-          throw invalid(`file_name ${JSON.stringify(rec.file_name)} conflicts with a stored file or folder (${code})`, { field: 'file_name' });
-        }
-        throw e;
-      }
-      await fsyncDir(path.dirname(abs));
-      const record: FileRecord = { ...rec, path: rel, received_at_ms: Date.now() };
-      await this.fileDb.put(rec.file_id, record);
-      await this.root.flushed;
-      log.debug({ file_id: rec.file_id, path: rel, size: rec.size }, 'committed');
-      return { status: 'committed', record };
+    staged.release();
+    return new Promise<CommitResult>((resolve, reject) => {
+      this.queue.push({ staged, rec, resolve, reject });
+      if (this.queue.length === 1) void this.mutex.run(() => this.commitQueued());
     });
+  }
+
+  /**
+   * Group commit: every upload that finished staging while the previous group was committing
+   * goes in the next group: renames in order, one fsync per folder, one LMDB transaction, one
+   * flush. Each caller is answered only after that flush: the ack still follows a durable
+   * commit, and a file id is still committed once (the index is re-checked inside the group).
+   */
+  private async commitQueued(): Promise<void> {
+    const group = this.queue;
+    this.queue = [];
+    if (group.length === 0) return;
+    const placed: { item: PendingCommit; record: FileRecord; dir: string }[] = [];
+    const inGroup = new Map<string, FileRecord>();
+    for (const item of group) {
+      const { staged, rec } = item;
+      try {
+        const existing = this.fileDb.get(rec.file_id) ?? inGroup.get(rec.file_id);
+        if (existing) {
+          await staged.discard();
+          if (inGroup.has(rec.file_id)) placed.push({ item, record: existing, dir: '' });
+          else item.resolve({ status: 'already_have', record: existing });
+          continue;
+        }
+        const rel = this.finalPath(rec);
+        const abs = path.join(this.dataDir, rel);
+        try {
+          await fsp.mkdir(path.dirname(abs), { recursive: true, mode: 0o700 });
+          await fsp.rename(staged.file, abs);
+        } catch (e) {
+          await staged.discard();
+          const code = (e as NodeJS.ErrnoException).code;
+          if (code === 'ENOTDIR' || code === 'EISDIR' || code === 'EEXIST' || code === 'ENAMETOOLONG') {
+            throw invalid(`file_name ${JSON.stringify(rec.file_name)} conflicts with a stored file or folder (${code})`, { field: 'file_name' });
+          }
+          throw e;
+        }
+        const record: FileRecord = { ...rec, path: rel, received_at_ms: Date.now() };
+        inGroup.set(rec.file_id, record);
+        placed.push({ item, record, dir: path.dirname(abs) });
+      } catch (e) {
+        item.reject(e);
+      }
+    }
+    if (placed.length === 0) return;
+    try {
+      await Promise.all([...new Set(placed.map((p) => p.dir).filter((d) => d !== ''))].map((d) => fsyncDir(d)));
+      await this.root.transaction(() => {
+        for (const p of placed) if (p.dir !== '') this.fileDb.put(p.record.file_id, p.record);
+      });
+      await this.root.flushed;
+    } catch (e) {
+      for (const p of placed) p.item.reject(e);
+      return;
+    }
+    for (const p of placed) {
+      if (p.dir === '') p.item.resolve({ status: 'already_have', record: p.record });
+      else {
+        log.debug({ file_id: p.record.file_id, path: p.record.path, size: p.record.size }, 'committed');
+        p.item.resolve({ status: 'committed', record: p.record });
+      }
+    }
   }
 
   async putGaps(gaps: ReportedGap[]): Promise<number> {
