@@ -6,7 +6,7 @@
  *  syncNow ─►│      ─► scan capture dir + additional_sync_paths          │
  *            │      ─► per file: id (header | store.ids), checkpoint,    │
  *            │         per-file nextRetryAt, claimUpload (vs janitor)    │
- *            │      ─► dispatch ≤ threads at a time ───────────┐         │
+ *            │      ─► dispatch ≤ threads × 4 at a time ───────┐         │
  *            └────────────────────────────────────────────────│─────────┘
  *                                                             ▼
  *                  piscina worker threads: uploadFile() = one attempt, no sleeping
@@ -113,6 +113,31 @@ interface Work {
 
 const log = logger('sync');
 
+/** Uploads in flight per sync thread (piscina concurrentTasksPerWorker). */
+export const UPLOADS_PER_THREAD = 4;
+
+/** `p`, or a rejection as soon as `signal` aborts (p is then abandoned; its outcome is ignored). */
+function runUnlessAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) {
+    p.catch(() => undefined);
+    return Promise.reject(new Error('aborted'));
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(new Error('aborted'));
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}
+
 function emptyResult(): SyncResult {
   return { uploaded: 0, alreadyHad: 0, bytes: 0, failed: 0, deferred: 0, errors: [] };
 }
@@ -168,7 +193,9 @@ export class SyncEngine extends EventEmitter {
         minThreads: 0,
         maxThreads: this.opts.threads,
         idleTimeout: 30_000,
-        concurrentTasksPerWorker: 1,
+        // Several uploads in flight per thread: while one waits on the server's durable commit
+        // (fsync, index) the next streams. One file per task still; each task one attempt.
+        concurrentTasksPerWorker: UPLOADS_PER_THREAD,
       });
     }
     return this.store;
@@ -292,7 +319,14 @@ export class SyncEngine extends EventEmitter {
       let next = 0;
       let pendingBytes = work.reduce((n, w) => n + w.c.size, 0);
       let pendingFiles = work.length;
-      const runner = async (): Promise<void> => {
+      // Slow start: `threads` uploads first; the rest of the pipeline (threads × UPLOADS_PER_THREAD)
+      // joins only after one upload succeeded this round, so a link that fails right after the
+      // probe costs at most `threads` attempts (no herd).
+      let opened = false;
+      let open!: () => void;
+      const gate = new Promise<void>((r) => (open = r));
+      const runner = async (extra: boolean): Promise<void> => {
+        if (extra) await gate;
         for (;;) {
           const w = work[next++];
           if (!w) return;
@@ -302,13 +336,20 @@ export class SyncEngine extends EventEmitter {
           }
           const done = await this.uploadOne(store, w, abort.signal, res);
           if (done === 'link') linkDown = true;
+          if (done === 'ok' && !opened) {
+            opened = true;
+            open();
+          }
           if (done === 'ok' || done === 'failed') {
             pendingFiles--;
             pendingBytes -= w.c.size;
           }
         }
       };
-      await Promise.all(Array.from({ length: Math.min(this.opts.threads, Math.max(1, work.length)) }, runner));
+      const base = Math.min(this.opts.threads, Math.max(1, work.length));
+      const extras = Math.max(0, Math.min(this.opts.threads * UPLOADS_PER_THREAD, work.length) - base);
+      const bases = Promise.all(Array.from({ length: base }, () => runner(false))).finally(() => open());
+      await Promise.all([bases, ...Array.from({ length: extras }, () => runner(true))]);
       this.st.pendingFiles = pendingFiles;
       this.st.pendingBytes = pendingBytes;
       return res;
@@ -492,7 +533,10 @@ export class SyncEngine extends EventEmitter {
     if (w.format) task.format = w.format;
     let out: UploadOutcome;
     try {
-      out = (await this.pool!.run(task, { signal })) as UploadOutcome;
+      // No `signal` for piscina: it runs at most ONE abortable task per worker, which would undo
+      // concurrentTasksPerWorker. stop() aborts here and then destroys the pool (terminating the
+      // workers), so the upload is abandoned all the same.
+      out = await runUnlessAborted(this.pool!.run(task) as Promise<UploadOutcome>, signal);
     } catch (e) {
       // Aborted by stop(), or the worker died: the file restarts from its beginning next run.
       store.updateFile(c.path, { status: 'pending', claimedBy: undefined as unknown as string });

@@ -1,7 +1,7 @@
 /**
  * One upload attempt of one file (the body of a sync worker thread; also callable in-process).
  *
- *   open fd ─► pass 1: sha256 + size ─► Upload stream: [metadata] [chunk 1 MiB] [chunk] ... end
+ *   open fd ─► read (≤ 16 MiB: whole file into memory, once) + sha256 ─► Upload stream: [metadata] [chunk] ... end
  *                                                      ◄── UploadResponse (after durable commit)
  *
  * Never retries and never sleeps: a failure is returned as data ({kind, grpcCode, message}) and
@@ -69,6 +69,21 @@ async function hashFile(fh: fs.FileHandle, size: number, chunk: number): Promise
   return h.digest();
 }
 
+/** Files up to this size are read once, into memory (a few in flight per thread). */
+export const WHOLE_READ_BYTES = 16 * 1024 * 1024;
+
+async function readWhole(fh: fs.FileHandle, size: number): Promise<Buffer> {
+  const buf = Buffer.allocUnsafe(size);
+  let pos = 0;
+  while (pos < size) {
+    const { bytesRead } = await fh.read(buf, pos, size - pos, pos);
+    if (bytesRead === 0) break;
+    pos += bytesRead;
+  }
+  if (pos !== size) throw Object.assign(new Error(`file shrank while reading (${pos} of ${size} bytes)`), { code: 'ESHRANK' });
+  return buf;
+}
+
 export async function uploadFile(task: UploadTask, client?: DataSyncClient): Promise<UploadOutcome> {
   const chunk = task.chunkBytes ?? DEFAULT_CHUNK_BYTES;
   let fh: fs.FileHandle;
@@ -82,8 +97,14 @@ export async function uploadFile(task: UploadTask, client?: DataSyncClient): Pro
     const st = await fh.stat();
     const size = st.size;
     let sha: Buffer;
+    // Files up to WHOLE_READ_BYTES are read once into memory, hashed and sent from there (one
+    // read pass); bigger ones are hashed in a first pass and streamed in a second.
+    let whole: Buffer | undefined;
     try {
-      sha = await hashFile(fh, size, chunk);
+      if (size <= WHOLE_READ_BYTES) {
+        whole = await readWhole(fh, size);
+        sha = crypto.createHash('sha256').update(whole).digest();
+      } else sha = await hashFile(fh, size, chunk);
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
       return { ok: false, kind: 'local', errno: err.code, message: `cannot read ${task.path}: ${err.message}` };
@@ -124,6 +145,14 @@ export async function uploadFile(task: UploadTask, client?: DataSyncClient): Pro
         try {
           await write({ metadata: { ...task.meta, size, sha256: sha, mtime_ms: Math.floor(st.mtimeMs) } });
           let pos = 0;
+          if (whole) {
+            // Views of one buffer nobody writes to again: grpc-js may serialise them later.
+            while (pos < size && !settled) {
+              const n = Math.min(chunk, size - pos);
+              await write({ chunk: whole.subarray(pos, pos + n) });
+              pos += n;
+            }
+          }
           while (pos < size && !settled) {
             // A fresh buffer per chunk: grpc-js may still hold the previous one while serialising.
             const buf = Buffer.allocUnsafe(Math.min(chunk, size - pos));
