@@ -95,7 +95,8 @@ export async function main(argv: string[]): Promise<number> {
       try {
         const r = await once.sync();
         process.stdout.write(JSON.stringify(r) + '\n');
-        code = r.failed ? Exit.FAILURE : Exit.OK;
+        // Files left behind because the server was unreachable or refused us are a failure too.
+        code = r.failed || r.errors.length ? Exit.FAILURE : Exit.OK;
       } finally {
         await once.stop();
       }

@@ -39,6 +39,8 @@ export function serveMetrics(dm: DataManager, listen: string): http.Server {
 /** `edgecap run --config FILE`: capture + sync until SIGINT/SIGTERM, then a clean stop. */
 export async function run(configFile: string, opts: { metrics?: string }, stop: Promise<NodeJS.Signals>, err: NodeJS.WritableStream & { isTTY?: boolean }): Promise<number> {
   const dm = DataManager.fromFile(configFile);
+  // A worker that dies is reported, not fatal: the rest of the pipeline keeps running.
+  dm.on('error', (e) => err.write(`edgecap: ${e.message}\n`));
   await dm.start();
   const metrics = opts.metrics ? serveMetrics(dm, opts.metrics) : undefined;
   let prev: DataManagerStats | undefined;

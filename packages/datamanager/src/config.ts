@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { ConfigError, DEFAULT_CAPTURE_DIR, DEFAULTS, defaultSyncThreads } from '@edgecap/core';
+import { isLoopback } from '@edgecap/sync';
 
 /**
  * The config contract (Viam-style snake_case). Every key, its default and its meaning is in
@@ -97,6 +98,11 @@ export const configSchema = z
         }
       });
     });
+    if (c.ingest?.insecure) {
+      for (const a of Array.isArray(c.ingest.address) ? c.ingest.address : [c.ingest.address]) {
+        if (!isLoopback(a)) ctx.addIssue({ code: 'custom', message: `plain text is only allowed to a loopback address, not ${a}: use TLS (ca_file) for anything else`, path: ['ingest', 'insecure'] });
+      }
+    }
     if (c.selective_syncer_name && !seen.has(c.selective_syncer_name)) {
       ctx.addIssue({ code: 'custom', message: `no resource named "${c.selective_syncer_name}"`, path: ['selective_syncer_name'] });
     }
@@ -143,6 +149,13 @@ export function parseConfig(input: unknown, opts: { baseDir?: string; source?: s
       if (!fs.existsSync(res.module)) missing.push({ path: `resources[${i}].module`, message: `module file not found: ${res.module}` });
     }
   });
+  if (c.state_dir) {
+    // Inside the capture dir the state must sit in a dot-folder, which scanners and the janitor skip.
+    const rel = path.relative(c.capture_dir, c.state_dir);
+    if (rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel) && !rel.split(path.sep)[0]!.startsWith('.'))) {
+      missing.push({ path: 'state_dir', message: `inside capture_dir it must be a folder whose name starts with "." (e.g. ${path.join(c.capture_dir, '.edgecap')})` });
+    }
+  }
   if (c.ingest?.ca_file && !fs.existsSync(c.ingest.ca_file)) missing.push({ path: 'ingest.ca_file', message: `file not found: ${c.ingest.ca_file}` });
   if (missing.length) throw new ConfigError(missing, opts.source);
   return c;

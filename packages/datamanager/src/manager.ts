@@ -18,6 +18,7 @@ import { SyncEngine, type SyncResult, type SyncStats } from '@edgecap/sync';
 import { Janitor, type JanitorStats } from '@edgecap/janitor';
 import { MongoSink } from '@edgecap/mongo';
 import { parseConfig, readConfigFile, type EdgecapConfig } from './config.js';
+import { tryLock, type LockResult } from './lock.js';
 
 export interface DataManagerStats {
   capture: { running: boolean; streams: StreamStats[] };
@@ -62,7 +63,11 @@ export function toResourceSpecs(c: EdgecapConfig): ResourceSpec[] {
 export class DataManager extends EventEmitter<DataManagerEvents> {
   private config: EdgecapConfig;
   private state: State = 'created';
-  private readonly runId = randomUUID();
+  /** Claims on files (sync uploads, janitor deletions) are tagged with it; new on every start. */
+  private runId = randomUUID();
+  private lock: LockResult | undefined;
+  /** Lifecycle calls run one at a time, in call order. */
+  private queue: Promise<unknown> = Promise.resolve();
   private readonly log: Logger;
   private store: StateStore | undefined;
   private capture: CaptureEngine | undefined;
@@ -92,22 +97,55 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
     return this.config.state_dir ?? defaultStateDir(this.config.capture_dir);
   }
 
-  /** Recover orphaned files (once per process start), then start capture and sync as configured. */
-  async start(): Promise<void> {
-    if (this.state !== 'created' && this.state !== 'stopped') throw new EdgecapError(ErrorCodes.STATE, `cannot start while ${this.state}`);
-    this.state = 'starting';
-    this.store = openStateStore(this.stateDir);
-    const rec = recoverAtStartup(this.config.capture_dir, this.store);
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Start capture and sync as configured, after recovering files orphaned by a crash. */
+  start(): Promise<void> {
+    return this.serial(async () => {
+      if (this.state !== 'created' && this.state !== 'stopped') throw new EdgecapError(ErrorCodes.STATE, `cannot start while ${this.state}`);
+      this.state = 'starting';
+      try {
+        this.runId = randomUUID();
+        this.store = openStateStore(this.stateDir);
+        this.lock = tryLock(this.stateDir);
+        if (!this.lock.owned && !this.config.capture_disabled) {
+          throw new EdgecapError(ErrorCodes.STATE, `${this.config.capture_dir} is being captured into by another edgecap process (pid ${this.lock.pid})`);
+        }
+        if (this.lock.owned) this.recover();
+        if (this.config.mongo_capture_config) this.startMongo();
+        if (!this.config.capture_disabled) await this.doStartCapture();
+        if (!this.config.sync_disabled && this.config.ingest) await this.doStartSync();
+        this.state = 'started';
+      } catch (e) {
+        // Leave nothing running behind a failed start.
+        await this.shutdown().catch(() => undefined);
+        throw e;
+      }
+    });
+  }
+
+  /**
+   * Finalize `.prog` files left by a crash (or by a writer that died) so they are synced. Only
+   * while this process holds the capture lock and no writer of its own is running.
+   */
+  private recover(): void {
+    const rec = recoverAtStartup(this.config.capture_dir, this.store!);
+    if (!rec.length) return;
     this.recovered = {
-      files: rec.filter((r) => r.finished).length,
-      readings: rec.reduce((a, r) => a + r.readings, 0),
-      cutBytes: rec.reduce((a, r) => a + r.cutBytes, 0),
+      files: this.recovered.files + rec.filter((r) => r.finished).length,
+      readings: this.recovered.readings + rec.reduce((a, r) => a + r.readings, 0),
+      cutBytes: this.recovered.cutBytes + rec.reduce((a, r) => a + r.cutBytes, 0),
     };
-    if (rec.length) this.log.info(this.recovered, 'recovered in-progress files from an earlier run');
-    if (this.config.mongo_capture_config) this.startMongo();
-    if (!this.config.capture_disabled) await this.startCapture();
-    if (!this.config.sync_disabled && this.config.ingest) await this.startSync();
-    this.state = 'started';
+    this.log.info(this.recovered, 'recovered in-progress files');
+  }
+
+  private fail(e: Error): void {
+    if (this.listenerCount('error') > 0) this.emit('error', e);
+    else this.log.error({ err: e }, 'capture worker failed');
   }
 
   private requireStarted(what: string): StateStore {
@@ -117,9 +155,19 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
     return this.store;
   }
 
-  async startCapture(): Promise<void> {
+  startCapture(): Promise<void> {
+    return this.serial(() => this.doStartCapture());
+  }
+
+  private async doStartCapture(): Promise<void> {
     const store = this.requireStarted('startCapture');
     if (this.capture) return;
+    if (!this.lock?.owned) {
+      this.lock = tryLock(this.stateDir);
+      if (!this.lock.owned) throw new EdgecapError(ErrorCodes.STATE, `${this.config.capture_dir} is being captured into by another edgecap process (pid ${this.lock.pid})`);
+    }
+    // No writer of ours is running: anything still in progress is an orphan (e.g. a writer that died).
+    this.recover();
     const c = this.config;
     const engine = new CaptureEngine({
       captureDir: c.capture_dir,
@@ -136,13 +184,17 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
       if (this.mongo) this.feedMongo(e.path);
     });
     engine.on('write-error', (e: { code: string; message: string; path?: string }) => this.emit('write-error', e));
-    engine.on('error', (e: Error) => this.emit('error', e));
-    await engine.start(toResourceSpecs(c));
+    engine.on('error', (e: Error) => this.fail(e));
     this.capture = engine;
+    await engine.start(toResourceSpecs(c));
     await this.startJanitor();
   }
 
-  async stopCapture(): Promise<void> {
+  stopCapture(): Promise<void> {
+    return this.serial(() => this.doStopCapture());
+  }
+
+  private async doStopCapture(): Promise<void> {
     const engine = this.capture;
     this.capture = undefined;
     await this.stopJanitor();
@@ -228,14 +280,22 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
   private syncScheduled = false;
 
   /** Start scheduled sync (every sync_interval_mins). */
-  async startSync(): Promise<void> {
+  startSync(): Promise<void> {
+    return this.serial(() => this.doStartSync());
+  }
+
+  private async doStartSync(): Promise<void> {
     this.requireStarted('startSync');
     this.syncEngine ??= this.makeSyncEngine();
     if (!this.syncScheduled) await this.syncEngine.start();
     this.syncScheduled = true;
   }
 
-  async stopSync(): Promise<void> {
+  stopSync(): Promise<void> {
+    return this.serial(() => this.doStopSync());
+  }
+
+  private async doStopSync(): Promise<void> {
     const s = this.syncEngine;
     this.syncEngine = undefined;
     this.syncScheduled = false;
@@ -255,8 +315,12 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
   }
 
   /** Apply a new config. Resources whose config did not change keep capturing without a gap. */
-  async reconfigure(config: unknown, opts: { baseDir?: string } = {}): Promise<void> {
+  reconfigure(config: unknown, opts: { baseDir?: string } = {}): Promise<void> {
     const next = parseConfig(config, opts);
+    return this.serial(() => this.doReconfigure(next));
+  }
+
+  private async doReconfigure(next: EdgecapConfig): Promise<void> {
     const prev = this.config;
     if (next.capture_dir !== prev.capture_dir || (next.state_dir ?? '') !== (prev.state_dir ?? '')) {
       throw new EdgecapError(ErrorCodes.CONFIG_INVALID, 'capture_dir/state_dir cannot change at run time; stop and start with the new config');
@@ -265,19 +329,19 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
     if (this.state !== 'started') return;
     const engineKeys = ['part_id', 'tags', 'maximum_capture_file_size_bytes', 'maximum_capture_file_age_ms', 'flush_interval_ms', 'fsync_interval_ms'] as const;
     const engineChanged = engineKeys.some((k) => JSON.stringify(prev[k]) !== JSON.stringify(next[k]));
-    if (next.capture_disabled) await this.stopCapture();
+    if (next.capture_disabled) await this.doStopCapture();
     else if (this.capture && !engineChanged) await this.capture.reconfigure(toResourceSpecs(next));
     else {
-      await this.stopCapture();
-      await this.startCapture();
+      await this.doStopCapture();
+      await this.doStartCapture();
     }
     const syncKeys = ['ingest', 'additional_sync_paths', 'file_last_modified_millis', 'sync_interval_mins', 'maximum_num_sync_threads', 'selective_syncer_name', 'part_id', 'tags'] as const;
     const syncChanged = syncKeys.some((k) => JSON.stringify(prev[k]) !== JSON.stringify(next[k]));
     const wantSync = !next.sync_disabled && !!next.ingest;
-    if (!wantSync) await this.stopSync();
+    if (!wantSync) await this.doStopSync();
     else if (syncChanged || !this.syncEngine) {
-      await this.stopSync();
-      await this.startSync();
+      await this.doStopSync();
+      await this.doStartSync();
     }
     if (this.janitor && ['janitor_interval_ms', 'disk_usage_deletion_threshold', 'capture_dir_deletion_threshold', 'delete_every_nth_when_disk_full'].some((k) => prev[k as keyof EdgecapConfig] !== next[k as keyof EdgecapConfig])) {
       await this.stopJanitor();
@@ -288,7 +352,13 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
   /** Hand one reading of an event-driven source to the pipeline; false = dropped (counted). */
   push(resource: string, method: string, reading: unknown, opts?: { mimeType?: string; timeRequestedUs?: number }): boolean {
     if (!this.capture) throw new EdgecapError(ErrorCodes.STATE, 'push: capture is not running');
-    const kind = this.config.resources.find((r) => r.name === resource)?.kind;
+    const res = this.config.resources.find((r) => r.name === resource);
+    const m = res?.capture_methods.find((x) => x.method === method);
+    // One producer per stream: a polled method's seq belongs to its collector thread.
+    if (m && m.capture_frequency_hz > 0 && !m.disabled) {
+      throw new EdgecapError(ErrorCodes.STATE, `push: ${resource}.${method} is polled at ${m.capture_frequency_hz} Hz; push only to methods with capture_frequency_hz 0`);
+    }
+    const kind = res?.kind;
     return this.capture.push(resource, method, reading, { ...opts, ...(kind ? { kind } : {}) });
   }
 
@@ -303,11 +373,17 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
   }
 
   /** Flush and close files, finish or abandon the in-flight upload, stop every thread. */
-  async stop(): Promise<void> {
-    if (this.state === 'stopped' || this.state === 'created') return;
+  stop(): Promise<void> {
+    return this.serial(async () => {
+      if (this.state === 'stopped' || this.state === 'created') return;
+      await this.shutdown();
+    });
+  }
+
+  private async shutdown(): Promise<void> {
     this.state = 'stopping';
     const errors: unknown[] = [];
-    for (const step of [() => this.stopCapture(), () => this.stopSync(), async () => this.mongo?.close()]) {
+    for (const step of [() => this.doStopCapture(), () => this.doStopSync(), async () => this.mongo?.close()]) {
       try {
         await step();
       } catch (e) {
@@ -315,6 +391,8 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
       }
     }
     this.mongo = undefined;
+    if (this.lock?.owned) this.lock.release();
+    this.lock = undefined;
     await this.store?.close();
     this.store = undefined;
     this.state = 'stopped';

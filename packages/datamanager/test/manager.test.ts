@@ -147,3 +147,57 @@ describe('DataManager', () => {
     );
   });
 });
+
+describe('DataManager lifecycle guards', () => {
+  it('one capturing process per capture dir; a sync-only manager leaves the live writer’s files alone', async () => {
+    const dir = tmp('lock');
+    const cfg = { capture_dir: dir, sync_disabled: true, resources: [{ name: 't', model: 'sim:sensor' as const, capture_methods: [{ method: 'Readings', capture_frequency_hz: 100 }] }] };
+    const a = new DataManager(cfg);
+    await a.start();
+    await sleep(200);
+    const b = new DataManager(cfg);
+    await expect(b.start()).rejects.toThrow(/being captured into by another edgecap process/);
+    const progBefore = listFiles(dir, '.prog');
+    expect(progBefore.length).toBe(1);
+    const syncOnly = new DataManager({ ...cfg, capture_disabled: true });
+    await syncOnly.start();
+    expect(listFiles(dir, '.prog')).toEqual(progBefore); // not finalized under the live writer
+    await syncOnly.stop();
+    await a.stop();
+    // the lock is released on stop: the next one may capture
+    await b.start();
+    await b.stop();
+    const seqs = onDisk(dir, 't', 'Readings').map((r) => r.seq);
+    expect(seqs).toEqual([...Array(seqs.length).keys()]);
+  });
+
+  it('a failed start leaves nothing running and can be retried', async () => {
+    const dir = tmp('failstart');
+    const mod = path.join(dir, '..', `broken-${path.basename(dir)}.js`);
+    fs.writeFileSync(mod, 'export default { kind: "sensor" };\n'); // no Readings method
+    const dm = new DataManager({ capture_dir: dir, sync_disabled: true, resources: [{ name: 'b', module: mod, capture_methods: [{ method: 'Readings', capture_frequency_hz: 10 }] }] });
+    await expect(dm.start()).rejects.toThrow(/Readings/);
+    expect(dm.stats().capture.running).toBe(false);
+    await expect(dm.start()).rejects.toThrow(/Readings/); // state went back to stopped: retry is allowed
+  });
+
+  it('push to a polled method is refused (one producer per stream)', async () => {
+    const dir = tmp('pushpoll');
+    const dm = new DataManager({ capture_dir: dir, sync_disabled: true, resources: [{ name: 't', model: 'sim:sensor', capture_methods: [{ method: 'Readings', capture_frequency_hz: 10 }] }] });
+    await dm.start();
+    expect(() => dm.push('t', 'Readings', { x: 1 })).toThrow(/polled at 10 Hz/);
+    await dm.stop();
+  });
+
+  it('overlapping lifecycle calls run one at a time', async () => {
+    const dir = tmp('overlap');
+    const base = { capture_dir: dir, sync_disabled: true, resources: [{ name: 't', model: 'sim:sensor' as const, capture_methods: [{ method: 'Readings', capture_frequency_hz: 100 }] }] };
+    const dm = new DataManager(base);
+    await dm.start();
+    const changed = { ...base, flush_interval_ms: 50 }; // engine-level change: capture restarts
+    await Promise.all([dm.reconfigure(changed), dm.reconfigure({ ...changed, flush_interval_ms: 60 }), dm.stopCapture(), dm.startCapture()]);
+    await dm.stop();
+    const seqs = onDisk(dir, 't', 'Readings').map((r) => r.seq);
+    expect(seqs).toEqual([...Array(seqs.length).keys()]); // no duplicate seq from two engines
+  });
+});

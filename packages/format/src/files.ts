@@ -91,7 +91,6 @@ export function recoverInProgress(file: string): RecoveryResult {
   const bytes = fs.readFileSync(file);
   const s = readCaptureBytes(bytes, file);
   const base = { file, readings: s.readings.length, problems: s.problems.length, cutBytes: bytes.length - s.goodEnd };
-  const last = s.readings.at(-1);
   if (!s.header) {
     fs.rmSync(file, { force: true });
     return { ...base, finished: undefined, lastSeq: undefined, key: undefined };
@@ -105,7 +104,10 @@ export function recoverInProgress(file: string): RecoveryResult {
   }
   const finished = finishedPathOf(file);
   fs.renameSync(file, finished);
-  const maxSeq = Math.max(last?.seq ?? -1, ...s.gaps.map((g) => g.to_seq));
+  // The highest seq, not the last: the stream continues past everything the file holds.
+  let maxSeq = -1;
+  for (const r of s.readings) if (r.seq > maxSeq) maxSeq = r.seq;
+  for (const g of s.gaps) if (g.to_seq > maxSeq) maxSeq = g.to_seq;
   return {
     ...base,
     finished,
