@@ -334,7 +334,17 @@ export class SyncEngine extends EventEmitter {
             res.deferred++;
             continue;
           }
-          const done = await this.uploadOne(store, w, abort.signal, res);
+          let done: Awaited<ReturnType<typeof this.uploadOne>>;
+          try {
+            done = await this.uploadOne(store, w, abort.signal, res);
+          } catch (e) {
+            // e.g. the state store cannot write (disk full): this file waits for the next round,
+            // and the round's other uploads are still awaited before it ends.
+            res.errors.push(`${w.c.path}: ${(e as Error).message}`);
+            log.warn({ err: e, file: w.c.path }, 'upload bookkeeping failed');
+            res.deferred++;
+            continue;
+          }
           if (done === 'link') linkDown = true;
           if (done === 'ok' && !opened) {
             opened = true;
@@ -456,6 +466,10 @@ export class SyncEngine extends EventEmitter {
           const vrec = store.files.get(c.path);
           if (vrec && !this.eligible(store, c, vrec, vid, now, res)) continue;
           work.push({ c, id: vid, meta: vmeta, format: 'viam' });
+          continue;
+        }
+        if ('reason' in h && h.transient) {
+          log.debug({ file: c.path, reason: h.reason }, 'capture file not readable now; next round');
           continue;
         }
         if ('reason' in h) {

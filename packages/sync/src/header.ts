@@ -6,12 +6,13 @@ import { FrameOff } from '@edgecap/format';
  * Read just the header frame of a capture file (magic + first frame), not the whole file.
  * Returns the header or a reason why the file has no usable header.
  */
-export function readCaptureHeader(file: string): { header: CaptureFileHeader } | { reason: string } {
+export function readCaptureHeader(file: string): { header: CaptureFileHeader } | { reason: string; transient?: boolean } {
   let fd: number;
   try {
     fd = fs.openSync(file, 'r');
   } catch (e) {
-    return { reason: `cannot open: ${(e as Error).message}` };
+    // An I/O problem (vanished, EMFILE, EIO) says nothing about the file's content: retry later.
+    return { reason: `cannot open: ${(e as Error).message}`, transient: true };
   }
   try {
     const pre = Buffer.alloc(FILE_MAGIC.length + FRAME_HEADER_BYTES);
