@@ -69,7 +69,8 @@ export class Collector {
   start(streams: CollectorStreamStart[]): void {
     if (!this.resource) throw new EdgecapError(ErrorCodes.STATE, 'collector started before load()');
     const bell = new Doorbell(this.init.bellSab);
-    this.ring = new RingProducer(this.init.ringSab, bell);
+    // the writer wakes every flush tick on its own: wake it early only when the ring is a quarter full
+    this.ring = new RingProducer(this.init.ringSab, bell, Math.floor(this.init.ringSab.byteLength / 4));
     const ringId = this.init.ringId;
     const sh: EmitterShared = {
       ring: this.ring,

@@ -104,7 +104,17 @@ export class RingProducer extends RingView {
   private head: number;
   private resAt = 0;
   private resLen = -1;
-  constructor(sab: SharedArrayBuffer, private readonly bell?: Doorbell) {
+  private resTail = 0;
+  /**
+   * `wakeAtBytes` > 0: ring the doorbell only once at least that many bytes are queued, for a
+   * consumer that also wakes on its own timer (the capture writer wakes every flush tick), so
+   * small pushes do not cost a futex wake each. 0 (default): ring on every push.
+   */
+  constructor(
+    sab: SharedArrayBuffer,
+    private readonly bell?: Doorbell,
+    private readonly wakeAtBytes = 0,
+  ) {
     super(sab);
     this.head = Atomics.load(this.ctrl, Ctrl.HEAD);
   }
@@ -161,6 +171,7 @@ export class RingProducer extends RingView {
       return -1;
     }
     this.dv.setInt32(at, len, true);
+    this.resTail = tail;
     this.resAt = at;
     this.resLen = len;
     return at + RECORD_HEADER_BYTES;
@@ -178,7 +189,14 @@ export class RingProducer extends RingView {
     c[Counter.PUSHED] = c[Counter.PUSHED]! + 1;
     c[Counter.PUSHED_BYTES] = c[Counter.PUSHED_BYTES]! + len;
     Atomics.store(this.ctrl, Ctrl.HEAD, next);
-    this.bell?.ring();
+    if (this.bell) {
+      const w = this.wakeAtBytes;
+      if (w === 0) this.bell.ring();
+      else {
+        const t = this.resTail;
+        if ((next >= t ? next - t : this.capacity - t + next) >= w) this.bell.ring();
+      }
+    }
   }
 
   /** Convenience: copy bytes in as one record. */
