@@ -13,7 +13,7 @@ import { diskUsage, type StatfsFn } from './usage.js';
  *                            │ >= threshold
  *                            ├─ capture share < captureDirThreshold ─────► 'warned' (rate-limited log)
  *                            └─ share >= threshold ─► round: every Nth finished file, oldest first
- *                                  per file: read seqs ─► claimDelete ─► recordGap ─► unlink ─► mark
+ *                                  per file: read seqs ─► claimDelete(gaps) ─► unlink ─► finishDelete (gaps + mark, one txn)
  *                               repeat while usage >= threshold, share holds and a round deleted something
  */
 export interface JanitorCoreOptions {
@@ -64,6 +64,9 @@ export class JanitorCore {
     this.nth = Math.max(1, Math.floor(o.deleteEveryNth ?? DEFAULTS.delete_every_nth_when_disk_full));
     this.ownStore = !o.store;
     this.store = o.store ?? new StateStore(o.stateDir);
+    // Finish (or undo) deletions a crashed run left between claim and mark.
+    const settled = this.store.settleStaleDeletes(o.runId, (f) => fs.existsSync(f));
+    if (settled) this.log.info({ settled }, 'settled deletions left by an earlier run');
   }
 
   check(): JanitorRound {
@@ -161,19 +164,18 @@ export class JanitorCore {
       this.log.warn({ file: c.path, err: (e as Error).message }, 'janitor could not read capture file; deleting without a gap record');
     }
     const id = summary?.header?.id ?? `path:${c.path}`;
-    if (!this.store.claimDelete(c.path, this.o.runId, id, st.size)) return 'claimed';
     const gaps = summary?.header ? gapsOf(summary) : [];
-    for (const g of gaps) this.store.recordGap(g);
+    if (!this.store.claimDelete(c.path, this.o.runId, id, st.size, gaps)) return 'claimed';
     try {
       fs.unlinkSync(c.path);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
         this.log.error({ file: c.path, err: (e as Error).message }, 'janitor unlink failed; file left pending');
-        this.store.updateFile(c.path, { status: 'pending', claimedBy: undefined, reason: `janitor unlink failed: ${(e as Error).message}` });
+        this.store.updateFile(c.path, { status: 'pending', claimedBy: undefined, pendingGaps: undefined, reason: `janitor unlink failed: ${(e as Error).message}` });
         return 'failed';
       }
     }
-    this.store.updateFile(c.path, { status: 'deleted_by_janitor', claimedBy: undefined, reason: 'disk full' });
+    this.store.finishDelete(c.path, 'disk full');
     return 'deleted';
   }
 

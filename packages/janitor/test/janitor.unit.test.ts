@@ -161,9 +161,9 @@ describe('janitor eligibility (nothing but finished, unclaimed capture files ins
     const files = makeFiles(3);
     // The sync worker claims files[1] just before the janitor's claimDelete for it runs.
     const racing = Object.create(store) as StateStore;
-    racing.claimDelete = (file, rid, id, size) => {
+    racing.claimDelete = (file, rid, id, size, gaps) => {
       if (file === files[1]!.path) store.claimUpload(file, runId, { id, source: 'capture', size });
-      return store.claimDelete(file, rid, id, size);
+      return store.claimDelete(file, rid, id, size, gaps);
     };
     const core = new JanitorCore({ captureDir, stateDir, runId, statfs: alwaysFull, deleteEveryNth: 1, store: racing });
     const r = core.check();

@@ -29,6 +29,8 @@ export interface FileState {
   claimedBy?: string;
   updatedAt: number;
   reason?: string;
+  /** While `deleting`: the gaps the deletion will create, recorded together with the final mark. */
+  pendingGaps?: Omit<ExplainedGap, 'reported'>[];
 }
 
 export interface ExplainedGap {
@@ -119,8 +121,9 @@ export class StateStore {
     return this.root.transactionSync(() => {
       const cur = this.files.get(file);
       if (cur) {
-        if (cur.status === 'deleting' || cur.status === 'deleted_by_janitor' || cur.status === 'committed' || cur.status === 'failed') return false;
-        if (cur.status === 'uploading' && cur.claimedBy === runId) return false;
+        if (cur.status === 'deleted_by_janitor' || cur.status === 'committed' || cur.status === 'failed') return false;
+        // A claim is live only for the run that made it; one left by a crashed run is stale.
+        if ((cur.status === 'uploading' || cur.status === 'deleting') && cur.claimedBy === runId) return false;
       }
       this.files.putSync(file, {
         ...init,
@@ -134,13 +137,18 @@ export class StateStore {
     });
   }
 
-  /** Atomically mark `file` for deletion by the janitor; false while a live upload holds it. */
-  claimDelete(file: string, runId: string, id: string, size: number): boolean {
+  /**
+   * Atomically mark `file` for deletion by the janitor; false while a live upload holds it.
+   * The gaps the deletion creates ride in the claim and are recorded by finishDelete, after the
+   * unlink, in one transaction: a crash in between never reports a file deleted that was not.
+   */
+  claimDelete(file: string, runId: string, id: string, size: number, gaps: Omit<ExplainedGap, 'reported'>[] = []): boolean {
     return this.root.transactionSync(() => {
       const cur = this.files.get(file);
       if (cur && cur.status === 'uploading' && cur.claimedBy === runId) return false;
       if (cur && (cur.status === 'committed' || cur.status === 'deleted_by_janitor')) return false;
       this.files.putSync(file, {
+        pendingGaps: gaps,
         id: cur?.id ?? id,
         source: 'capture',
         size,
@@ -152,6 +160,32 @@ export class StateStore {
       });
       return true;
     });
+  }
+
+  /** The file is unlinked: record its gaps and mark it deleted, in one transaction. */
+  finishDelete(file: string, reason: string): void {
+    this.root.transactionSync(() => {
+      const cur = this.files.get(file);
+      if (!cur) return;
+      for (const g of cur.pendingGaps ?? []) this.recordGap(g);
+      const { pendingGaps: _, ...rest } = cur;
+      this.files.putSync(file, { ...rest, status: 'deleted_by_janitor', claimedBy: undefined, reason, updatedAt: Date.now() });
+    });
+  }
+
+  /**
+   * Deletions a crashed run left half done: a file already gone gets its gaps recorded; a file
+   * still there goes back to pending (to be synced, or chosen again).
+   */
+  settleStaleDeletes(runId: string, exists: (file: string) => boolean): number {
+    let n = 0;
+    for (const { key, value } of this.files.getRange()) {
+      if (value.status !== 'deleting' || value.claimedBy === runId) continue;
+      if (exists(key)) this.updateFile(key, { status: 'pending', claimedBy: undefined, pendingGaps: undefined });
+      else this.finishDelete(key, 'disk full');
+      n++;
+    }
+    return n;
   }
 
   /** Update fields of a file's state in one transaction (no-op if absent). */

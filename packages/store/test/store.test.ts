@@ -1,0 +1,55 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { openStateStore } from '@edgecap/store';
+
+const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'edgecap-store-'));
+const gap = { kind: 'sensor', name: 't', method: 'Readings', from_seq: 0, to_seq: 9, reason: 'janitor', time_us: 1 };
+
+describe('StateStore claims', () => {
+  it('an upload and a deletion of one file never both win within a run', async () => {
+    const s = openStateStore(tmp());
+    expect(s.claimUpload('/f', 'run1', { id: 'a', source: 'capture', size: 1 })).toBe(true);
+    expect(s.claimDelete('/f', 'run1', 'a', 1, [gap])).toBe(false);
+    s.updateFile('/f', { status: 'pending', claimedBy: undefined });
+    expect(s.claimDelete('/f', 'run1', 'a', 1, [gap])).toBe(true);
+    expect(s.claimUpload('/f', 'run1', { id: 'a', source: 'capture', size: 1 })).toBe(false);
+    await s.close();
+  });
+
+  it('gaps of a deletion are recorded only when it finishes', async () => {
+    const s = openStateStore(tmp());
+    s.claimDelete('/f', 'run1', 'a', 1, [gap]);
+    expect(s.unreportedGaps()).toEqual([]);
+    s.finishDelete('/f', 'disk full');
+    expect(s.unreportedGaps()).toEqual([{ ...gap, reported: false }]);
+    expect(s.files.get('/f')?.status).toBe('deleted_by_janitor');
+    await s.close();
+  });
+
+  it('a deletion a crashed run left half done is settled: file gone → gaps recorded, file there → pending', async () => {
+    const s = openStateStore(tmp());
+    s.claimDelete('/gone', 'crashed', 'a', 1, [gap]);
+    s.claimDelete('/there', 'crashed', 'b', 1, [{ ...gap, name: 'u' }]);
+    // a live claim of this run is left alone
+    s.claimDelete('/mine', 'run2', 'c', 1, [{ ...gap, name: 'v' }]);
+    expect(s.settleStaleDeletes('run2', (f) => f === '/there' || f === '/mine')).toBe(2);
+    expect(s.files.get('/gone')?.status).toBe('deleted_by_janitor');
+    expect(s.files.get('/there')?.status).toBe('pending');
+    expect(s.files.get('/mine')?.status).toBe('deleting');
+    expect(s.unreportedGaps().map((g) => g.name)).toEqual(['t']);
+    // the stale upload/delete claims of a crashed run do not block the next run's upload
+    expect(s.claimUpload('/there', 'run2', { id: 'b', source: 'capture', size: 1 })).toBe(true);
+    await s.close();
+  });
+
+  it('seq never moves backwards', async () => {
+    const s = openStateStore(tmp());
+    const k = { kind: 'a', name: 'b', method: 'c' };
+    s.advanceSeqSync(k, 10);
+    s.advanceSeqSync(k, 5);
+    expect(s.nextSeq(k)).toBe(10);
+    await s.close();
+  });
+});
