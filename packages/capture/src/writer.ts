@@ -8,7 +8,9 @@
  *                                               └ error: truncate back to goodEnd (or drop the file),
  *                                                 count, GAP 'write_error' once writing works again
  *
- * A stream's next seq is persisted (StateStore.advanceSeqsSync) before each rename, so a finished
+ * At rotation the file's fdatasync runs off the writer thread (libuv pool, at most MAX_SYNCING
+ * at once) while the writer keeps draining into the next file; its close, seq and rename wait
+ * for it. A stream's next seq is persisted (StateStore.advanceSeqsSync) before each rename, so a finished
  * file is always covered by the persisted seq, and a .prog by start-up recovery (which reads
  * the last seq in it): no per-flush state write is needed on the hot path. Files rotated
  * (fdatasync'ed and closed at once) since the last flush tick share ONE LMDB transaction at
@@ -35,6 +37,11 @@ export interface WriterFs {
   ftruncateSync(fd: number, len: number): void;
   mkdirSync(p: string, o: { recursive: true; mode: number }): unknown;
   unlinkSync(p: string): void;
+  /**
+   * Optional: fdatasync off the writer thread (libuv pool), used for rotated files so the
+   * writer keeps draining while the disk syncs. Without it, rotation syncs inline.
+   */
+  fdatasync?(fd: number, cb: (err: NodeJS.ErrnoException | null) => void): void;
 }
 
 export const realFs: WriterFs = {
@@ -46,7 +53,11 @@ export const realFs: WriterFs = {
   ftruncateSync: (fd, l) => fs.ftruncateSync(fd, l),
   mkdirSync: (p, o) => fs.mkdirSync(p, o),
   unlinkSync: (p) => fs.unlinkSync(p),
+  fdatasync: (fd, cb) => fs.fdatasync(fd, cb),
 };
+
+/** Rotated files whose fdatasync is still running, at most (then the writer waits for the oldest). */
+const MAX_SYNCING = 16;
 
 export interface SeqSink {
   advanceSeqSync(key: StreamKey, next: number): void;
@@ -62,6 +73,9 @@ interface Finished {
   readings: number;
   nextSeq: number;
   failed: boolean;
+  /** False while its off-thread fdatasync + close is running. */
+  settled: boolean;
+  done: Promise<void> | undefined;
 }
 
 export interface WriterOptions {
@@ -152,6 +166,7 @@ export class Writer {
   private loop: Promise<void> | undefined;
   private readonly tickMs: number;
   private finished: Finished[] = [];
+  private syncing = 0;
 
   constructor(
     private readonly o: WriterOptions,
@@ -222,6 +237,10 @@ export class Writer {
         this.syncAll();
         nextSync = now + this.o.fsyncIntervalMs;
       }
+      if (this.syncing > MAX_SYNCING) {
+        await this.throttleSyncs();
+        lastYield = performance.now();
+      }
       if (this.stopping && n === 0) {
         const blocked = this.rings.some((r) => !r.consumer.isEmpty());
         if (!blocked) break;
@@ -244,6 +263,7 @@ export class Writer {
     }
     this.flushAll(performance.now());
     for (const s of this.streams.values()) this.finalize(s);
+    await this.settleAll();
     this.commitFinished();
   }
 
@@ -462,27 +482,67 @@ export class Writer {
     if (s.fd < 0) return;
     const fd = s.fd;
     s.fd = -1;
-    let failed = false;
-    try {
-      this.fs.fdatasyncSync(fd);
-    } catch (e) {
-      failed = true;
-      this.writeError(s, e);
+    const f: Finished = { s, path: s.path, header: s.header, readings: s.fileReadings, nextSeq: s.nextSeq, failed: false, settled: false, done: undefined };
+    this.finished.push(f);
+    const close = (): void => {
+      try {
+        this.fs.closeSync(fd);
+      } catch (e) {
+        f.failed = true;
+        this.writeError(s, e, f.path);
+      }
+      f.settled = true;
+    };
+    const async = this.fs.fdatasync;
+    if (!async) {
+      try {
+        this.fs.fdatasyncSync(fd);
+      } catch (e) {
+        f.failed = true;
+        this.writeError(s, e, f.path);
+      }
+      close();
+      return;
     }
-    try {
-      this.fs.closeSync(fd);
-    } catch (e) {
-      failed = true;
-      this.writeError(s, e);
-    }
-    this.finished.push({ s, path: s.path, header: s.header, readings: s.fileReadings, nextSeq: s.nextSeq, failed });
+    this.syncing++;
+    f.done = new Promise<void>((resolve) => {
+      async.call(this.fs, fd, (err) => {
+        if (err) {
+          f.failed = true;
+          this.writeError(s, err, f.path);
+        }
+        close();
+        this.syncing--;
+        resolve();
+      });
+    });
   }
 
-  /** Persist the seqs of every file finalized this cycle in ONE sync transaction, then rename and announce each. */
+  /** Bound the rotated files in flight: wait for the oldest syncs when too many are running. */
+  private async throttleSyncs(): Promise<void> {
+    while (this.syncing > MAX_SYNCING) {
+      const f = this.finished.find((x) => !x.settled);
+      if (!f?.done) return;
+      await f.done;
+    }
+  }
+
+  /** Stop: every rotated file's sync finished. */
+  private async settleAll(): Promise<void> {
+    for (const f of this.finished) if (f.done) await f.done;
+  }
+
+  /**
+   * Persist the seqs of the files finalized (synced and closed) since the last call in ONE sync
+   * transaction, then rename and announce each, in rotation order (a file still syncing, and
+   * every file after it, waits for the next call).
+   */
   private commitFinished(): void {
-    const list = this.finished;
-    if (list.length === 0) return;
-    this.finished = [];
+    let n = 0;
+    while (n < this.finished.length && this.finished[n]!.settled) n++;
+    if (n === 0) return;
+    const list = this.finished.slice(0, n);
+    this.finished = this.finished.slice(n);
     const seqs = new Map<WStream, number>();
     for (const f of list) seqs.set(f.s, Math.max(seqs.get(f.s) ?? 0, f.nextSeq));
     try {
