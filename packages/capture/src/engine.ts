@@ -22,6 +22,11 @@ import type { WriterApi } from './writer-worker.js';
 
 const log = logger('capture.engine');
 
+/** How long a collector may take to finish its in-flight call at stop before it is terminated. */
+const COLLECTOR_STOP_TIMEOUT_MS = 3_000;
+/** The writer drains, flushes, syncs and renames everything at stop: give it time. */
+const WRITER_STOP_TIMEOUT_MS = 60_000;
+
 export interface CaptureOptions {
   captureDir: string;
   /** The process's StateStore; the writer thread opens its own handle on `store.dir`. */
@@ -208,7 +213,8 @@ export class CaptureEngine extends EventEmitter {
     const c = this.collectors.get(name);
     if (!c) return;
     this.collectors.delete(name);
-    await c.mw.stop(() => c.mw.api.stop());
+    // A resource method stuck for good must not hold stop()/reconfigure() hostage.
+    await c.mw.stop(() => c.mw.api.stop(), COLLECTOR_STOP_TIMEOUT_MS);
   }
 
   /** Restart only resources whose spec changed (or that were added/removed); others keep streaming. */
@@ -307,7 +313,7 @@ export class CaptureEngine extends EventEmitter {
     }
     await Promise.allSettled([...this.pending]);
     const w = this.writer;
-    if (w) await w.stop(() => w.api.stop()).catch((e: unknown) => errors.push(e));
+    if (w) await w.stop(() => w.api.stop(), WRITER_STOP_TIMEOUT_MS).catch((e: unknown) => errors.push(e));
     for (const p of this.ports) p.close();
     this.state = 'stopped';
     if (errors.length) throw errors[0];

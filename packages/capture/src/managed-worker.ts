@@ -58,14 +58,25 @@ export class ManagedWorker<T> {
     this.to('started');
   }
 
-  /** Run the graceful stop (if the worker is alive), then terminate the thread. */
-  async stop(graceful?: () => Promise<void>): Promise<void> {
+  /**
+   * Run the graceful stop (if the worker is alive), then terminate the thread. A graceful stop
+   * that does not finish in `timeoutMs` (a resource method that never returns) is abandoned:
+   * stop() and reconfigure() must always return.
+   */
+  async stop(graceful?: () => Promise<void>, timeoutMs = 10_000): Promise<void> {
     if (this.st === 'stopped' || this.st === 'stopping') return;
     const alive = this.st !== 'failed';
     this.to('stopping');
+    let timer: NodeJS.Timeout | undefined;
     try {
-      if (alive && graceful) await graceful();
+      if (alive && graceful) {
+        const timedOut = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), timeoutMs)));
+        if ((await Promise.race([graceful().then(() => 'ok' as const), timedOut])) === 'timeout') {
+          log.error({ worker: this.name, timeoutMs }, 'worker did not stop in time; terminating it');
+        }
+      }
     } finally {
+      clearTimeout(timer);
       this.api[Comlink.releaseProxy]();
       await this.worker.terminate();
       this.st = 'stopped';

@@ -61,6 +61,8 @@ const MAX_SYNCING = 16;
 
 export interface SeqSink {
   advanceSeqSync(key: StreamKey, next: number): void;
+  /** Record a gap that no file will carry (drops still pending when the writer stops). */
+  recordGap?(g: { kind: string; name: string; method: string; from_seq: number; to_seq: number; reason: string; time_us: number }): void;
   /** Several streams in ONE synchronous transaction (optional: else one advanceSeqSync each). */
   advanceSeqsSync?(entries: readonly { key: StreamKey; next: number }[]): void;
 }
@@ -265,6 +267,17 @@ export class Writer {
     for (const s of this.streams.values()) this.finalize(s);
     await this.settleAll();
     this.commitFinished();
+    // Readings dropped on a write error whose GAP frame had no later write to ride on: record
+    // the gap in the state store, so the drop stays explained.
+    for (const s of this.streams.values()) {
+      if (s.gapFrom < 0 || !this.deps.store.recordGap) continue;
+      try {
+        this.deps.store.recordGap({ ...s.key, from_seq: s.gapFrom, to_seq: s.gapTo, reason: 'write_error', time_us: nowMicros() });
+        s.gapFrom = -1;
+      } catch (e) {
+        log.error({ err: e, stream: streamKeyString(s.key) }, 'could not record a write_error gap at stop');
+      }
+    }
   }
 
   private drainAll(): number {
@@ -537,6 +550,8 @@ export class Writer {
    * transaction, then rename and announce each, in rotation order (a file still syncing, and
    * every file after it, waits for the next call).
    */
+  private seqPersistFailing = false;
+
   private commitFinished(): void {
     let n = 0;
     while (n < this.finished.length && this.finished[n]!.settled) n++;
@@ -551,8 +566,14 @@ export class Writer {
       else for (const [s, next] of seqs) store.advanceSeqSync(s.key, next);
       for (const [s, next] of seqs) s.stats[Stat.PERSISTED_SEQ] = Math.max(s.stats[Stat.PERSISTED_SEQ]!, next);
     } catch (e) {
-      log.error({ err: e }, 'persisting seq before rename failed');
+      // Renaming now would put seqs on a finished file that a restart could hand out again.
+      // Keep them .prog (start-up recovery reads their seqs) and retry at the next tick.
+      this.finished = [...list, ...this.finished];
+      if (!this.seqPersistFailing) log.error({ err: e }, 'persisting seq before rename failed; files stay in progress until it works');
+      this.seqPersistFailing = true;
+      return;
     }
+    this.seqPersistFailing = false;
     for (const f of list) {
       if (f.failed && f.readings === 0) continue;
       try {

@@ -201,3 +201,16 @@ describe('DataManager lifecycle guards', () => {
     expect(seqs).toEqual([...Array(seqs.length).keys()]); // no duplicate seq from two engines
   });
 });
+
+describe('DataManager with a stuck resource', () => {
+  it('stop() returns even when a resource method never does, and flushed readings are kept', async () => {
+    const dir = tmp('stuck');
+    const mod = path.join(dir, '..', `stuck-${path.basename(dir)}.js`);
+    fs.writeFileSync(mod, 'let n = 0;\nexport default { kind: "sensor", Readings: () => (n++ < 20 ? { n } : new Promise(() => {})) };\n');
+    const dm = new DataManager({ capture_dir: dir, sync_disabled: true, resources: [{ name: 's', module: mod, capture_methods: [{ method: 'Readings', capture_frequency_hz: 100 }] }] });
+    await dm.start();
+    await sleep(500);
+    await dm.stop(); // the collector is terminated after its stop timeout
+    expect(onDisk(dir, 's', 'Readings').map((r) => r.seq)).toEqual([...Array(20).keys()]);
+  });
+});
