@@ -225,7 +225,7 @@ await section('postgres', async () => {
   // Readings/s ingested into PostgreSQL through 1 and 2 stateless ingest nodes (issue 8).
   const files = quick ? 12 : 48;
   const out = execFileSync(process.execPath, [path.join(ROOT_DIR, 'packages/ingest/bench/pg-ingest.js'), '--files', String(files)], { encoding: 'utf8', timeout: 300_000 });
-  const rows = [...out.matchAll(/(\d) nodes?: (\d+) readings in ([\d.]+) s = ([\d,]+) readings\/s \(([\d.]+) MB\/s/g)].map((m) => ({ nodes: Number(m[1]), readings: Number(m[2]), seconds: Number(m[3]), perSec: Number(m[4].replaceAll(',', '')), mbps: Number(m[5]) }));
+  const rows = [...out.matchAll(/(\d) nodes? ?: (\d+) readings in ([\d.]+) s = ([\d,]+) readings\/s \(([\d.]+) MB\/s/g)].map((m) => ({ nodes: Number(m[1]), readings: Number(m[2]), seconds: Number(m[3]), perSec: Number(m[4].replaceAll(',', '')), mbps: Number(m[5]) }));
   if (rows.length !== 2) throw new Error(`unexpected pg-ingest output: ${out}`);
   for (const r of rows) step(`   ${r.nodes} node(s): ${fmt(r.perSec)} readings/s`);
   return { header: out.split('\n')[0], rows };
