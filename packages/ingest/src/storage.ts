@@ -138,7 +138,12 @@ async function fsyncDir(dir: string): Promise<void> {
 /** Staged uploads up to this size are also kept in memory, so the capture check reads no file back. */
 const KEEP_IN_MEMORY_BYTES = 32 * 1024 * 1024;
 
-class StagedFile implements StagedUpload {
+/**
+ * An upload being received: bytes go to a staging file and the hash as they arrive. `durable`
+ * staging (the embedded store, where this file becomes the stored copy) is fsynced on finish;
+ * PostgreSQL staging is scratch space (the database COMMIT is what makes it durable).
+ */
+export class StagedFile implements StagedUpload {
   private readonly hash = createHash('sha256');
   private n = 0;
   private closed = false;
@@ -147,6 +152,7 @@ class StagedFile implements StagedUpload {
   constructor(
     readonly file: string,
     private readonly fh: fsp.FileHandle,
+    private readonly durable = true,
   ) {}
 
   get bytes(): number {
@@ -169,7 +175,7 @@ class StagedFile implements StagedUpload {
   }
 
   async finish(): Promise<{ bytes: number; sha256: string }> {
-    await this.fh.sync();
+    if (this.durable) await this.fh.sync();
     await this.fh.close();
     this.closed = true;
     return { bytes: this.n, sha256: this.hash.digest('hex') };

@@ -25,7 +25,8 @@ import pg from 'pg';
 import { EdgecapError, ErrorCodes, logger } from '@edgecap/core';
 import { readCaptureBytes } from '@edgecap/format';
 import { segmentOf } from '../paths.js';
-import type { CaptureInfo, CommitResult, FileRecord, IngestStorage, NewFileRecord, ReportedGap, StagedUpload, StoredDataType } from '../storage.js';
+import type { ExportedReading } from '../report.js';
+import { StagedFile, type CaptureInfo, type CommitResult, type FileRecord, type IngestStorage, type NewFileRecord, type ReportedGap, type StagedUpload, type StoredDataType } from '../storage.js';
 import { PgStorageError, wrapPg } from './errors.js';
 import { MIGRATIONS, migrate, schemaVersion } from './migrations.js';
 
@@ -49,58 +50,8 @@ export interface PgStorageOptions {
   nodeName?: string;
 }
 
-/** An exported reading as stored (the shape report.ts `ExportedReading` uses). */
-export interface PgReadingRow {
-  part_id: string;
-  resource_kind: string;
-  resource: string;
-  method: string;
-  seq: number;
-  time_requested_us: number;
-  time_received_us: number;
-  data: unknown;
-  file_id: string;
-  mime_type?: string;
-}
-
-class StagedPgFile implements StagedUpload {
-  private readonly hash = createHash('sha256');
-  private n = 0;
-  private closed = false;
-  private cache: Buffer | undefined;
-  constructor(
-    readonly file: string,
-    private readonly fh: fsp.FileHandle,
-  ) {}
-  get bytes(): number {
-    return this.n;
-  }
-  async write(chunk: Uint8Array): Promise<void> {
-    let off = 0;
-    while (off < chunk.length) off += (await this.fh.write(chunk, off, chunk.length - off)).bytesWritten;
-    this.hash.update(chunk);
-    this.n += chunk.length;
-  }
-  async finish(): Promise<{ bytes: number; sha256: string }> {
-    // No fsync: the scratch file is not the durable copy; PostgreSQL's COMMIT is.
-    await this.fh.close();
-    this.closed = true;
-    return { bytes: this.n, sha256: this.hash.digest('hex') };
-  }
-  /** The server reads the bytes to check the capture header; commit decodes the same copy. */
-  async read(): Promise<Uint8Array> {
-    this.cache ??= await fsp.readFile(this.file);
-    return this.cache;
-  }
-  async discard(): Promise<void> {
-    this.cache = undefined;
-    if (!this.closed) {
-      this.closed = true;
-      await this.fh.close().catch(() => undefined);
-    }
-    await fsp.rm(this.file, { force: true });
-  }
-}
+/** An exported reading as stored: exactly the export's shape. */
+export type PgReadingRow = ExportedReading;
 
 interface FileRow {
   file_id: string;
@@ -244,7 +195,7 @@ export class PgStorage implements IngestStorage {
     this.assertOpen();
     await fsp.mkdir(this.stagingDir, { recursive: true, mode: 0o700 });
     const file = path.join(this.stagingDir, `${randomBytes(12).toString('hex')}.part`);
-    return new StagedPgFile(file, await fsp.open(file, 'wx', 0o600));
+    return new StagedFile(file, await fsp.open(file, 'wx', 0o600), false);
   }
 
   private logicalPath(rec: NewFileRecord): string {
@@ -254,7 +205,7 @@ export class PgStorage implements IngestStorage {
 
   async commit(staged: StagedUpload, rec: NewFileRecord): Promise<CommitResult> {
     this.assertOpen();
-    if (!(staged instanceof StagedPgFile)) throw new EdgecapError(ErrorCodes.STATE, 'foreign staged upload');
+    if (!(staged instanceof StagedFile)) throw new EdgecapError(ErrorCodes.STATE, 'foreign staged upload');
     let client: pg.PoolClient | undefined;
     let broken: Error | undefined;
     try {
@@ -312,7 +263,7 @@ export class PgStorage implements IngestStorage {
     }
   }
 
-  private async insertChunks(client: pg.PoolClient, staged: StagedPgFile, fileId: string): Promise<void> {
+  private async insertChunks(client: pg.PoolClient, staged: StagedFile, fileId: string): Promise<void> {
     const fh = await fsp.open(staged.file, 'r');
     try {
       const buf = Buffer.allocUnsafe(PG_CHUNK_BYTES);
