@@ -39,7 +39,7 @@ describe.sequential('torture: kills and cut networks with exact accounting', () 
   }
 
   it('slow consumer: drops counted exactly and explained, memory flat, disk intact', async () => {
-    const r = await runSlowConsumer(long ? 30 : 4);
+    const r = await runSlowConsumer(long ? 10 : 2);
     process.stdout.write(`\nslow consumer: ${JSON.stringify(r)}\n`);
     slow = r;
     expect(r.dropped).toBeGreaterThan(0);
