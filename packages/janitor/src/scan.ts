@@ -108,13 +108,15 @@ export function scanCaptureDir(captureDir: string, excludePaths: readonly string
       if (!st.isFile()) continue;
       total += st.size;
       if (!e.name.endsWith(FINISHED_EXT)) continue;
-      if (excluded.some((x) => x === p || inside(x, p))) continue;
       let real: string;
       try {
         real = fs.realpathSync(p);
       } catch {
         continue;
       }
+      // Exclusions are realpaths: compare the file's realpath too (a symlinked parent of the
+      // capture dir must not hide an additional_sync_paths file from the check).
+      if (excluded.some((x) => x === real || inside(x, real))) continue;
       if (!inside(root, real) || inside(path.join(root, STATE_DIR_NAME), real)) continue;
       out.push({ path: p, size: st.size, mtimeMs: st.mtimeMs });
     }
