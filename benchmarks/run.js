@@ -221,6 +221,18 @@ await section('micro', async () => {
   return r;
 });
 
+await section('grpc-ceiling', async () => {
+  // What grpc-js client streaming can do at all on this machine, and what our server and client
+  // add on top: separates the transport's cost from ours (issues 3 and 7).
+  const out = execFileSync(process.execPath, [path.join(BENCH_DIR, 'lib/grpc-ceiling.js'), `--mib=${quick ? 128 : 256}`, `--runs=${quick ? 1 : 2}`], { encoding: 'utf8', timeout: 600_000 });
+  const lines = out.split('\n');
+  const start = lines.findIndex((l) => l.startsWith('8 MiB files'));
+  if (start < 0 || !lines.some((l) => l.startsWith('| case'))) throw new Error(`unexpected grpc-ceiling output: ${out.slice(-500)}`);
+  const text = lines.slice(start).join('\n').trim();
+  step(`   ${lines.filter((l) => l.startsWith('| bare server') || l.startsWith('| ingest')).length} rows`);
+  return { text };
+});
+
 await section('postgres', async () => {
   // Readings/s ingested into PostgreSQL through 1 and 2 stateless ingest nodes (issue 8).
   const files = quick ? 12 : 48;

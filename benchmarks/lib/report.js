@@ -278,6 +278,15 @@ export function writeReport(R, { root, resultsDir }) {
   } else L.push(failed('micro', S.micro));
   L.push('');
 
+  // grpc ceiling
+  L.push('## gRPC ceiling: the transport versus our work on top', '');
+  const gc = ok(S['grpc-ceiling']);
+  if (gc) {
+    L.push('`node benchmarks/lib/grpc-ceiling.js` — a bare grpc-js server that only counts bytes and a bare client, then our ingest server and our client (`uploadFile`) in turn. On this 2-core machine grpc-js itself, doing no work on either side, tops out around a third of the raw TLS socket: the sync goals of 70–80 % of raw TLS are above what the mandated transport reaches here. Our server adds the sha256 check, the per-frame CRC check of capture files and the staging write; our client adds one read and the sha256 of the file.', '');
+    L.push(gc.text);
+  } else L.push(failed('grpc-ceiling', S['grpc-ceiling']));
+  L.push('');
+
   // postgres
   L.push('## Ingest into PostgreSQL (issue 8)', '');
   const pgr = ok(S.postgres);
