@@ -15,7 +15,8 @@ export function summarizeProfiles(dir, top = 8) {
       const d = dt[i] ?? 0;
       total += d;
       const cf = n.callFrame;
-      const url = cf.url ? cf.url.replace(/^.*\/(node_modules\/\.pnpm\/[^/]+\/node_modules\/|packages\/)/, '') : '';
+      // Paths relative to the repo (never a machine path in the report).
+      const url = cf.url ? cf.url.replace(/^.*\/(node_modules\/\.pnpm\/[^/]+\/node_modules\/|packages\/)/, '').replace(/^file:\/\/.*?\/(benchmarks\/)/, '$1') : '';
       const key = `${cf.functionName || '(anonymous)'} ${url ? `${url}:${cf.lineNumber + 1}` : ''}`.trim();
       self.set(key, (self.get(key) ?? 0) + d);
     }
