@@ -15,6 +15,7 @@ export { encodeFileStart, checkHeader, newFileId, type CaptureFileHeader, type H
 export {
   scanFrames,
   readRecords,
+  peekSeq,
   readCaptureBytes,
   lastGoodEnd,
   type ScanEvent,

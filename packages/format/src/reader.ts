@@ -101,14 +101,59 @@ export interface Problem {
 export type RecordEvent =
   | { kind: 'header'; header: CaptureFileHeader }
   | { kind: 'reading'; reading: Reading }
+  /** With `seqOnly`: a READING whose seq was read without decoding the reading itself. */
+  | { kind: 'seq'; seq: number; offset: number }
   | { kind: 'gap'; gap: Gap }
   | { kind: 'problem'; problem: Problem };
 
+/** seq of a READING payload `[seq, ...]` when its head is a plain msgpack array + number; else undefined. */
+export function peekSeq(p: Uint8Array): number | undefined {
+  if (p.length < 2) return undefined;
+  const a = p[0]!;
+  let o: number;
+  if (a >= 0x91 && a <= 0x9f) o = 1;
+  else if (a === 0xdc && p.length > 3 && (p[1]! | p[2]!) !== 0) o = 3;
+  else if (a === 0xdd && p.length > 5 && (p[1]! | p[2]! | p[3]! | p[4]!) !== 0) o = 5;
+  else return undefined;
+  if (o >= p.length) return undefined;
+  const t = p[o]!;
+  if (t <= 0x7f) return t;
+  if (t >= 0xe0) return t - 0x100;
+  const dv = new DataView(p.buffer, p.byteOffset, p.byteLength);
+  const need = (n: number): boolean => o + 1 + n <= p.length;
+  switch (t) {
+    case 0xcc:
+      return need(1) ? dv.getUint8(o + 1) : undefined;
+    case 0xcd:
+      return need(2) ? dv.getUint16(o + 1) : undefined;
+    case 0xce:
+      return need(4) ? dv.getUint32(o + 1) : undefined;
+    case 0xcf:
+      return need(8) ? dv.getUint32(o + 1) * 4294967296 + dv.getUint32(o + 5) : undefined;
+    case 0xd0:
+      return need(1) ? dv.getInt8(o + 1) : undefined;
+    case 0xd1:
+      return need(2) ? dv.getInt16(o + 1) : undefined;
+    case 0xd2:
+      return need(4) ? dv.getInt32(o + 1) : undefined;
+    case 0xd3:
+      return need(8) ? dv.getInt32(o + 1) * 4294967296 + dv.getUint32(o + 5) : undefined;
+    case 0xca:
+      return need(4) ? dv.getFloat32(o + 1) : undefined;
+    case 0xcb:
+      return need(8) ? dv.getFloat64(o + 1) : undefined;
+    default:
+      return undefined;
+  }
+}
+
 /**
  * Decode a capture file's bytes into a stream of header/reading/gap/problem events.
- * Never throws for bad input; `file` only names the source in problem reasons.
+ * Never throws for bad input; `file` only names the source in problem reasons. With `seqOnly`,
+ * READING frames (CRC still checked) yield only their seq when it can be peeked from the tuple
+ * head, and are fully decoded otherwise — for checks that need seqs, not readings.
  */
-export function* readRecords(bytes: Uint8Array, file?: string): Generator<RecordEvent> {
+export function* readRecords(bytes: Uint8Array, file?: string, opts: { seqOnly?: boolean } = {}): Generator<RecordEvent> {
   for (let i = 0; i < FILE_MAGIC.length; i++) {
     if (bytes[i] !== FILE_MAGIC[i]) {
       yield { kind: 'problem', problem: { kind: 'bad_magic', offset: 0, length: bytes.length, reason: `not an edgecap capture file${file ? `: ${file}` : ''}` } };
@@ -125,6 +170,13 @@ export function* readRecords(bytes: Uint8Array, file?: string): Generator<Record
     if (ev.kind === 'truncated') {
       yield { kind: 'problem', problem: { kind: 'truncated', offset: ev.offset, length: bytes.length - ev.offset, reason: ev.reason } };
       continue;
+    }
+    if (opts.seqOnly && sawHeader && ev.type === FrameType.READING) {
+      const seq = peekSeq(ev.payload);
+      if (seq !== undefined) {
+        yield { kind: 'seq', seq, offset: ev.offset };
+        continue;
+      }
     }
     let value: unknown;
     try {
@@ -198,6 +250,8 @@ export function readCaptureBytes(bytes: Uint8Array, file?: string): CaptureFileS
       case 'problem':
         s.problems.push(ev.problem);
         break;
+      case 'seq':
+        break; // only with seqOnly, which this full read does not ask for
     }
   }
   s.goodEnd = lastGoodEnd(bytes);

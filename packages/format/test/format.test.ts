@@ -12,6 +12,7 @@ import {
   inProgressPath,
   listFiles,
   readCaptureBytes,
+  readRecords,
   recoverInProgress,
   timeStamp,
   type CaptureFileHeader,
@@ -122,6 +123,10 @@ describe('damaged files', () => {
           mutated.set(b.subarray(0, cut));
           mutated.set(junk, cut);
           const s = readCaptureBytes(mutated);
+          // The seq-only mode (the ingest's check) agrees with the full read on seqs and problems.
+          const fast = [...readRecords(mutated, undefined, { seqOnly: true })];
+          expect(fast.flatMap((e) => (e.kind === 'seq' ? [e.seq] : e.kind === 'reading' ? [e.reading.seq] : []))).toEqual(s.readings.map((r) => r.seq));
+          expect(fast.filter((e) => e.kind === 'problem').length).toBe(s.problems.length);
           for (const r of s.readings) {
             // Anything yielded as good must be exactly a record that was written.
             expect(good.get(r.seq)).toBe(JSON.stringify(r.data));
