@@ -115,7 +115,8 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
         if (!this.lock.owned && !this.config.capture_disabled) {
           throw new EdgecapError(ErrorCodes.STATE, `${this.config.capture_dir} is being captured into by another edgecap process (pid ${this.lock.pid})`);
         }
-        if (this.lock.owned) this.recover();
+        // doStartCapture recovers before its writer starts; sync-only still finalizes orphans.
+        if (this.lock.owned && this.config.capture_disabled) this.recover();
         if (this.config.mongo_capture_config) this.startMongo();
         if (!this.config.capture_disabled) await this.doStartCapture();
         if (!this.config.sync_disabled && this.config.ingest) await this.doStartSync();
