@@ -5,15 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DataManager } from '@edgecap/datamanager';
 import { listFiles, readCaptureFile, type Reading } from '@edgecap/format';
 import { startIngestServer, exportReadings } from '@edgecap/ingest';
+import { waitFor } from '../../../test/helpers.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function waitFor(cond: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('timed out');
-    await sleep(50);
-  }
-}
 const tmp = (p: string) => fs.mkdtempSync(path.join(os.tmpdir(), `edgecap-dm-${p}-`));
 
 /** All readings on disk for one resource/method, in seq order. */
@@ -47,18 +41,18 @@ describe('DataManager', () => {
     const synced: string[] = [];
     dm.on('file-synced', (e) => synced.push(e.path));
     await dm.start();
-    await waitFor(() => synced.length > 0);
+    await waitFor('a file synced', () => synced.length > 0);
     await dm.stopSync();
     const syncedBefore = synced.length;
     expect(syncedBefore).toBeGreaterThan(0);
     const capturedA = dm.stats().capture.streams[0]!.captured;
-    await waitFor(() => dm.stats().capture.streams[0]!.captured > capturedA + 20);
+    await waitFor('capture to go on', () => dm.stats().capture.streams[0]!.captured > capturedA + 20);
     // capture goes on without sync, files pile up locally
     expect(dm.stats().capture.streams[0]!.captured).toBeGreaterThan(capturedA);
     expect(synced.length).toBe(syncedBefore);
     await dm.stopCapture();
     expect(dm.stats().capture.running).toBe(false);
-    await waitFor(() => listFiles(dir, '.capture').length > 0);
+    await waitFor('finished files', () => listFiles(dir, '.capture').length > 0);
     // sync without capture drains them
     await dm.startSync();
     const r = await dm.sync();
@@ -133,11 +127,11 @@ describe('DataManager', () => {
     const synced: string[] = [];
     dm.on('file-synced', (e) => synced.push(e.path));
     await dm.start();
-    await waitFor(() => listFiles(dir, '.capture').length >= 3);
+    await waitFor('finished files', () => listFiles(dir, '.capture').length >= 3);
     await sleep(600); // several scheduled rounds with the gate closed
     expect(synced).toEqual([]);
     fs.writeFileSync(flag, 'yes');
-    await waitFor(() => synced.length > 0);
+    await waitFor('a file synced', () => synced.length > 0);
     await dm.stop();
   });
 
