@@ -72,8 +72,8 @@ export interface IngestProc extends Child {
 }
 
 /** Start `edgecap ingest` as a child and wait for its "listening" line. */
-export async function startIngestProcess(o: { data: string; port: number; tls?: { certFile: string; keyFile: string }; apiKey: string }): Promise<IngestProc> {
-  const args = ['ingest', '--listen', `127.0.0.1:${o.port}`, '--data', o.data, '--api-key', o.apiKey];
+export async function startIngestProcess(o: { data: string; port: number; tls?: { certFile: string; keyFile: string }; apiKey: string; args?: string[] }): Promise<IngestProc> {
+  const args = ['ingest', '--listen', `127.0.0.1:${o.port}`, '--data', o.data, '--api-key', o.apiKey, ...(o.args ?? [])];
   if (o.tls) args.push('--tls-cert', o.tls.certFile, '--tls-key', o.tls.keyFile);
   else args.push('--insecure');
   const c = runCli(args);

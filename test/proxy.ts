@@ -1,6 +1,8 @@
 /**
  * A TCP proxy that cuts real connections on command: drop (close both sides), reset (RST),
  * stall (stop forwarding for a while). Used to fault the edge↔ingest link mid-upload.
+ * `bytesPerSecond` throttles the client→server direction (all connections together), so a
+ * test can count on an upload still being in flight when it strikes.
  */
 import net from 'node:net';
 
@@ -11,23 +13,27 @@ export class FaultyProxy {
   port = 0;
   stats = { connections: 0, drops: 0, resets: 0, stalls: 0 };
 
-  constructor(private readonly targetPort: number, private readonly targetHost = '127.0.0.1') {
+  /** When the throttled direction may send next (ms since epoch). */
+  private nextSendAt = 0;
+
+  constructor(private readonly targetPort: number, private readonly targetHost = '127.0.0.1', private readonly bytesPerSecond = 0) {
     this.server = net.createServer((a) => {
       this.stats.connections++;
       const b = net.connect(this.targetPort, this.targetHost);
       const pair = { a, b };
       this.pairs.add(pair);
-      const forward = (from: net.Socket, to: net.Socket): void => {
+      const forward = (from: net.Socket, to: net.Socket, throttled: boolean): void => {
         from.on('data', (d) => {
           if (this.stalled) from.pause();
           if (!to.write(d)) from.pause();
+          if (throttled) this.throttle(from, d.length);
         });
         to.on('drain', () => {
           if (!this.stalled) from.resume();
         });
       };
-      forward(a, b);
-      forward(b, a);
+      forward(a, b, this.bytesPerSecond > 0);
+      forward(b, a, false);
       const end = (): void => {
         this.pairs.delete(pair);
         a.destroy();
@@ -36,6 +42,18 @@ export class FaultyProxy {
       a.on('error', end).on('close', end);
       b.on('error', end).on('close', end);
     });
+  }
+
+  /** Pause `from` until `bytes` more fit the rate budget. */
+  private throttle(from: net.Socket, bytes: number): void {
+    const now = Date.now();
+    this.nextSendAt = Math.max(this.nextSendAt, now) + (bytes * 1000) / this.bytesPerSecond;
+    const wait = this.nextSendAt - now;
+    if (wait < 1) return;
+    from.pause();
+    setTimeout(() => {
+      if (!this.stalled && !from.destroyed) from.resume();
+    }, wait);
   }
 
   async listen(): Promise<number> {

@@ -220,12 +220,16 @@ describe('faults', () => {
     await dead.start();
     const deadPort = dead.port;
     await dead.close();
-    const { opts, captureDir, clock } = setup({ ingest: { address: [`127.0.0.1:${deadPort}`, server.address], insecure: true, apiKey: 'k' } });
+    // random() = 0 pins the start at the first (dead) address; by default the start is random.
+    const { opts, captureDir, clock } = setup({ ingest: { address: [`127.0.0.1:${deadPort}`, server.address], insecure: true, apiKey: 'k' }, random: () => 0 });
     const f = makeCapture(captureDir, 'fo', 3);
     const engine = new SyncEngine(opts);
+    const errors: SyncErrorEvent[] = [];
+    engine.on('sync-error', (e: SyncErrorEvent) => errors.push(e));
     try {
       await drain(engine, () => !fs.existsSync(f.path), clock, 4);
       expect(server.stored.get(f.id)?.stores).toBe(1);
+      expect(errors.length).toBeGreaterThan(0); // the dead address was tried first
     } finally {
       await engine.stop();
     }

@@ -1,24 +1,21 @@
 /**
- * Scale-out, end to end: two `serve.js --storage postgres` ingest nodes (child processes) on
+ * Scale-out, end to end: two `edgecap ingest --storage postgres` nodes (child processes) on
  * one PostgreSQL; three edges (SyncEngine from @edgecap/sync, each given both addresses)
- * sync capture files made with @edgecap/format. Node A is SIGKILLed while it is receiving an
- * upload, and restarted on the same port. At the end every reading is in `readings` exactly
- * once (SQL count and distinct count), every file once in `files`, no capture file left on
- * any edge, none moved to failed/.
+ * sync capture files made with @edgecap/format. Node A sits behind a throttling proxy so an
+ * upload is always in flight when it is SIGKILLed; it is then restarted on the same port. At
+ * the end every reading is in `readings` exactly once (SQL count and distinct count), every
+ * file once in `files`, no capture file left on any edge, none moved to failed/.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { exportReadings } from '@edgecap/ingest';
 import { encodeFileStart, FrameEncoder } from '@edgecap/format';
 import { SyncEngine, type FileSyncedEvent, type SyncErrorEvent } from '@edgecap/sync';
-import { pgUnavailableReason, startPgCluster, type PgCluster } from '../dist/pg/cluster.js';
-import { tmpDir } from './helpers.js';
+import { pgUnavailableReason, startPgCluster, type PgCluster } from '../packages/ingest/dist/pg/cluster.js';
+import { freePort, sigkill, startIngestProcess, tmpdir, waitFor, type IngestProc } from './helpers.js';
+import { FaultyProxy } from './proxy.js';
 
 vi.hoisted(() => {
   process.env.EDGECAP_LOG_LEVEL ??= 'silent';
@@ -27,40 +24,14 @@ vi.hoisted(() => {
 const why = pgUnavailableReason();
 if (why) console.warn(`SKIPPING PostgreSQL multi-node ingest test: ${why}`);
 
-const SERVE = fileURLToPath(new URL('../dist/serve.js', import.meta.url));
 const EDGES = 3;
 const FILES_PER_EDGE = 8;
 const READINGS_PER_FILE = 3000;
+/** Node A's inbound rate: a file (~0.7 MB) takes about a second, so A is always mid-upload. */
+const A_BYTES_PER_SECOND = 1 << 20;
 
-interface Node {
-  proc: ChildProcess;
-  exited: Promise<unknown>;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
-
-async function startNode(port: number, pgUrl: string, scratch: string): Promise<Node> {
-  const proc = spawn(process.execPath, [SERVE, '--listen', `127.0.0.1:${port}`, '--insecure', '--storage', 'postgres', '--pg-url', pgUrl, '--data', scratch, '--pg-pool-size', '4'], {
-    env: { ...process.env, EDGECAP_API_KEY: 'test-key-1', EDGECAP_LOG_LEVEL: 'error' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const exited = new Promise((resolve) => proc.once('exit', resolve));
-  const line = await new Promise<string>((resolve, reject) => {
-    createInterface({ input: proc.stdout! }).once('line', resolve);
-    proc.once('exit', (code) => reject(new Error(`serve.js exited with ${code} before listening`)));
-  });
-  expect(line).toBe(`listening 127.0.0.1:${port}`);
-  return { proc, exited };
-}
+const startNode = (port: number, pgUrl: string, scratch: string): Promise<IngestProc> =>
+  startIngestProcess({ data: scratch, port, apiKey: 'test-key-1', args: ['--insecure', '--storage', 'postgres', '--pg-url', pgUrl, '--pg-pool-size', '4'] });
 
 /** Finished capture files for one edge: stream `temp`, consecutive seq ranges. */
 function writeCaptures(captureDir: string): void {
@@ -98,19 +69,19 @@ function stagedBytes(scratch: string): number {
   return n;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 describe.skipIf(why)('two ingest nodes on one PostgreSQL', () => {
   let cluster: PgCluster;
   let dir: string;
-  const procs: ChildProcess[] = [];
+  const procs: IngestProc[] = [];
+  let proxy: FaultyProxy | undefined;
 
   beforeAll(async () => {
     cluster = await startPgCluster({ settings: { fsync: 'off', synchronous_commit: 'off' } });
-    dir = tmpDir('pgmulti');
+    dir = tmpdir('pgmulti');
   });
   afterAll(() => {
-    for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+    for (const p of procs) if (p.proc.exitCode === null && p.proc.signalCode === null) p.proc.kill('SIGKILL');
+    void proxy?.close();
     cluster?.stop();
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
@@ -122,8 +93,9 @@ describe.skipIf(why)('two ingest nodes on one PostgreSQL', () => {
     const scratchB = path.join(dir, 'scratch-b');
     let nodeA = await startNode(portA, url, scratchA);
     const nodeB = await startNode(portB, url, scratchB);
-    procs.push(nodeA.proc, nodeB.proc);
-    const A = `127.0.0.1:${portA}`;
+    procs.push(nodeA, nodeB);
+    proxy = new FaultyProxy(portA, '127.0.0.1', A_BYTES_PER_SECOND);
+    const A = `127.0.0.1:${await proxy.listen()}`;
     const B = `127.0.0.1:${portB}`;
 
     const engines: SyncEngine[] = [];
@@ -144,7 +116,10 @@ describe.skipIf(why)('two ingest nodes on one PostgreSQL', () => {
         partId: `edge-${e}`,
         tags: ['multi'],
         // Edge 1 prefers node B; the others node A. Fail-over rotates on connectivity errors.
+        // `random: () => 0` pins the first address (an engine otherwise starts at a random one
+        // to spread edges over nodes, and all three could start on B).
         ingest: { address: e === 1 ? [B, A] : [A, B], insecure: true, apiKey: 'test-key-1' },
+        random: () => 0,
         chunkBytes: 32 * 1024,
         backoff: { initialMs: 50, maxMs: 500 },
       });
@@ -157,27 +132,30 @@ describe.skipIf(why)('two ingest nodes on one PostgreSQL', () => {
     await q.connect();
     const count = async (sql: string): Promise<number> => Number((await q.query(sql)).rows[0].n);
     try {
-      // The edges sync until their capture dirs are empty (bounded by the test timeout).
+      // The edges sync until their capture dirs are empty (or give up after 45 s, so a stuck
+      // edge fails this test instead of running on into the next file).
+      const giveUpAt = Date.now() + 45_000;
       const edgeLoops = engines.map(async (engine, e) => {
         while (remaining(captureDirs[e]!) > 0) {
+          if (Date.now() > giveUpAt) throw new Error(`edge ${e} still has ${remaining(captureDirs[e]!)} capture files`);
           await engine.syncNow();
-          if (remaining(captureDirs[e]!) > 0) await sleep(50);
+          if (remaining(captureDirs[e]!) > 0) await new Promise((r) => setTimeout(r, 50));
         }
       });
+      for (const l of edgeLoops) l.catch(() => {}); // awaited below; don't report twice
 
       // Kill A while it is receiving an upload (bytes staged, not committed), once both nodes
       // have committed files.
-      while (!((await count('SELECT count(DISTINCT ingest_node) AS n FROM files')) >= 2 && stagedBytes(scratchA) > 0)) await sleep(5);
+      await waitFor('both nodes to commit and A to be mid-upload', async () => (await count('SELECT count(DISTINCT ingest_node) AS n FROM files')) >= 2 && stagedBytes(scratchA) > 0, 30_000, 5);
       const stagedAtKill = stagedBytes(scratchA);
       const filesAtKill = await count('SELECT count(*) AS n FROM files');
-      nodeA.proc.kill('SIGKILL');
-      await nodeA.exited;
+      await sigkill(nodeA);
       const deadScratch = fs.readdirSync(path.join(scratchA, 'pg-staging'));
       expect(deadScratch.length).toBe(1);
       // Node B keeps committing while A is down (the edges that preferred A fail over to B).
-      while ((await count('SELECT count(*) AS n FROM files')) < filesAtKill + 2) await sleep(20);
+      await waitFor('node B to commit while A is down', async () => (await count('SELECT count(*) AS n FROM files')) >= filesAtKill + 2, 30_000, 20);
       nodeA = await startNode(portA, url, scratchA);
-      procs.push(nodeA.proc);
+      procs.push(nodeA);
       // The restarted node removed the dead node's half-received upload.
       expect(fs.readdirSync(path.join(scratchA, 'pg-staging'))).not.toContain(deadScratch[0]);
 
