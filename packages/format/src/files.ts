@@ -49,26 +49,45 @@ export function readCaptureFile(file: string): CaptureFileSummary {
   return readCaptureBytes(fs.readFileSync(file), file);
 }
 
-/** Walk a directory tree for files with one ending; dot-folders (edgecap state) are skipped. */
+export interface WalkOptions {
+  /** Only files whose name ends so (default: every regular file). */
+  ending?: string;
+  /** Pass over entries whose name starts with a dot (edgecap's state dir, editors' temp files). */
+  skipDotEntries?: boolean;
+  /** Paths neither entered nor returned. */
+  skip?: ReadonlySet<string>;
+}
+
+/**
+ * Regular files under `dir`, depth first, each folder's entries in name order (capture file
+ * names start with their time, so a stream's files come oldest first). Lazy: it holds one
+ * folder listing per level, so memory does not grow with the number of files walked.
+ * Symlinks are neither followed nor returned; a folder that vanished or cannot be read is
+ * passed over.
+ */
+export function* walkFiles(dir: string, o: WalkOptions = {}): Generator<string> {
+  let entries: fs.Dirent[];
+  try {
+    entries = fs.readdirSync(dir, { withFileTypes: true });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EACCES') return;
+    throw e;
+  }
+  entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  for (const e of entries) {
+    if (o.skipDotEntries && e.name.startsWith('.')) continue;
+    const p = path.join(dir, e.name);
+    if (o.skip?.has(p)) continue;
+    // Dirent types have lstat semantics: a symlink is neither a directory nor a file.
+    if (e.isDirectory()) yield* walkFiles(p, o);
+    else if (e.isFile() && (o.ending === undefined || e.name.endsWith(o.ending))) yield p;
+  }
+}
+
+/** Every file with one ending under root, sorted; dot-folders (edgecap state) are skipped. */
 export function listFiles(root: string, ending: string): string[] {
-  const out: string[] = [];
-  const walk = (dir: string): void => {
-    let entries: fs.Dirent[];
-    try {
-      entries = fs.readdirSync(dir, { withFileTypes: true });
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
-      throw e;
-    }
-    for (const e of entries) {
-      if (e.name.startsWith('.')) continue;
-      const p = path.join(dir, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.isFile() && e.name.endsWith(ending)) out.push(p);
-    }
-  };
-  walk(root);
-  return out.sort();
+  return [...walkFiles(root, { ending, skipDotEntries: true })].sort();
 }
 
 export interface RecoveryResult {

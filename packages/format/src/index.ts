@@ -37,6 +37,8 @@ export {
   isInProgressCapture,
   readCaptureFile,
   listFiles,
+  walkFiles,
+  type WalkOptions,
   recoverInProgress,
   recoverCaptureDir,
   type RecoveryResult,

@@ -31,7 +31,7 @@ import type { DataSyncClient, Gap } from '@edgecap/proto';
 import { probeViamCaptureFile } from '@edgecap/viam';
 import { SyncError, classifyStatus, type FailureKind } from './errors.js';
 import { readCaptureHeader } from './header.js';
-import { scanAdditional, scanCaptureDir, type Candidate } from './scan.js';
+import { additionalCandidates, captureCandidates, type Candidate } from './scan.js';
 import { DEFAULT_CHUNK_BYTES, addressesOf, callMetadata, checkTarget, makeClient, type IngestTarget } from './target.js';
 import type { UploadOutcome, UploadTask } from './upload.js';
 
@@ -313,12 +313,12 @@ export class SyncEngine extends EventEmitter {
       }
       if (abort.signal.aborted) return res;
 
+      // Files are scanned and decided lazily, as uploads need them: memory and the time to the
+      // first upload do not grow with the backlog.
       const work = this.prepare(store, res);
-      await store.flushed(); // ids assigned this round are on disk before any upload uses them
       let linkDown = false;
-      let next = 0;
-      let pendingBytes = work.reduce((n, w) => n + w.c.size, 0);
-      let pendingFiles = work.length;
+      let pendingBytes = 0;
+      let pendingFiles = 0;
       // Slow start: `threads` uploads first; the rest of the pipeline (threads × UPLOADS_PER_THREAD)
       // joins only after one upload succeeded this round, so a link that fails right after the
       // probe costs at most `threads` attempts (no herd).
@@ -327,10 +327,15 @@ export class SyncEngine extends EventEmitter {
       const gate = new Promise<void>((r) => (open = r));
       const runner = async (extra: boolean): Promise<void> => {
         if (extra) await gate;
-        for (;;) {
-          const w = work[next++];
-          if (!w) return;
-          if (linkDown || abort.signal.aborted) {
+        // Stopping ends the walk; a link that went down only stops the uploads (the rest of the
+        // round is counted as deferred, as a failed probe counts it).
+        while (!abort.signal.aborted) {
+          const next = work.next();
+          if (next.done) return;
+          const w = next.value;
+          pendingFiles++;
+          pendingBytes += w.c.size;
+          if (linkDown) {
             res.deferred++;
             continue;
           }
@@ -356,9 +361,8 @@ export class SyncEngine extends EventEmitter {
           }
         }
       };
-      const base = Math.min(this.opts.threads, Math.max(1, work.length));
-      const extras = Math.max(0, Math.min(this.opts.threads * UPLOADS_PER_THREAD, work.length) - base);
-      const bases = Promise.all(Array.from({ length: base }, () => runner(false))).finally(() => open());
+      const bases = Promise.all(Array.from({ length: this.opts.threads }, () => runner(false))).finally(() => open());
+      const extras = this.opts.threads * (UPLOADS_PER_THREAD - 1);
       await Promise.all([bases, ...Array.from({ length: extras }, () => runner(true))]);
       this.st.pendingFiles = pendingFiles;
       this.st.pendingBytes = pendingBytes;
@@ -435,24 +439,25 @@ export class SyncEngine extends EventEmitter {
     return true;
   }
 
+  /** Capture files, then each additional_sync_paths root's files old enough to sync. */
+  private *candidates(now: number): Generator<Candidate> {
+    yield* captureCandidates(this.opts.captureDir);
+    const minAge = this.opts.fileLastModifiedMs ?? DEFAULTS.file_last_modified_millis;
+    for (const root of this.opts.additionalSyncPaths) yield* additionalCandidates(root, minAge, now, [this.opts.stateDir]);
+  }
+
   /** Files a round would look at (no header reads, no state): what a failed probe defers. */
   private countCandidates(): number {
-    const now = this.clock.now();
-    let n = scanCaptureDir(this.opts.captureDir).length;
-    for (const root of this.opts.additionalSyncPaths) n += scanAdditional(root, this.opts.fileLastModifiedMs, now, [this.opts.stateDir]).files.length;
+    let n = 0;
+    for (const _ of this.candidates(this.clock.now())) n++;
     this.st.pendingFiles = n;
     return n;
   }
 
-  /** Scan and decide, per file, whether it goes out this round. */
-  private prepare(store: StateStore, res: SyncResult): Work[] {
+  /** Scan and decide, per file, whether it goes out this round (lazily: one file per pull). */
+  private *prepare(store: StateStore, res: SyncResult): Generator<Work> {
     const now = this.clock.now();
-    const cands: Candidate[] = scanCaptureDir(this.opts.captureDir);
-    for (const root of this.opts.additionalSyncPaths) {
-      cands.push(...scanAdditional(root, this.opts.fileLastModifiedMs ?? DEFAULTS.file_last_modified_millis, now, [this.opts.stateDir]).files);
-    }
-    const work: Work[] = [];
-    for (const c of cands) {
+    for (const c of this.candidates(now)) {
       let id: string;
       let idKey: string | undefined;
       let meta: UploadTask['meta'];
@@ -465,7 +470,7 @@ export class SyncEngine extends EventEmitter {
           const vmeta: UploadTask['meta'] = { file_id: vid, part_id: this.opts.partId, resource_kind: vm.component_type, resource_name: vm.component_name, method: vm.method_name, data_type: vm.type === 'DATA_TYPE_BINARY_SENSOR' ? 'DATA_TYPE_BINARY' : 'DATA_TYPE_TABULAR', tags: [...this.opts.tags], file_name: c.rel, source: 'capture' };
           const vrec = store.files.get(c.path);
           if (vrec && !this.eligible(store, c, vrec, vid, now, res)) continue;
-          work.push({ c, id: vid, meta: vmeta, format: 'viam' });
+          yield { c, id: vid, meta: vmeta, format: 'viam' };
           continue;
         }
         if ('reason' in h && h.transient) {
@@ -508,9 +513,8 @@ export class SyncEngine extends EventEmitter {
       }
       const rec = store.files.get(c.path);
       if (rec && !this.eligible(store, c, rec, id, now, res)) continue;
-      work.push(idKey === undefined ? { c, id, meta } : { c, id, idKey, meta });
+      yield idKey === undefined ? { c, id, meta } : { c, id, idKey, meta };
     }
-    return work;
   }
 
   private eligible(store: StateStore, c: Candidate, rec: FileState, id: string, now: number, res: SyncResult): boolean {

@@ -2,5 +2,5 @@ export { SyncEngine, type SyncOptions, type SyncResult, type SyncStats, type Fil
 export { type IngestTarget, checkTarget, isLoopback, DEFAULT_CHUNK_BYTES, FLOW_CONTROL_WINDOW, MAX_MESSAGE_BYTES } from './target.js';
 export { SyncError, SyncConfigError, classifyStatus, type FailureKind } from './errors.js';
 export { uploadFile, type UploadTask, type UploadOutcome } from './upload.js';
-export { scanCaptureDir, scanAdditional, type Candidate } from './scan.js';
+export { scanCaptureDir, type Candidate } from './scan.js';
 export { readCaptureHeader } from './header.js';
