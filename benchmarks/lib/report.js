@@ -6,7 +6,7 @@ import { fmt } from './util.js';
 import { lineChartLogLog, histogramChart } from './svg.js';
 
 const pct = (x) => (x === null || x === undefined || Number.isNaN(x) ? '–' : `${(100 * x).toFixed(0)} %`);
-const ok = (s) => s && s.ok && s.data;
+const ok = (s) => (s?.ok ? s.data : undefined);
 const table = (head, rows) => [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
 const sizeName = (b) => (b >= 1024 ? `${b / 1024} KiB` : `${b} B`);
 
@@ -111,7 +111,7 @@ export function evaluateGoals(R) {
       figure: `RSS ${fmt(a.coldRssMB)} MB at ${fmt(a.n)} files → ${fmt(b.coldRssMB)} MB at ${fmt(b.n)} files (**${ratio.toFixed(2)}×**; process peak ${fmt(a.proc.maxRssMB)} → ${fmt(b.proc.maxRssMB)} MB)`,
       met: ratio <= 1.5,
       by: ratio <= 1.5 ? 'met' : `${ratio.toFixed(1)}× for ${fmt(b.n / a.n)}× the files`,
-      why: ratio <= 1.5 ? '' : 'a sync round scans the whole capture dir into one candidate list and reads every header before the first upload (SyncEngine.prepare), so memory and time-to-first-upload grow linearly with the backlog; a bounded, streaming scan (batches of N files) would cap both.',
+      why: ratio <= 1.5 ? '' : 'RSS during a round grew faster than the criterion: the round walks the backlog lazily (one folder listing per level, one file decided per upload slot), so look for what else holds per-file state (LMDB read cache, the benchmark\'s own lists).',
     });
   } else if (scale.length === 1) {
     goals.push({ goal: 'memory bounded regardless of backlog', figure: `one backlog size only (${fmt(scale[0].n)} files, peak RSS ${fmt(scale[0].proc.maxRssMB)} MB)`, met: null, why: 'needs ≥ 2 backlog sizes (full run)' });
@@ -253,7 +253,7 @@ export function writeReport(R, { root, resultsDir }) {
   // scale
   L.push('## Scale curve: cost vs backlog size', '');
   L.push(
-    'n pending small capture files (~200 B) in 1 stream folder per 1,000 files. *scan* = `scanCaptureDir` (the sync scanner: walk + lstat). *recovery walk* = `recoverCaptureDir` at capture start-up with 10 orphaned, torn `.prog` files among the n finished ones. *sync cold start* = `syncNow()` on fresh state until the first file is acknowledged (probe, scan, a header read per file, checkpoints); *restart* = a new engine on the same LMDB state after the first was stopped mid-round (recovery). Peak RSS of the process holding the sync engine.',
+    'n pending small capture files (~200 B) in 1 stream folder per 1,000 files. *scan* = `scanCaptureDir` (the sync scanner: walk + lstat). *recovery walk* = `recoverCaptureDir` at capture start-up with 10 orphaned, torn `.prog` files among the n finished ones. *sync cold start* = `syncNow()` on fresh state until the first file is acknowledged (probe, then the lazy walk: header read and checkpoint of the first files only); *restart* = a new engine on the same LMDB state after the first was stopped mid-round (recovery). RSS during round: the process holding the sync engine, 300 ms into the round. Peak RSS is the same process over the whole case, including building the backlog and the benchmark\'s own full scan list.',
     '',
   );
   const scl = ok(S.scale);
