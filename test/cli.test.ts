@@ -48,7 +48,7 @@ describe('edgecap CLI as a subprocess', () => {
       const st = await cli(['status', '--config', config]);
       expect(st.code).toBe(0);
       expect(st.stdout).toMatch(/sensor\/mine\/Readings/);
-      expect(st.stdout).toMatch(/committed\s+\d+/);
+      expect(st.stdout).toMatch(/synced and deleted so far: [1-9]\d* files/);
       const s = await cli(['sync', '--config', config]);
       expect(s.code).toBe(0);
       expect(listFiles(path.join(root, 'capture'), '.capture')).toEqual([]);

@@ -25,7 +25,9 @@ export async function status(configFile: string, out: NodeJS.WritableStream): Pr
   try {
     const counts = new Map<FileStatus, number>();
     for (const { value } of store.files.getRange()) counts.set(value.status, (counts.get(value.status) ?? 0) + 1);
-    out.write(table(['checkpoint status', 'files'], [...counts]) + '\n\n');
+    out.write(table(['checkpoint status', 'files'], [...counts]) + '\n');
+    const synced = store.syncedTotals();
+    out.write(`synced and deleted so far: ${synced.files} files, ${fmtBytes(synced.bytes)}\n\n`);
     const seqs = [...store.seqs.getRange()].map(({ key, value }) => [key, value]);
     out.write(table(['stream', 'next seq'], seqs) + '\n');
     const gaps = store.unreportedGaps();

@@ -11,6 +11,7 @@ import { STATE_DIR_NAME, streamKeyString, type StreamKey } from '@edgecap/core';
  *   files  absolute file path             -> FileState (sync checkpoints, janitor marks)
  *   gaps   "kind/name/method/<from>"      -> ExplainedGap (janitor deletions etc. to report upstream)
  *   ids    "path\0size\0mtimeMs"          -> file id assigned to an arbitrary (non-capture) file
+ *   totals "synced"                       -> files and bytes synced and deleted, ever (their records are dropped)
  *
  * Two workers that race for one file (sync wants to upload it, janitor to delete it) go
  * through claimUpload/claimDelete, each a single write transaction: only one can win.
@@ -60,6 +61,8 @@ async function settle<T>(p: Promise<T>): Promise<T> {
   }
 }
 
+const SYNCED_TOTALS = 'synced';
+
 export function defaultStateDir(captureDir: string): string {
   return path.join(captureDir, STATE_DIR_NAME);
 }
@@ -70,6 +73,7 @@ export class StateStore {
   readonly files: Database<FileState, string>;
   readonly gaps: Database<ExplainedGap, string>;
   readonly ids: Database<string, string>;
+  readonly totals: Database<{ files: number; bytes: number }, string>;
 
   constructor(readonly dir: string) {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -78,6 +82,7 @@ export class StateStore {
     this.files = this.root.openDB<FileState, string>({ name: 'files' });
     this.gaps = this.root.openDB<ExplainedGap, string>({ name: 'gaps' });
     this.ids = this.root.openDB<string, string>({ name: 'ids' });
+    this.totals = this.root.openDB<{ files: number; bytes: number }, string>({ name: 'totals' });
   }
 
   nextSeq(key: StreamKey): number {
@@ -188,6 +193,59 @@ export class StateStore {
     return n;
   }
 
+  /**
+   * Forget files that were synced and deleted, and the ids of those that were arbitrary files,
+   * in ONE transaction (the sync engine batches its completions: one commit, one fsync, for
+   * many files). A record the janitor holds is kept.
+   */
+  forgetFiles(files: readonly string[], idKeys: readonly string[] = []): void {
+    if (files.length === 0 && idKeys.length === 0) return;
+    this.root.transactionSync(() => {
+      let n = 0;
+      let bytes = 0;
+      for (const f of files) {
+        const cur = this.files.get(f);
+        if (!cur || cur.status === 'deleting') continue;
+        this.files.removeSync(f);
+        n++;
+        bytes += cur.size;
+      }
+      for (const k of idKeys) this.ids.removeSync(k);
+      const t = this.syncedTotals();
+      this.totals.putSync(SYNCED_TOTALS, { files: t.files + n, bytes: t.bytes + bytes });
+    });
+  }
+
+  /** Files (and their bytes) synced and deleted since this state was created. */
+  syncedTotals(): { files: number; bytes: number } {
+    return this.totals.get(SYNCED_TOTALS) ?? { files: 0, bytes: 0 };
+  }
+
+  /**
+   * Drop the records of files that no longer exist (synced and deleted before their record was
+   * forgotten, moved to failed/, deleted by the janitor or by the user), so the state stays as
+   * large as the backlog on disk. Kept: the janitor's in-flight deletions (settleStaleDeletes
+   * owns them) and live claims of `runId`. Returns how many were dropped.
+   */
+  sweepVanished(runId: string, exists: (file: string) => boolean): number {
+    const gone: string[] = [];
+    for (const { key, value } of this.files.getRange()) {
+      if (value.status === 'deleting' || value.claimedBy === runId) continue;
+      if (!exists(key)) gone.push(key);
+    }
+    if (gone.length === 0) return 0;
+    let n = 0;
+    this.root.transactionSync(() => {
+      for (const f of gone) {
+        const cur = this.files.get(f);
+        if (!cur || cur.status === 'deleting' || cur.claimedBy === runId || exists(f)) continue;
+        this.files.removeSync(f);
+        n++;
+      }
+    });
+    return n;
+  }
+
   /** Update fields of a file's state in one transaction (no-op if absent). */
   updateFile(file: string, patch: Partial<FileState>): void {
     this.root.transactionSync(() => {
@@ -206,13 +264,10 @@ export class StateStore {
     return out;
   }
 
+  /** The ingest server has them: drop them (the state holds only what is still to report). */
   markGapsReported(gaps: readonly ExplainedGap[]): void {
     this.root.transactionSync(() => {
-      for (const g of gaps) {
-        const k = `${g.kind}/${g.name}/${g.method}/${String(g.from_seq).padStart(16, '0')}`;
-        const cur = this.gaps.get(k);
-        if (cur) this.gaps.putSync(k, { ...cur, reported: true });
-      }
+      for (const g of gaps) this.gaps.removeSync(`${g.kind}/${g.name}/${g.method}/${String(g.from_seq).padStart(16, '0')}`);
     });
   }
 

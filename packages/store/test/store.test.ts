@@ -44,6 +44,30 @@ describe('StateStore claims', () => {
     await s.close();
   });
 
+  it('state of vanished files is swept; the janitor\'s deletions and live claims are kept', async () => {
+    const s = openStateStore(tmp());
+    s.claimUpload('/synced-crash', 'crashed', { id: 'a', source: 'capture', size: 1 }); // acked, deleted, then a crash
+    s.claimUpload('/live', 'run2', { id: 'b', source: 'capture', size: 1 });
+    s.claimDelete('/deleting', 'crashed', 'c', 1, [gap]);
+    s.claimUpload('/still-there', 'crashed', { id: 'd', source: 'capture', size: 1 });
+    expect(s.sweepVanished('run2', (f) => f === '/still-there')).toBe(1);
+    expect([...s.files.getKeys()].sort()).toEqual(['/deleting', '/live', '/still-there']);
+    s.forgetFiles(['/live', '/deleting'], []);
+    expect([...s.files.getKeys()].sort()).toEqual(['/deleting', '/still-there']);
+    expect(s.syncedTotals()).toEqual({ files: 1, bytes: 1 });
+    await s.close();
+  });
+
+  it('reported gaps are dropped', async () => {
+    const s = openStateStore(tmp());
+    s.recordGap(gap);
+    s.recordGap({ ...gap, from_seq: 20, to_seq: 29 });
+    s.markGapsReported([{ ...gap, reported: false }]);
+    expect(s.unreportedGaps().map((g) => g.from_seq)).toEqual([20]);
+    expect([...s.gaps.getKeys()].length).toBe(1);
+    await s.close();
+  });
+
   it('seq never moves backwards', async () => {
     const s = openStateStore(tmp());
     const k = { kind: 'a', name: 'b', method: 'c' };

@@ -115,6 +115,8 @@ const log = logger('sync');
 
 /** Uploads in flight per sync thread (piscina concurrentTasksPerWorker). */
 export const UPLOADS_PER_THREAD = 4;
+/** How long completions gather before their state is dropped in one LMDB transaction. */
+const FORGET_BATCH_MS = 50;
 
 /** `p`, or a rejection as soon as `signal` aborts (p is then abandoned; its outcome is ignored). */
 function runUnlessAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
@@ -162,6 +164,9 @@ export class SyncEngine extends EventEmitter {
    * fleet spreads over the nodes; on failure it moves to the next (fail-over).
    */
   private addrIdx = 0;
+  /** Synced-and-deleted files whose state is dropped in the next batch (see forget). */
+  private forgetting: { files: string[]; idKeys: string[] } = { files: [], idKeys: [] };
+  private forgetTimer: NodeJS.Timeout | undefined;
   private running = false;
   private timer: NodeJS.Timeout | undefined;
   private chain: Promise<unknown> = Promise.resolve();
@@ -186,7 +191,15 @@ export class SyncEngine extends EventEmitter {
   // ── lifecycle ────────────────────────────────────────────────────────────────
 
   private open(): StateStore {
-    if (!this.store) this.store = new StateStore(this.opts.stateDir);
+    if (!this.store) {
+      this.store = new StateStore(this.opts.stateDir);
+      try {
+        const n = this.store.sweepVanished(this.runId, (f) => fs.existsSync(f));
+        if (n > 0) log.debug({ records: n }, 'dropped the state of files no longer on disk');
+      } catch (e) {
+        log.warn({ err: e }, 'could not sweep the sync state (retried next start)');
+      }
+    }
     if (!this.pool) {
       this.pool = new Piscina({
         filename: new URL('./worker.js', import.meta.url).href,
@@ -226,6 +239,9 @@ export class SyncEngine extends EventEmitter {
     if (pool) await pool.destroy();
     this.client?.close();
     this.client = undefined;
+    this.flushForgotten();
+    if (this.forgetTimer) clearTimeout(this.forgetTimer);
+    this.forgetTimer = undefined;
     const store = this.store;
     this.store = undefined;
     if (store) {
@@ -364,6 +380,7 @@ export class SyncEngine extends EventEmitter {
       const bases = Promise.all(Array.from({ length: this.opts.threads }, () => runner(false))).finally(() => open());
       const extras = this.opts.threads * (UPLOADS_PER_THREAD - 1);
       await Promise.all([bases, ...Array.from({ length: extras }, () => runner(true))]);
+      this.flushForgotten();
       this.st.pendingFiles = pendingFiles;
       this.st.pendingBytes = pendingBytes;
       return res;
@@ -563,15 +580,20 @@ export class SyncEngine extends EventEmitter {
       return 'retry';
     }
     if (out.ok) {
+      let deleted = false;
       if (this.opts.deleteAfterSync !== false) {
         try {
           fs.rmSync(c.path, { force: true });
+          deleted = true;
         } catch (e) {
           log.warn({ err: e, file: c.path }, 'synced file could not be deleted; it will be re-sent and answered ALREADY_HAVE');
         }
       }
-      store.updateFile(c.path, { status: 'committed', id: w.id, attempts: 0, nextRetryAt: 0, claimedBy: undefined as unknown as string });
-      if (w.idKey !== undefined && this.opts.deleteAfterSync !== false) store.ids.removeSync(w.idKey);
+      // Deleted: its state goes with it, batched with other completions (a crash before the
+      // batch commits leaves a record of a vanished file, which the next start sweeps). Kept:
+      // it is marked committed so it is not sent again.
+      if (deleted) this.forget(c.path, w.idKey);
+      else store.updateFile(c.path, { status: 'committed', id: w.id, attempts: 0, nextRetryAt: 0, claimedBy: undefined as unknown as string });
       this.link.succeed();
       if (out.status === 'committed') {
         res.uploaded++;
@@ -615,6 +637,27 @@ export class SyncEngine extends EventEmitter {
     res.errors.push(`${c.path}: ${out.message}`);
     res.deferred++;
     return 'retry';
+  }
+
+  private forget(file: string, idKey: string | undefined): void {
+    this.forgetting.files.push(file);
+    if (idKey !== undefined) this.forgetting.idKeys.push(idKey);
+    this.forgetTimer ??= setTimeout(() => this.flushForgotten(), FORGET_BATCH_MS);
+  }
+
+  /** Commit the queued forgets in one transaction; on failure (disk full) they wait for the next try. */
+  private flushForgotten(): void {
+    if (this.forgetTimer) clearTimeout(this.forgetTimer);
+    this.forgetTimer = undefined;
+    const { files, idKeys } = this.forgetting;
+    if (!this.store || (files.length === 0 && idKeys.length === 0)) return;
+    try {
+      this.store.forgetFiles(files, idKeys);
+      this.forgetting = { files: [], idKeys: [] };
+    } catch (e) {
+      log.warn({ err: e, files: files.length }, 'could not drop the state of synced files; retrying');
+      this.forgetTimer = setTimeout(() => this.flushForgotten(), 1000);
+    }
   }
 
   /** `<stateDir>/failed/<rel>` (capture) or `<stateDir>/failed/additional/<root name>/<rel>`, plus `<file>.reason`. */

@@ -101,7 +101,7 @@ describe('faults', () => {
       await engine.stop();
     }
     const store = new StateStore(stateDir);
-    expect(store.files.get(f.path)?.status).toBe('committed');
+    expect(store.files.get(f.path)).toBeUndefined(); // synced, deleted, state dropped
     await store.close();
   });
 
