@@ -3,12 +3,12 @@
  * explained in-band by a GAP frame, and the oversize fallback. Used by collectors (one per method)
  * and by the main-thread push path.
  *
- *   reading ─► FrameEncoder.readingPayload ─► ring.tryPush(prefix + sealed frame)
+ *   reading ─► FrameEncoder.readingFrame (sealed) ─► ring.reserve/commit(prefix + frame)
  *                                                 │ full: drop, count, remember [from,to]
  *                                                 └ next success: GAP(from,to,'ring_full') first
  */
 import { nowMicros } from '@edgecap/core';
-import { FrameEncoder, FrameType, FRAME_HEADER_BYTES, sealFrame } from '@edgecap/format';
+import type { FrameEncoder } from '@edgecap/format';
 import type { RingProducer } from '@edgecap/ring';
 import { REC_PREFIX_BYTES, RecFlag, RecOff, RecType, ResSlot, Stat } from './layout.js';
 
@@ -68,22 +68,18 @@ export class StreamEmitter {
       this.pendingFrom = -1;
     }
     // Buffer.from(Uint8Array) data: msgpack encodes Buffers as bin as well.
-    const payload = this.sh.enc.readingPayload(seq, tReqUs, tRecvUs, data, mime);
+    const frame = this.sh.enc.readingFrame(seq, tReqUs, tRecvUs, data, mime);
     const ring = this.sh.ring;
-    const frameLen = FRAME_HEADER_BYTES + payload.length;
     let ok: boolean;
-    if (REC_PREFIX_BYTES + frameLen > ring.maxRecord) {
-      const frame = new Uint8Array(frameLen);
-      frame.set(payload, FRAME_HEADER_BYTES);
-      sealFrame(frame, 0, FrameType.READING, payload.length);
-      ok = this.pushOversize(frame, flags, seq);
+    if (REC_PREFIX_BYTES + frame.length > ring.maxRecord) {
+      ok = this.pushOversize(frame.slice(), flags, seq);
     } else {
       // no closure, no DataView per reading: reserve, write prefix + sealed frame in place, publish
-      const at = ring.reserve(REC_PREFIX_BYTES + frameLen);
+      const at = ring.reserve(REC_PREFIX_BYTES + frame.length);
       ok = at >= 0;
       if (ok) {
         writePrefix(ring.data, ring.dv, at, RecType.FRAME, flags, this.index, 1, seq);
-        FrameEncoder.put(ring.data, at + REC_PREFIX_BYTES, FrameType.READING, payload);
+        ring.data.set(frame, at + REC_PREFIX_BYTES);
         ring.commit();
       }
     }

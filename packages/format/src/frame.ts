@@ -1,5 +1,6 @@
 import { Encoder } from '@msgpack/msgpack';
 import { crc32c } from './crc32c.js';
+import { ReadingPacker } from './pack.js';
 import { FRAME_HEADER_BYTES, FRAME_MAGIC, FrameOff, FrameType, type FrameTypeValue, type GapReason } from './layout.js';
 
 /** Write a frame header for `payloadLength` bytes already at target[offset+12...], and its CRC. */
@@ -36,56 +37,25 @@ export function encodeFrame(type: FrameTypeValue, payload: Uint8Array): Uint8Arr
 }
 
 /**
- * The msgpack Encoder, byte for byte, with one change of method: for strings longer than
- * msgpack's own TextEncoder threshold the UTF-8 length comes from the native Buffer.byteLength
- * (msgpack counts it in a JS loop over every char, a third of the collector's time at 1 KiB
- * readings). Both count a lone surrogate as 3 bytes (it is written as U+FFFD), so the header
- * and the bytes are unchanged; shorter strings keep msgpack's own path.
- */
-const LONG_STRING = 50;
-const sharedTextEncoder = new TextEncoder();
-interface EncoderInternals {
-  bytes: Uint8Array;
-  pos: number;
-  ensureBufferSizeToWrite(n: number): void;
-  writeStringHeader(n: number): void;
-  encodeString(s: string): void;
-}
-class ReadingEncoder extends Encoder {}
-{
-  const proto = ReadingEncoder.prototype as unknown as EncoderInternals;
-  const base = (Encoder.prototype as unknown as EncoderInternals).encodeString;
-  proto.encodeString = function (this: EncoderInternals, s: string): void {
-    if (s.length <= LONG_STRING) return base.call(this, s);
-    const byteLength = Buffer.byteLength(s, 'utf8');
-    this.ensureBufferSizeToWrite(1 + 4 + byteLength);
-    this.writeStringHeader(byteLength);
-    sharedTextEncoder.encodeInto(s, this.bytes.subarray(this.pos));
-    this.pos += byteLength;
-  };
-}
-
-/**
- * Encodes readings straight into a caller's buffer (a ring slot, a batch buffer) with one
- * reused msgpack Encoder and one reused tuple: the hot path allocates nothing per reading
- * beyond what msgpack needs for the user's data.
+ * Encodes readings into one reused buffer (ReadingPacker) and seals them there: the hot path
+ * allocates nothing per reading but the returned view.
  */
 export class FrameEncoder {
-  private readonly enc = new ReadingEncoder({ ignoreUndefined: true, initialBufferSize: 4096 });
-  private readonly tuple: unknown[] = [0, 0, 0, null];
-  private readonly tupleMime: unknown[] = [0, 0, 0, null, ''];
+  private readonly packer = new ReadingPacker();
+  private readonly enc = new Encoder();
 
   /** Encode the READING payload and return it (a view valid until the next call). */
   readingPayload(seq: number, tReqUs: number, tRecvUs: number, data: unknown, mime?: string): Uint8Array {
-    const t = mime === undefined ? this.tuple : this.tupleMime;
-    t[0] = seq;
-    t[1] = tReqUs;
-    t[2] = tRecvUs;
-    t[3] = data;
-    if (mime !== undefined) t[4] = mime;
-    const out = this.enc.encodeSharedRef(t);
-    t[3] = null; // do not keep the user's data alive
-    return out;
+    const end = this.packer.tuple(FRAME_HEADER_BYTES, seq, tReqUs, tRecvUs, data, mime);
+    return this.packer.bytes.subarray(FRAME_HEADER_BYTES, end);
+  }
+
+  /** Encode a sealed READING frame and return it (a view valid until the next call). */
+  readingFrame(seq: number, tReqUs: number, tRecvUs: number, data: unknown, mime?: string): Uint8Array {
+    const end = this.packer.tuple(FRAME_HEADER_BYTES, seq, tReqUs, tRecvUs, data, mime);
+    const b = this.packer.bytes;
+    sealFrame(b, 0, FrameType.READING, end - FRAME_HEADER_BYTES);
+    return b.subarray(0, end);
   }
 
   /** Size a READING frame will take (header + payload) for a payload from readingPayload(). */
@@ -109,9 +79,10 @@ export class FrameEncoder {
     data: unknown,
     mime?: string,
   ): number {
-    const payload = this.readingPayload(seq, tReqUs, tRecvUs, data, mime);
-    if (offset + FRAME_HEADER_BYTES + payload.length > target.length) return -1;
-    return FrameEncoder.put(target, offset, FrameType.READING, payload);
+    const frame = this.readingFrame(seq, tReqUs, tRecvUs, data, mime);
+    if (offset + frame.length > target.length) return -1;
+    target.set(frame, offset);
+    return frame.length;
   }
 
   /** A GAP frame as a standalone buffer. */
