@@ -34,6 +34,8 @@ export interface FileState {
   pendingGaps?: Omit<ExplainedGap, 'reported'>[];
 }
 
+export type UploadClaim = Omit<FileState, 'status' | 'claimedBy' | 'updatedAt' | 'attempts' | 'nextRetryAt'>;
+
 export interface ExplainedGap {
   kind: string;
   name: string;
@@ -122,23 +124,41 @@ export class StateStore {
    * Atomically mark `file` as being uploaded by `runId`. Fails (false) when the janitor has
    * it, it is already committed, or another live claim holds it.
    */
-  claimUpload(file: string, runId: string, init: Omit<FileState, 'status' | 'claimedBy' | 'updatedAt' | 'attempts' | 'nextRetryAt'>): boolean {
-    return this.root.transactionSync(() => {
-      const cur = this.files.get(file);
-      if (cur) {
-        if (cur.status === 'deleted_by_janitor' || cur.status === 'committed' || cur.status === 'failed') return false;
-        // A claim is live only for the run that made it; one left by a crashed run is stale.
-        if ((cur.status === 'uploading' || cur.status === 'deleting') && cur.claimedBy === runId) return false;
+  claimUpload(file: string, runId: string, init: UploadClaim): boolean {
+    return this.claimUploads([{ file, init }], runId)[0]!;
+  }
+
+  /** claimUpload for several files in ONE transaction (one commit for a batch of uploads). */
+  claimUploads(items: readonly { file: string; init: UploadClaim }[], runId: string): boolean[] {
+    return this.root.transactionSync(() =>
+      items.map(({ file, init }) => {
+        const cur = this.files.get(file);
+        if (cur) {
+          if (cur.status === 'deleted_by_janitor' || cur.status === 'committed' || cur.status === 'failed') return false;
+          // A claim is live only for the run that made it; one left by a crashed run is stale.
+          if ((cur.status === 'uploading' || cur.status === 'deleting') && cur.claimedBy === runId) return false;
+        }
+        this.files.putSync(file, {
+          ...init,
+          status: 'uploading',
+          claimedBy: runId,
+          attempts: cur?.attempts ?? 0,
+          nextRetryAt: cur?.nextRetryAt ?? 0,
+          updatedAt: Date.now(),
+        });
+        return true;
+      }),
+    );
+  }
+
+  /** Give back upload claims of `runId` that were never used (one transaction). */
+  releaseUploads(files: readonly string[], runId: string): void {
+    if (files.length === 0) return;
+    this.root.transactionSync(() => {
+      for (const f of files) {
+        const cur = this.files.get(f);
+        if (cur?.status === 'uploading' && cur.claimedBy === runId) this.files.putSync(f, { ...cur, status: 'pending', claimedBy: undefined, updatedAt: Date.now() });
       }
-      this.files.putSync(file, {
-        ...init,
-        status: 'uploading',
-        claimedBy: runId,
-        attempts: cur?.attempts ?? 0,
-        nextRetryAt: cur?.nextRetryAt ?? 0,
-        updatedAt: Date.now(),
-      });
-      return true;
     });
   }
 

@@ -313,6 +313,7 @@ export class SyncEngine extends EventEmitter {
     const store = this.open();
     const abort = new AbortController();
     this.abort = abort;
+    const held: Work[] = []; // claimed for upload, not yet handed to a runner
     try {
       // viam.app.datasync.v1 has no Health or ReportGaps: there the uploads themselves probe the link.
       const viam = this.opts.ingest.protocol === 'viam';
@@ -331,7 +332,8 @@ export class SyncEngine extends EventEmitter {
 
       // Files are scanned and decided lazily, as uploads need them: memory and the time to the
       // first upload do not grow with the backlog.
-      const work = this.prepare(store, res);
+      const source = this.prepare(store, res);
+      const work = this.claimInBatches(store, source, this.opts.threads * UPLOADS_PER_THREAD, held);
       let linkDown = false;
       let pendingBytes = 0;
       let pendingFiles = 0;
@@ -346,7 +348,8 @@ export class SyncEngine extends EventEmitter {
         // Stopping ends the walk; a link that went down only stops the uploads (the rest of the
         // round is counted as deferred, as a failed probe counts it).
         while (!abort.signal.aborted) {
-          const next = work.next();
+          // Once the link is down the rest is only counted: read past the claims.
+          const next = linkDown ? source.next() : work.next();
           if (next.done) return;
           const w = next.value;
           pendingFiles++;
@@ -381,11 +384,18 @@ export class SyncEngine extends EventEmitter {
       const extras = this.opts.threads * (UPLOADS_PER_THREAD - 1);
       await Promise.all([bases, ...Array.from({ length: extras }, () => runner(true))]);
       this.flushForgotten();
-      this.st.pendingFiles = pendingFiles;
-      this.st.pendingBytes = pendingBytes;
+      // Claimed but never handed out (the link went down): deferred, released below.
+      res.deferred += held.length;
+      this.st.pendingFiles = pendingFiles + held.length;
+      this.st.pendingBytes = held.reduce((n, w) => n + w.c.size, pendingBytes);
       return res;
     } finally {
       if (this.abort === abort) this.abort = undefined;
+      try {
+        store.releaseUploads(held.map((w) => w.c.path), this.runId);
+      } catch (e) {
+        log.warn({ err: e }, 'could not release unused upload claims (they go stale at the next start)');
+      }
     }
   }
 
@@ -560,9 +570,31 @@ export class SyncEngine extends EventEmitter {
     }
   }
 
+  /**
+   * Claim the files `source` decides on in batches, one LMDB commit per batch (the janitor can
+   * no longer take them), and hand them out one by one. `held` lists the claimed files not yet
+   * handed out: the round releases them when it ends early.
+   */
+  private *claimInBatches(store: StateStore, source: Iterator<Work>, batch: number, held: Work[]): Generator<Work> {
+    for (;;) {
+      if (held.length > 0) {
+        yield held.shift()!;
+        continue;
+      }
+      const take: Work[] = [];
+      for (let r = source.next(); !r.done; r = source.next()) {
+        take.push(r.value);
+        if (take.length === batch) break;
+      }
+      if (take.length === 0) return;
+      const won = store.claimUploads(take.map((w) => ({ file: w.c.path, init: { id: w.id, source: w.c.source, size: w.c.size } })), this.runId);
+      take.forEach((w, i) => won[i] && held.push(w));
+    }
+  }
+
+  /** Upload one claimed file and settle its state. */
   private async uploadOne(store: StateStore, w: Work, signal: AbortSignal, res: SyncResult): Promise<'ok' | 'link' | 'failed' | 'retry' | 'skip'> {
     const { c } = w;
-    if (!store.claimUpload(c.path, this.runId, { id: w.id, source: c.source, size: c.size })) return 'skip';
     const task: UploadTask = { path: c.path, target: this.opts.ingest, addressIndex: this.addrIdx, meta: w.meta, chunkBytes: this.opts.chunkBytes ?? DEFAULT_CHUNK_BYTES };
     if (this.opts.uploadDeadlineMs !== undefined) task.deadlineMs = this.opts.uploadDeadlineMs;
     if (w.format) task.format = w.format;
