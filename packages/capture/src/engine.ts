@@ -50,6 +50,8 @@ export interface StreamStats {
   /** Readings dropped because the ring was full (each explained by a ring_full GAP frame). */
   dropped: number;
   missedDeadlines: number;
+  /** Calls of the capture method that threw (nothing captured for them). */
+  captureErrors: number;
   bytes: number;
   writeErrors: number;
   /** Of `captured`, readings that could not be written (explained by write_error GAP frames). */
@@ -288,6 +290,7 @@ export class CaptureEngine extends EventEmitter {
         captured: st[Stat.CAPTURED]!,
         dropped: st[Stat.DROPPED]!,
         missedDeadlines: st[Stat.MISSED]!,
+        captureErrors: st[Stat.CAPTURE_ERRORS]!,
         bytes: st[Stat.BYTES]!,
         writeErrors: st[Stat.WRITE_ERRORS]!,
         droppedOnWriteError: st[Stat.DROPPED_ON_WRITE_ERROR]!,

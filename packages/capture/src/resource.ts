@@ -1,6 +1,10 @@
 import { pathToFileURL } from 'node:url';
 import { EdgecapError, ErrorCodes } from '@edgecap/core';
+import { httpResource } from './http.js';
 import { SIM_MODELS, type LoadedResource, type ResourceCtx } from './sims.js';
+
+/** Models a config can name without a module: the sims and `http` (see http.ts). */
+export const BUILTIN_MODELS: Readonly<Record<string, (ctx: ResourceCtx) => LoadedResource>> = { ...SIM_MODELS, http: httpResource };
 import type { ResourceSpec } from './types.js';
 
 function loadError(spec: ResourceSpec, what: string, cause?: unknown): EdgecapError {
@@ -36,8 +40,8 @@ export async function loadResource(spec: ResourceSpec): Promise<{ resource: Load
       throw loadError(spec, `factory threw: ${(e as Error).message}`, e);
     }
   } else if (spec.model) {
-    const f = SIM_MODELS[spec.model];
-    if (!f) throw loadError(spec, `unknown model "${spec.model}" (built-in: ${Object.keys(SIM_MODELS).join(', ')})`);
+    const f = BUILTIN_MODELS[spec.model];
+    if (!f) throw loadError(spec, `unknown model "${spec.model}" (built-in: ${Object.keys(BUILTIN_MODELS).join(', ')})`);
     resource = f(ctx);
   } else {
     throw loadError(spec, 'needs a model or a module');

@@ -12,7 +12,7 @@ export interface CaptureMethodSpec {
 export interface ResourceSpec {
   name: string;
   kind?: string;
-  /** 'sim:sensor' | 'sim:movement_sensor' | 'sim:camera' */
+  /** A built-in model: 'sim:sensor' | 'sim:movement_sensor' | 'sim:camera' | 'http' */
   model?: string;
   /** Absolute path (or file: URL) of a user resource module. */
   module?: string;

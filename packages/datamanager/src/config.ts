@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { ConfigError, DEFAULT_CAPTURE_DIR, DEFAULTS, defaultSyncThreads } from '@edgecap/core';
+import { BUILTIN_MODELS } from '@edgecap/capture';
 import { isLoopback } from '@edgecap/sync';
 
 /**
@@ -10,7 +11,7 @@ import { isLoopback } from '@edgecap/sync';
  * the README's config table; keep the two in step. Objects are strict: an unknown key is an
  * error, because a misspelt key silently ignored is a field outage waiting to happen.
  */
-export const SIM_MODELS = ['sim:sensor', 'sim:movement_sensor', 'sim:camera'] as const;
+const MODEL_NAMES = Object.keys(BUILTIN_MODELS) as [string, ...string[]];
 
 const segment = z
   .string()
@@ -30,7 +31,7 @@ const captureMethod = z.strictObject({
 const resource = z
   .strictObject({
     name: segment,
-    model: z.enum(SIM_MODELS).optional(),
+    model: z.enum(MODEL_NAMES).optional(),
     module: z.string().min(1).optional(),
     export: z.string().min(1).optional(),
     kind: segment.optional(),

@@ -4,7 +4,6 @@ export {
   parseConfig,
   loadConfigFile,
   readConfigFile,
-  SIM_MODELS,
   type EdgecapConfig,
   type EdgecapConfigInput,
   type ResourceConfig,

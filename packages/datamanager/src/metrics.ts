@@ -24,6 +24,7 @@ export function createMetricsRegistry(stats: () => DataManagerStats): Registry {
   streamGauge('edgecap_captured_readings_total', 'Readings captured (encoded into the ring)', (s) => s.captured);
   streamGauge('edgecap_dropped_readings_total', 'Readings dropped because the ring was full', (s) => s.dropped);
   streamGauge('edgecap_missed_deadlines_total', 'Capture deadlines missed by the collector', (s) => s.missedDeadlines);
+  streamGauge('edgecap_capture_errors_total', 'Capture method calls that failed (nothing captured for them)', (s) => s.captureErrors);
   streamGauge('edgecap_next_seq', 'Sequence number the next reading of the stream gets', (s) => s.nextSeq);
   streamGauge('edgecap_captured_bytes_total', 'Bytes of framed readings captured', (s) => s.bytes);
   streamGauge('edgecap_write_errors_total', 'Write errors seen by the writer', (s) => s.writeErrors);
