@@ -4,8 +4,9 @@
  * per-value dispatch: the tuple head by hand, then numbers, strings, booleans, nil, plain objects,
  * plain arrays and Uint8Arrays of `data` written straight into one reused buffer (the collector
  * spent most of its time in the generic encoder). Anything else in `data` (Date and other
- * extensions, Map, class instances, nesting past msgpack's depth limit) makes the whole tuple go
- * through the msgpack Encoder, so its rules and errors stay the only ones.
+ * extensions, Map, class instances, nesting past msgpack's depth limit, a polluted
+ * Object.prototype) makes the whole tuple go through the msgpack Encoder, so its rules and
+ * errors stay the only ones.
  */
 import { Encoder } from '@msgpack/msgpack';
 
@@ -97,7 +98,9 @@ export class ReadingPacker {
         // msgpack asks its extension codec first; only the timestamp extension (Date) is
         // registered, and it never claims a plain object, a plain array or a Uint8Array
         const proto = Object.getPrototypeOf(v) as unknown;
-        if (proto === Object.prototype || proto === null) return this.map(v as Record<string, unknown>, depth);
+        if (proto === null || (proto === Object.prototype && !hasEnumerable(Object.prototype))) {
+          return this.map(v as Record<string, unknown>, depth);
+        }
         if (proto === Array.prototype) return this.array(v as unknown[], depth);
         if (v instanceof Uint8Array) {
           this.header(v.length, 0, 0, 0xc4, 0xc5, 0xc6);
@@ -219,29 +222,37 @@ export class ReadingPacker {
     return true;
   }
 
+  /** for-in, not Object.keys: V8 reads each value through its enum cache (no megamorphic load). */
   private map(o: Record<string, unknown>, depth: number): boolean {
-    const keys = Object.keys(o);
-    const n = keys.length;
-    let at = -1;
-    if (n < 16) {
-      // the count (undefined values are skipped) is known only afterwards: patch the fixmap byte
-      this.ensure(1);
-      at = this.pos++;
-    } else {
-      let count = 0;
-      for (let i = 0; i < n; i++) if (o[keys[i]!] !== undefined) count++;
-      this.header(count, 0x80, 16, 0, 0xde, 0xdf);
-    }
+    this.ensure(1);
+    const at = this.pos++;
     let count = 0;
-    for (let i = 0; i < n; i++) {
-      const k = keys[i]!;
+    for (const k in o) {
       const v = o[k];
-      if (v === undefined) continue;
+      if (v === undefined) continue; // ignoreUndefined
       count++;
       this.string(k);
       if (!this.value(v, depth + 1)) return false;
     }
-    if (at >= 0) this.bytes[at] = 0x80 | count;
+    if (count < 16) {
+      this.bytes[at] = 0x80 | count;
+      return true;
+    }
+    // map 16/32: the header is wider than the fixmap byte reserved for it
+    const wide = count < 0x10000 ? 3 : 5;
+    this.ensure(wide - 1);
+    this.bytes.copyWithin(at + wide, at + 1, this.pos);
+    this.pos += wide - 1;
+    const end = this.pos;
+    this.pos = at;
+    this.header(count, 0x80, 16, 0, 0xde, 0xdf);
+    this.pos = end;
     return true;
   }
+}
+
+/** for-in also walks inherited enumerable keys, which Object.keys (msgpack) skips. */
+function hasEnumerable(o: object): boolean {
+  for (const _ in o) return true;
+  return false;
 }

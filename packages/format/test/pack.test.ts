@@ -56,11 +56,23 @@ describe('READING tuple encoding', () => {
       Object.create(null) as object,
       big,
       Array.from({ length: 70_000 }, (_, i) => i),
+      Object.fromEntries(Array.from({ length: 70_000 }, (_, i) => [`k${i}`, i])),
       new Float32Array([1.5, 2.5]),
       Buffer.from('buffer bytes'),
       [undefined, { u: undefined, v: 1 }],
     ];
     for (const d of cases) expect(Buffer.from(enc.readingPayload(1, 2, 3, d, 'm/x'))).toEqual(Buffer.from(oracle(1, 2, 3, d, 'm/x')));
+  });
+
+  it('keeps msgpack`s own-keys rule when Object.prototype is polluted', () => {
+    const enc = new FrameEncoder();
+    const proto = Object.prototype as Record<string, unknown>;
+    proto.polluted = 1;
+    try {
+      expect(Buffer.from(enc.readingPayload(1, 2, 3, { a: 1 }))).toEqual(Buffer.from(oracle(1, 2, 3, { a: 1 })));
+    } finally {
+      delete proto.polluted;
+    }
   });
 
   it('throws msgpack`s own errors (too deep, unencodable) and stays usable after', () => {
