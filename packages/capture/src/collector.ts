@@ -40,6 +40,8 @@ interface Sched {
 }
 
 const COARSE_MS = 2;
+/** Frames up to this size are encoded, checksummed and copied in about a µs or less. */
+const CLOCK_REREAD_BYTES = 4096;
 const YIELD_EVERY_MS = 10;
 /** performance.now() → epoch µs exactly as core's nowMicros(), from a clock value already read. */
 const ORIGIN = performance.timeOrigin;
@@ -99,10 +101,10 @@ export class Collector {
   }
 
   /**
-   * The scheduler. Clock reads per reading: one after the call (time_received) and one after
-   * emit (lateness, and the next deadline check: it doubles as the next time_requested when
-   * that reading is already due); plus one after a wait. Catch-up iterations of an overdue
-   * method run back to back while it stays the earliest deadline, without re-picking.
+   * The scheduler. One clock read per reading, after the call: time_received, lateness and the
+   * next deadline check (it doubles as the next time_requested when that reading is already
+   * due); a second one after emitting a big frame; plus one after a wait. Catch-up iterations of
+   * an overdue method run back to back while it stays the earliest deadline, without re-picking.
    */
   private async run(): Promise<void> {
     const scheds = this.scheds;
@@ -141,14 +143,18 @@ export class Collector {
         try {
           let v = s.fn(s.params);
           if (v !== null && typeof v === 'object' && typeof (v as PromiseLike<unknown>).then === 'function') v = await v;
-          s.em.emit(v, tReq, Math.floor((ORIGIN + performance.now()) * 1000));
+          now = performance.now();
+          // a small frame encodes in well under a µs: the clock read for time_received also
+          // serves the deadline check (and the next time_requested); a big one re-reads it
+          s.em.emit(v, tReq, Math.floor((ORIGIN + now) * 1000));
+          if (s.em.lastFrameBytes > CLOCK_REREAD_BYTES) now = performance.now();
         } catch (e) {
+          now = performance.now();
           s.em.countCaptureError();
           log.warn({ err: e, resource: this.init.spec.name }, 'capture method failed');
         }
         const period = s.periodMs;
         s.deadline += period;
-        now = performance.now();
         const late = now - s.deadline;
         if (late >= period) {
           const k = Math.floor(late / period);

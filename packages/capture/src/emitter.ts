@@ -24,6 +24,8 @@ export interface EmitterShared {
 
 export class StreamEmitter {
   readonly stats: Float64Array;
+  /** Size of the last reading's frame (the collector re-reads its clock after a big one). */
+  lastFrameBytes = 0;
   private pendingFrom = -1;
   private pendingTo = -1;
 
@@ -69,6 +71,7 @@ export class StreamEmitter {
     }
     // Buffer.from(Uint8Array) data: msgpack encodes Buffers as bin as well.
     const frame = this.sh.enc.readingFrame(seq, tReqUs, tRecvUs, data, mime);
+    this.lastFrameBytes = frame.length;
     const ring = this.sh.ring;
     let ok: boolean;
     if (REC_PREFIX_BYTES + frame.length > ring.maxRecord) {
