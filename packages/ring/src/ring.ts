@@ -28,6 +28,8 @@ import {
 } from './layout.js';
 
 export const MIN_RING_BYTES = 64;
+/** The consumer gives space back to the producer at least every this many records. */
+const RELEASE_EVERY = 64;
 
 interface AtomicsWithWaitAsync {
   waitAsync(
@@ -228,26 +230,29 @@ export class RingConsumer extends RingView {
   drain(cb: RecordHandler, max = Infinity): number {
     let n = 0;
     let tail = this.tail;
+    const published = tail;
     const head = Atomics.load(this.ctrl, Ctrl.HEAD);
-    while (tail !== head && n < max) {
-      const len = this.dv.getInt32(tail, true);
-      if (len === PAD_MARKER) {
-        tail = 0;
-        continue;
+    try {
+      while (tail !== head && n < max) {
+        const len = this.dv.getInt32(tail, true);
+        if (len === PAD_MARKER) {
+          tail = 0;
+          continue;
+        }
+        if (cb(this.data, tail + RECORD_HEADER_BYTES, len, this.dv) === false) break;
+        tail += align4(RECORD_HEADER_BYTES + len);
+        if (tail === this.capacity) tail = 0;
+        n++;
+        this.tail = tail;
+        // TAIL is published every RELEASE_EVERY records (and at the end), not per record: one
+        // seq-cst store per small record was a visible share of the writer's time
+        if (n % RELEASE_EVERY === 0) Atomics.store(this.ctrl, Ctrl.TAIL, tail);
       }
-      if (cb(this.data, tail + RECORD_HEADER_BYTES, len, this.dv) === false) break;
-      tail += align4(RECORD_HEADER_BYTES + len);
-      if (tail === this.capacity) tail = 0;
-      n++;
-      this.tail = tail;
-      Atomics.store(this.ctrl, Ctrl.TAIL, tail);
+      if (tail === 0 && this.tail !== 0 && n === 0) this.tail = tail; // only a pad marker was skipped
+    } finally {
+      if (this.tail !== published) Atomics.store(this.ctrl, Ctrl.TAIL, this.tail);
+      if (n > 0) this.counters[Counter.CONSUMED] = this.counters[Counter.CONSUMED]! + n;
     }
-    if (tail === 0 && this.tail !== 0 && n === 0) {
-      // only a pad marker was skipped
-      this.tail = tail;
-      Atomics.store(this.ctrl, Ctrl.TAIL, tail);
-    }
-    if (n > 0) this.counters[Counter.CONSUMED] = this.counters[Counter.CONSUMED]! + n;
     return n;
   }
 
