@@ -75,7 +75,7 @@ export class StateStore {
   readonly files: Database<FileState, string>;
   readonly gaps: Database<ExplainedGap, string>;
   readonly ids: Database<string, string>;
-  readonly totals: Database<{ files: number; bytes: number }, string>;
+  private totalsDb: Database<{ files: number; bytes: number }, string> | undefined;
 
   constructor(readonly dir: string) {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -84,7 +84,6 @@ export class StateStore {
     this.files = this.root.openDB<FileState, string>({ name: 'files' });
     this.gaps = this.root.openDB<ExplainedGap, string>({ name: 'gaps' });
     this.ids = this.root.openDB<string, string>({ name: 'ids' });
-    this.totals = this.root.openDB<{ files: number; bytes: number }, string>({ name: 'totals' });
   }
 
   nextSeq(key: StreamKey): number {
@@ -234,6 +233,14 @@ export class StateStore {
       const t = this.syncedTotals();
       this.totals.putSync(SYNCED_TOTALS, { files: t.files + n, bytes: t.bytes + bytes });
     });
+  }
+
+  /**
+   * Opened on first use, by the sync engine only: opening a named database that does not exist
+   * yet is a write, and every thread opens this store (the capture writer, on a full disk too).
+   */
+  private get totals(): Database<{ files: number; bytes: number }, string> {
+    return (this.totalsDb ??= this.root.openDB<{ files: number; bytes: number }, string>({ name: 'totals' }));
   }
 
   /** Files (and their bytes) synced and deleted since this state was created. */
