@@ -37,12 +37,17 @@ interface Sched {
   params: Record<string, unknown>;
   periodMs: number;
   deadline: number;
+  /** When a failure of this method was last logged, and how many went unlogged since. */
+  errLoggedAt: number;
+  errUnlogged: number;
 }
 
 const COARSE_MS = 2;
 /** Frames up to this size are encoded, checksummed and copied in about a µs or less. */
 const CLOCK_REREAD_BYTES = 4096;
 const YIELD_EVERY_MS = 10;
+/** A method failing at every call (a sensor unplugged at 100 Hz) logs once per this, with a count. */
+const ERROR_LOG_EVERY_MS = 10_000;
 /** performance.now() → epoch µs exactly as core's nowMicros(), from a clock value already read. */
 const ORIGIN = performance.timeOrigin;
 
@@ -95,6 +100,8 @@ export class Collector {
         params,
         periodMs: 1000 / m.frequencyHz,
         deadline: now,
+        errLoggedAt: -Infinity,
+        errUnlogged: 0,
       });
     }
     this.loop = this.run().catch((e: unknown) => log.error({ err: e, resource: this.init.spec.name }, 'collector loop failed'));
@@ -151,7 +158,11 @@ export class Collector {
         } catch (e) {
           now = performance.now();
           s.em.countCaptureError();
-          log.warn({ err: e, resource: this.init.spec.name }, 'capture method failed');
+          if (now - s.errLoggedAt >= ERROR_LOG_EVERY_MS) {
+            log.warn({ err: e, resource: this.init.spec.name, failuresNotLogged: s.errUnlogged }, 'capture method failed');
+            s.errLoggedAt = now;
+            s.errUnlogged = 0;
+          } else s.errUnlogged++;
         }
         const period = s.periodMs;
         s.deadline += period;
@@ -169,11 +180,22 @@ export class Collector {
     return this.kind;
   }
 
-  /** Stop scheduling, wait for the in-flight call, close the ring (the writer drains the rest). */
+  /**
+   * Stop scheduling, wait for the in-flight call, close the ring (the writer drains the rest),
+   * then let the resource release what it holds (its optional `close()`: sockets, handles).
+   */
   async stop(): Promise<void> {
     this.stopping = true;
     await this.loop;
     for (const sc of this.scheds) await sc.em.flushPendingGap();
     this.ring?.close();
+    const close = this.resource?.close;
+    if (typeof close === 'function') {
+      try {
+        await (close as () => unknown).call(this.resource);
+      } catch (e) {
+        log.warn({ err: e, resource: this.init.spec.name }, 'resource close() failed');
+      }
+    }
   }
 }
