@@ -7,7 +7,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
-import { DEFAULTS, EdgecapError, ErrorCodes, fromWire, logger, nowMicros, type StreamKey } from '@edgecap/core';
+import { Backoff, DEFAULTS, EdgecapError, ErrorCodes, fromWire, logger, nowMicros, streamKeyString, type StreamKey } from '@edgecap/core';
 import { FrameEncoder, recoverCaptureDir, type RecoveryResult } from '@edgecap/format';
 import { createRingBuffer, Doorbell, RingProducer } from '@edgecap/ring';
 import type { StateStore } from '@edgecap/store';
@@ -24,6 +24,8 @@ const log = logger('capture.engine');
 
 /** How long a collector may take to finish its in-flight call at stop before it is terminated. */
 const COLLECTOR_STOP_TIMEOUT_MS = 3_000;
+/** A crashed collector is restarted after 1 s, doubling up to 1 min; one that ran this long starts over at 1 s. */
+const RESTART = { initialMs: 1_000, maxMs: 60_000, stableMs: 60_000 };
 /** The writer drains, flushes, syncs and renames everything at stop: give it time. */
 const WRITER_STOP_TIMEOUT_MS = 60_000;
 
@@ -78,6 +80,8 @@ interface CollectorEntry {
   hash: string;
   kind: string;
   mw: ManagedWorker<CollectorApi>;
+  ringId: number;
+  startedAt: number;
 }
 
 type EngineState = 'idle' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -90,6 +94,8 @@ export class CaptureEngine extends EventEmitter {
   private readonly bell = new Doorbell();
   private writer: ManagedWorker<WriterApi> | undefined;
   private readonly collectors = new Map<string, CollectorEntry>();
+  /** Restart backoff per resource whose collector crashed. */
+  private readonly restarts = new Map<string, { backoff: Backoff; timer: NodeJS.Timeout | undefined }>();
   private readonly streams = new Map<string, StreamEntry>();
   private readonly resWords = new Map<string, { sab: SharedArrayBuffer; words: Int32Array }>();
   private readonly pushStreams = new Map<string, { em: StreamEmitter; ring: RingProducer }>();
@@ -184,7 +190,7 @@ export class CaptureEngine extends EventEmitter {
     const ringBytes = Math.max(...methods.map((m) => m.queueBytes ?? DEFAULTS.capture_queue_size));
     const ringSab = createRingBuffer(ringBytes);
     const ringId = this.nextRingId++;
-    const mw = new ManagedWorker<CollectorApi>(collectorUrl, `edgecap-collector-${spec.name}`, (e) => this.fail(e));
+    const mw: ManagedWorker<CollectorApi> = new ManagedWorker<CollectorApi>(collectorUrl, `edgecap-collector-${spec.name}`, (e) => this.collectorCrashed(spec.name, mw, e));
     try {
       const bulk = new MessageChannel();
       await writer.api.addBulkPort(Comlink.transfer(bulk.port2, [bulk.port2 as never]) as unknown as never);
@@ -204,15 +210,66 @@ export class CaptureEngine extends EventEmitter {
       await writer.api.addRing(ringId, ringSab, infos);
       await mw.api.start(starts);
       mw.started();
-      this.collectors.set(spec.name, { spec, hash: JSON.stringify(spec), kind: r.kind, mw });
+      this.collectors.set(spec.name, { spec, hash: JSON.stringify(spec), kind: r.kind, mw, ringId, startedAt: Date.now() });
     } catch (e) {
       await mw.stop();
       throw e;
     }
   }
 
+  /**
+   * A collector thread died (an uncaught exception in the resource's own callbacks, out of
+   * memory): report it, then restart it with backoff. Its stream keeps its seq numbering;
+   * whatever the dead thread numbered but never published is recorded as a gap.
+   */
+  private collectorCrashed(name: string, mw: ManagedWorker<CollectorApi>, err: EdgecapError, retry = false): void {
+    this.fail(err);
+    const c = this.collectors.get(name);
+    if (this.state !== 'running' || c?.mw !== mw) return;
+    let r = this.restarts.get(name);
+    if (!r) this.restarts.set(name, (r = { backoff: new Backoff({ initialMs: RESTART.initialMs, maxMs: RESTART.maxMs }), timer: undefined }));
+    if (!retry && Date.now() - c.startedAt >= RESTART.stableMs) r.backoff.succeed();
+    const delay = r.backoff.fail();
+    log.warn({ resource: name, attempt: r.backoff.attempts, delayMs: delay }, 'collector crashed; restarting it');
+    clearTimeout(r.timer);
+    r.timer = setTimeout(() => {
+      r.timer = undefined;
+      const p = this.restartCollector(name, mw).catch((e: unknown) => {
+        log.error({ err: e, resource: name }, 'collector restart failed');
+        // still the dead entry (not stopped or reconfigured meanwhile): try again, later
+        if (this.collectors.get(name)?.mw === mw) this.collectorCrashed(name, mw, e instanceof EdgecapError ? e : new EdgecapError(ErrorCodes.WORKER_EXITED, String(e)), true);
+      });
+      this.pending.add(p);
+      void p.finally(() => this.pending.delete(p));
+    }, delay);
+  }
+
+  private async restartCollector(name: string, dead: ManagedWorker<CollectorApi>): Promise<void> {
+    const c = this.collectors.get(name);
+    if (this.state !== 'running' || c?.mw !== dead) return; // stopped or reconfigured meanwhile
+    await dead.stop();
+    const retired = await this.writer!.api.retireRing(c.ringId);
+    // Numbered by the dead thread but never published (a ring-full gap it still held): explained.
+    for (const { key, nextSeq } of retired) {
+      const s = this.streams.get(streamKeyString(key));
+      if (!s) continue;
+      const written = Math.max(nextSeq, this.opts.store.nextSeq(key));
+      const numbered = s.stats[Stat.NEXT_SEQ]!;
+      if (numbered > written) this.opts.store.recordGap({ ...key, from_seq: written, to_seq: numbered - 1, reason: 'collector_crash', time_us: nowMicros() });
+    }
+    if (this.state !== 'running' || this.collectors.get(name)?.mw !== dead) return;
+    // The dead entry stays until startCollector replaces it, so reconfigure never starts a twin.
+    await this.startCollector(c.spec);
+    this.emit('collector-restarted', { resource: name, attempt: this.restarts.get(name)?.backoff.attempts ?? 1 });
+  }
+
   private async stopCollector(name: string): Promise<void> {
     const c = this.collectors.get(name);
+    const r = this.restarts.get(name);
+    if (r) {
+      clearTimeout(r.timer);
+      this.restarts.delete(name);
+    }
     if (!c) return;
     this.collectors.delete(name);
     // A resource method stuck for good must not hold stop()/reconfigure() hostage.

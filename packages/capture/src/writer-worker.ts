@@ -17,6 +17,9 @@ export const writerApi = {
   addRing(id: number, sab: SharedArrayBuffer, streams: StreamInfo[]): void {
     writer!.addRing(id, sab, streams);
   },
+  retireRing(id: number): ReturnType<Writer['retireRing']> {
+    return writer!.retireRing(id);
+  },
   /** A port over which producers send OversizeMessage. */
   addBulkPort(port: MessagePort): void {
     port.on('message', (m: OversizeMessage) => writer!.addOversize(m.ringId, m.token, m.frame));

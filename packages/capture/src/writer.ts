@@ -311,19 +311,34 @@ export class Writer {
         return true;
       });
     }
-    if (this.rings.some((r) => r.consumer.ended)) {
-      const ended = this.rings.filter((r) => r.consumer.ended);
-      this.rings = this.rings.filter((r) => !r.consumer.ended);
-      // streams no longer fed by any ring: finish their files now
-      for (const r of ended) {
-        for (const s of r.streams) {
-          if (!s || this.rings.some((x) => x.streams.includes(s))) continue;
-          this.flush(s);
-          this.finalize(s);
-        }
+    if (this.rings.some((r) => r.consumer.ended)) this.dropRings((r) => r.consumer.ended);
+    return total;
+  }
+
+  /** Remove rings; streams no longer fed by any ring get their files finished now. */
+  private dropRings(which: (r: (typeof this.rings)[number]) => boolean): void {
+    const gone = this.rings.filter(which);
+    this.rings = this.rings.filter((r) => !which(r));
+    for (const r of gone) {
+      for (const s of r.streams) {
+        if (!s || this.rings.some((x) => x.streams.includes(s))) continue;
+        this.flush(s);
+        this.finalize(s);
       }
     }
-    return total;
+  }
+
+  /**
+   * Take over a ring whose producer is gone (its collector thread crashed): drain what it
+   * published, drop it, and say how far each of its streams got (the seq after the last one
+   * written), so the engine can explain what the dead producer numbered but never published.
+   */
+  retireRing(id: number): { key: StreamKey; nextSeq: number }[] {
+    const r = this.rings.find((x) => x.id === id);
+    if (!r) return [];
+    this.drainAll();
+    this.dropRings((x) => x === r);
+    return r.streams.filter((s): s is WStream => s !== undefined).map((s) => ({ key: s.key, nextSeq: s.nextSeq }));
   }
 
   private appendFrame(s: WStream, frame: Uint8Array, firstSeq: number, count: number, reading: boolean, binary: boolean): void {

@@ -34,6 +34,8 @@ export interface DataManagerEvents {
   'sync-error': [{ message: string; code?: string; nextRetryAt?: number }];
   'disk-warning': [{ usage: number; captureShare: number }];
   'write-error': [{ code: string; message: string; path?: string }];
+  /** A collector thread that crashed (reported as `error`) is running again. */
+  'collector-restarted': [{ resource: string; attempt: number }];
   error: [Error];
 }
 
@@ -185,6 +187,7 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
       if (this.mongo) this.feedMongo(e.path);
     });
     engine.on('write-error', (e: { code: string; message: string; path?: string }) => this.emit('write-error', e));
+    engine.on('collector-restarted', (e: { resource: string; attempt: number }) => this.emit('collector-restarted', e));
     engine.on('error', (e: Error) => this.fail(e));
     this.capture = engine;
     await engine.start(toResourceSpecs(c));
