@@ -13,12 +13,12 @@ const FIXTURE = fileURLToPath(new URL('../fixtures/blob-resource.js', import.met
 const elapsed = (t0) => Number(process.hrtime.bigint() - t0) / 1e9;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-function specs(n, { bytes, binary, hz }) {
+function specs(n, { bytes, binary, hz, queueBytes }) {
   return Array.from({ length: n }, (_, i) => ({
     name: `r${i}`,
     module: FIXTURE,
     attributes: { bytes, binary },
-    methods: [{ method: 'Readings', frequencyHz: hz }],
+    methods: [{ method: 'Readings', frequencyHz: hz, ...(queueBytes ? { queueBytes } : {}) }],
   }));
 }
 
@@ -40,10 +40,10 @@ function countOnDisk(captureDir) {
   return { files: files.length, readings, bytes, corrupt, prog: listFiles(captureDir, '.prog').length };
 }
 
-async function runEngine(dir, resources, seconds) {
+async function runEngine(dir, resources, seconds, maxFileBytes) {
   const captureDir = path.join(dir, 'capture');
   const store = openStateStore(path.join(dir, 'state'));
-  const engine = new CaptureEngine({ captureDir, store, partId: 'bench', tags: [] });
+  const engine = new CaptureEngine({ captureDir, store, partId: 'bench', tags: [], ...(maxFileBytes ? { maxFileBytes } : {}) });
   const errors = [];
   engine.on('error', (e) => errors.push(String(e?.message ?? e)));
   const cpu0 = process.cpuUsage();
@@ -62,8 +62,8 @@ async function runEngine(dir, resources, seconds) {
 }
 
 /** Throughput: `resources` collectors at full speed for `seconds`; rate = readings on disk ÷ (start … stop done). */
-export async function captureThroughput({ dir, resources, bytes, binary, seconds }) {
-  const r = await runEngine(dir, specs(resources, { bytes, binary, hz: 1e9 }), seconds);
+export async function captureThroughput({ dir, resources, bytes, binary, seconds, maxFileBytes, queueBytes }) {
+  const r = await runEngine(dir, specs(resources, { bytes, binary, hz: 1e9, queueBytes }), seconds, maxFileBytes);
   const disk = countOnDisk(r.captureDir);
   const sum = (k) => r.stats.reduce((a, s) => a + s[k], 0);
   fs.rmSync(dir, { recursive: true, force: true });
@@ -73,6 +73,8 @@ export async function captureThroughput({ dir, resources, bytes, binary, seconds
     bytes,
     binary,
     seconds,
+    maxFileBytes: maxFileBytes ?? null,
+    queueBytes: queueBytes ?? null,
     wallSec: r.wallSec,
     startSec: r.startSec,
     stopSec: r.stopSec,
