@@ -260,7 +260,9 @@ export class StateStore {
       if (value.status === 'deleting' || value.claimedBy === runId) continue;
       if (!exists(key)) gone.push(key);
     }
-    if (gone.length === 0) return 0;
+    // ids of arbitrary files ("path\0size\0mtime") whose file is gone
+    const goneIds = [...this.ids.getKeys()].filter((k) => !exists(k.slice(0, k.indexOf('\0'))));
+    if (gone.length === 0 && goneIds.length === 0) return 0;
     let n = 0;
     this.root.transactionSync(() => {
       for (const f of gone) {
@@ -269,8 +271,9 @@ export class StateStore {
         this.files.removeSync(f);
         n++;
       }
+      for (const k of goneIds) this.ids.removeSync(k);
     });
-    return n;
+    return n + goneIds.length;
   }
 
   /** Update fields of a file's state in one transaction (no-op if absent). */

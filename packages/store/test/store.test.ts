@@ -50,7 +50,10 @@ describe('StateStore claims', () => {
     s.claimUpload('/live', 'run2', { id: 'b', source: 'capture', size: 1 });
     s.claimDelete('/deleting', 'crashed', 'c', 1, [gap]);
     s.claimUpload('/still-there', 'crashed', { id: 'd', source: 'capture', size: 1 });
-    expect(s.sweepVanished('run2', (f) => f === '/still-there')).toBe(1);
+    s.ids.putSync('/still-there\u00001\u00002', 'id-kept');
+    s.ids.putSync('/gone.log\u00001\u00002', 'id-dropped');
+    expect(s.sweepVanished('run2', (f) => f === '/still-there')).toBe(2);
+    expect([...s.ids.getKeys()]).toEqual(['/still-there\u00001\u00002']);
     expect([...s.files.getKeys()].sort()).toEqual(['/deleting', '/live', '/still-there']);
     s.forgetFiles(['/live', '/deleting'], []);
     expect([...s.files.getKeys()].sort()).toEqual(['/deleting', '/still-there']);
