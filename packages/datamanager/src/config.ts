@@ -46,10 +46,12 @@ const ingest = z.strictObject({
   insecure: z.boolean().default(false),
   ca_file: z.string().optional(),
   api_key: z.string().optional(),
+  /** viam protocol: the API key's id; the key is then exchanged for an access token first. */
+  api_key_id: z.string().min(1).optional(),
   server_name: z.string().optional(),
   /** `viam`: speak viam.app.datasync.v1 to a viam-compatible endpoint instead of edgecap.sync.v1. */
   protocol: z.enum(['edgecap', 'viam']).default('edgecap'),
-});
+}).refine((i) => i.api_key_id === undefined || i.protocol === 'viam', { message: 'api_key_id is used only with protocol "viam"', path: ['api_key_id'] });
 
 const mongo = z.strictObject({
   uri: z.string().min(1),

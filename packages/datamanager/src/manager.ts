@@ -259,6 +259,7 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
       ...(c.ingest.ca_file ? { caFile: c.ingest.ca_file } : {}),
       ...(c.ingest.server_name ? { serverName: c.ingest.server_name } : {}),
       ...((c.ingest.api_key ?? process.env.EDGECAP_API_KEY) ? { apiKey: c.ingest.api_key ?? process.env.EDGECAP_API_KEY } : {}),
+      ...(c.ingest.api_key_id ? { apiKeyId: c.ingest.api_key_id } : {}),
     };
     const s = new SyncEngine({
       captureDir: c.capture_dir,

@@ -21,7 +21,7 @@ import { checkFileId, checkFileName } from './paths.js';
 import { acquireFileStorage, releaseFileStorage, FileStorage, type CaptureInfo, type IngestStorage, type NewFileRecord, type ReportedGap, type StagedUpload } from './storage.js';
 import { PgStorage } from './pg/storage.js';
 import { BadMessage, strictDataSyncService } from './wire.js';
-import { viamDataSyncService, viamServiceHandlers, type ViamCommitRequest } from '@edgecap/viam';
+import { DEFAULT_ACCESS_TOKEN_TTL_MS, authServiceDefinition, authServiceHandlers, verifyAccessToken, viamDataSyncService, viamServiceHandlers, type ViamCommitRequest } from '@edgecap/viam';
 
 const log = logger('ingest');
 
@@ -53,6 +53,8 @@ export interface IngestServerOptions {
   pgUrl?: string;
   /** PostgreSQL pool size per node (default 10). */
   pgPoolSize?: number;
+  /** Lifetime of the access tokens proto.rpc.v1.AuthService issues (default 1 h). */
+  accessTokenTtlMs?: number;
 }
 
 export interface IngestServer {
@@ -82,16 +84,28 @@ export function isLoopback(host: string): boolean {
 
 const hashKey = (k: string): Buffer => createHash('sha256').update(k, 'utf8').digest();
 
-/** Constant-time check of `authorization: Bearer <key>` against every configured key. */
+/** Constant-time lookup of an API key among the configured ones (the key, or undefined). */
+export function makeKeyMatcher(apiKeys: string[]): (secret: string) => string | undefined {
+  const hashes = apiKeys.map((k) => [k, hashKey(k)] as const);
+  return (secret) => {
+    const h = hashKey(secret);
+    let found: string | undefined;
+    for (const [k, kh] of hashes) if (timingSafeEqual(h, kh)) found = k;
+    return found;
+  };
+}
+
+/**
+ * `authorization: Bearer <credential>`: a configured API key (constant-time), or an access token
+ * that proto.rpc.v1.AuthService issued for one (a JWT signed with it, unexpired).
+ */
 export function makeAuthorizer(apiKeys: string[]): (md: grpc.Metadata) => boolean {
-  const hashes = apiKeys.map(hashKey);
+  const match = makeKeyMatcher(apiKeys);
   return (md) => {
     const v = md.get('authorization')[0];
     if (typeof v !== 'string' || !v.startsWith('Bearer ')) return false;
-    const h = hashKey(v.slice(7));
-    let ok = false;
-    for (const k of hashes) ok = timingSafeEqual(h, k) || ok;
-    return ok;
+    const cred = v.slice(7);
+    return match(cred) !== undefined || verifyAccessToken(cred, apiKeys);
   };
 }
 
@@ -443,6 +457,13 @@ export async function startIngestServer(opts: IngestServerOptions): Promise<Inge
   server.addService(strictDataSyncService(), handlers);
   // viam-server's sync protocol beside ours: same port, TLS and API key (authorization: Bearer <key>).
   server.addService(viamDataSyncService(), viamServiceHandlers({ authorized, maxBytes: maxFileBytes, toStatus, commit: (req) => commitViam(storage, req, fileRoot) }));
+  // ...and its auth handshake: an API key exchanged for an access token (see @edgecap/viam auth.ts).
+  const keyMatcher = makeKeyMatcher(keys);
+  server.addService(authServiceDefinition(), authServiceHandlers({
+    matchKey: keys.length > 0 ? keyMatcher : (secret) => secret,
+    ttlMs: opts.accessTokenTtlMs ?? DEFAULT_ACCESS_TOKEN_TTL_MS,
+    onAuthenticate: (entity, ok) => log.info({ entity, ok }, 'authenticate'),
+  }));
 
   let boundPort: number;
   try {

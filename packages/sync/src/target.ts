@@ -13,6 +13,12 @@ export interface IngestTarget {
   /** PEM CA bundle to trust (self-signed server certs); system roots otherwise. */
   caFile?: string;
   apiKey?: string;
+  /**
+   * viam protocol only: the API key's id. Set, the client first exchanges id + key for an access
+   * token (proto.rpc.v1.AuthService/Authenticate, as viam-server does with app.viam.com) and
+   * sends the token; unset, it sends the key itself as the bearer credential.
+   */
+  apiKeyId?: string;
   /** TLS server name to verify (and :authority) when it differs from the address host. */
   serverName?: string;
   /** Wire protocol: edgecap.sync.v1 (default) or viam-server's viam.app.datasync.v1 (see @edgecap/viam). */
@@ -50,6 +56,8 @@ export function isLoopback(address: string): boolean {
 /** Validate a target up front: plain text is allowed only to loopback; the CA file must exist. */
 export function checkTarget(t: IngestTarget): void {
   const list = addressesOf(t);
+  if (t.apiKeyId !== undefined && t.protocol !== 'viam') throw new SyncConfigError('ingest.api_key_id is used only with ingest.protocol "viam"', { field: 'ingest.api_key_id' });
+  if (t.apiKeyId !== undefined && !t.apiKey) throw new SyncConfigError('ingest.api_key_id needs ingest.api_key (the key itself)', { field: 'ingest.api_key' });
   if (t.insecure) {
     const bad = list.filter((a) => !isLoopback(a));
     if (bad.length > 0) {

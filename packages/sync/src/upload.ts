@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { DataSyncClient, FileMetadata, UploadResponse__Output } from '@edgecap/proto';
-import { ViamDataError, createViamClient, uploadViam, viamCaptureToEdgecap, type DataSyncServiceClient as ViamClient } from '@edgecap/viam';
+import { AccessTokens, ViamDataError, createAuthClient, createViamClient, uploadViam, viamCaptureToEdgecap, type AuthServiceClient, type DataSyncServiceClient as ViamClient } from '@edgecap/viam';
 import { classifyStatus, type FailureKind } from './errors.js';
 import { DEFAULT_CHUNK_BYTES, addressesOf, callMetadata, channelOptions, credentialsFor, makeClient, type IngestTarget } from './target.js';
 
@@ -174,18 +174,19 @@ export async function uploadFile(task: UploadTask, client?: DataSyncClient): Pro
   }
 }
 
-const viamClients = new Map<string, ViamClient>();
+const viamClients = new Map<string, ViamClient | AuthServiceClient>();
+const accessTokens = new AccessTokens();
+const AUTHENTICATE_DEADLINE_MS = 10_000;
 
-function viamClientFor(t: IngestTarget, idx: number): ViamClient {
-  const list = addressesOf(t);
-  const address = list[((idx % list.length) + list.length) % list.length]!;
-  const key = `${JSON.stringify(t)}#${address}`;
+/** One viam channel (data sync or auth) per (target, address) per thread, reused across tasks. */
+function viamClientFor<C extends ViamClient | AuthServiceClient>(t: IngestTarget, address: string, kind: 'sync' | 'auth'): C {
+  const key = `${JSON.stringify(t)}#${address}#${kind}`;
   let c = viamClients.get(key);
   if (!c) {
-    c = createViamClient(address, credentialsFor(t), channelOptions(t));
+    c = kind === 'sync' ? createViamClient(address, credentialsFor(t), channelOptions(t)) : createAuthClient(address, credentialsFor(t), channelOptions(t));
     viamClients.set(key, c);
   }
-  return c;
+  return c as C;
 }
 
 /**
@@ -218,9 +219,21 @@ export async function uploadViamTask(task: UploadTask): Promise<UploadOutcome> {
   const kind = task.format === 'viam' ? 'viam-capture' : task.meta.data_type === 'DATA_TYPE_FILE' ? 'file' : 'capture';
   const vt: Parameters<typeof uploadViam>[0] = { path: task.path, kind, partId, tags };
   if (task.meta.file_name) vt.fileName = task.meta.file_name;
-  if (task.target.apiKey) vt.apiKey = task.target.apiKey;
+  const list = addressesOf(task.target);
+  const address = list[((task.addressIndex % list.length) + list.length) % list.length]!;
+  const { apiKey, apiKeyId } = task.target;
+  if (apiKey && apiKeyId) {
+    // viam's handshake: the key (id + secret) buys an access token; the token rides on the calls.
+    try {
+      vt.apiKey = await accessTokens.get(viamClientFor<AuthServiceClient>(task.target, address, 'auth'), address, apiKeyId, apiKey, AUTHENTICATE_DEADLINE_MS);
+    } catch (e) {
+      const err = e as grpc.ServiceError;
+      return { ok: false, kind: classifyStatus(err.code), grpcCode: err.code, message: `Authenticate as ${apiKeyId} failed: ${err.details || err.message}` };
+    }
+  } else if (apiKey) vt.apiKey = apiKey;
   if (task.deadlineMs !== undefined) vt.deadlineMs = task.deadlineMs;
-  const out = await uploadViam(vt, viamClientFor(task.target, task.addressIndex));
+  const out = await uploadViam(vt, viamClientFor<ViamClient>(task.target, address, 'sync'));
+  if (!out.ok && out.kind === 'status' && out.grpcCode === grpc.status.UNAUTHENTICATED && apiKeyId) accessTokens.invalidate(address, apiKeyId);
   if (out.ok) return { ok: true, status: out.status, bytes: out.bytes, sha256: out.sha256 };
   if (out.kind === 'status') return { ok: false, kind: classifyStatus(out.grpcCode), grpcCode: out.grpcCode, message: out.message };
   if (out.kind === 'invalid') return { ok: false, kind: 'rejected', message: out.message };

@@ -37,7 +37,7 @@ export interface ViamUploadTask {
   tags?: string[];
   /** Arbitrary files: the name to send ('/'-separated, relative); default the base name. */
   fileName?: string;
-  /** Sent as `authorization: Bearer <key>`. */
+  /** Sent as `authorization: Bearer <apiKey>`: an API key, or an access token from AuthService. */
   apiKey?: string;
   /** Deadline per call, ms (default 120 s + 1 s per 256 KiB of the file). */
   deadlineMs?: number;

@@ -80,3 +80,17 @@ export {
   type ViamUploadOutcome,
 } from './client.js';
 export { ViamDataError } from './errors.js';
+export {
+  AccessTokens,
+  authServiceDefinition,
+  authServiceHandlers,
+  createAuthClient,
+  issueAccessToken,
+  verifyAccessToken,
+  jwtExpiryMs,
+  API_KEY_CREDENTIALS,
+  DEFAULT_ACCESS_TOKEN_TTL_MS,
+  AUTH_PROTO,
+  type AuthServiceClient,
+  type AuthServiceOptions,
+} from './auth.js';

@@ -19,10 +19,10 @@ export function tmpDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `edgecap-viam-${prefix}-`));
 }
 
-export async function startTlsIngest(dir: string): Promise<{ server: IngestServer; dataDir: string; cert: DevCert }> {
+export async function startTlsIngest(dir: string, extra: { accessTokenTtlMs?: number } = {}): Promise<{ server: IngestServer; dataDir: string; cert: DevCert }> {
   const cert = makeDevCert(path.join(dir, 'tls'));
   const dataDir = path.join(dir, 'ingest');
-  const server = await startIngestServer({ listen: '127.0.0.1:0', dataDir, tls: { certFile: cert.certFile, keyFile: cert.keyFile }, apiKeys: [API_KEY] });
+  const server = await startIngestServer({ listen: '127.0.0.1:0', dataDir, tls: { certFile: cert.certFile, keyFile: cert.keyFile }, apiKeys: [API_KEY], ...extra });
   return { server, dataDir, cert };
 }
 
