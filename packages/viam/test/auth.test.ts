@@ -35,7 +35,7 @@ describe('access tokens', () => {
   it('AccessTokens: one Authenticate for concurrent callers, renewed before expiry and after a refusal', async () => {
     const calls: { entity: string; ok: boolean }[] = [];
     const server = new grpc.Server();
-    server.addService(authServiceDefinition(), authServiceHandlers({ matchKey: (s) => (s === 'secret-1' ? s : undefined), ttlMs: 1200, onAuthenticate: (entity, ok) => calls.push({ entity, ok }) }));
+    server.addService(authServiceDefinition(), authServiceHandlers({ matchKey: (s) => (s === 'secret-1' ? s : undefined), ttlMs: 2500, onAuthenticate: (entity, ok) => calls.push({ entity, ok }) }));
     const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
     const address = `127.0.0.1:${port}`;
     const client = createAuthClient(address, grpc.credentials.createInsecure());
@@ -46,7 +46,8 @@ describe('access tokens', () => {
       expect(calls).toEqual([{ entity: 'key-id', ok: true }]);
       expect(verifyAccessToken(got[0]!, ['secret-1'])).toBe(true);
       expect(await tokens.get(client, address, 'key-id', 'secret-1', 5000)).toBe(got[0]); // cached
-      await sleep(700); // past half its 1.2 s life: renewed
+      // JWT exp has 1 s resolution: 1.5-2.5 s of life; renewed once past half of it
+      await sleep(1400);
       const renewed = await tokens.get(client, address, 'key-id', 'secret-1', 5000);
       expect(calls).toHaveLength(2);
       tokens.invalidate(address, 'key-id');
