@@ -8,12 +8,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type IngestServer } from '@edgecap/ingest';
+import { describe, expect, it } from 'vitest';
 import { encodeFileStart, FrameEncoder, FrameType, encodeFrame } from '@edgecap/format';
 import { SyncEngine, type SyncErrorEvent } from '@edgecap/sync';
 import { AccessTokens, authServiceDefinition, authServiceHandlers, createAuthClient, issueAccessToken, jwtExpiryMs, verifyAccessToken } from '@edgecap/viam';
-import { API_KEY, allReadings, startTlsIngest, tmpDir } from './helpers.js';
+import { API_KEY, allReadings, tlsIngestFixture } from './helpers.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -64,21 +63,7 @@ describe('access tokens', () => {
 });
 
 describe('SyncEngine, protocol viam, with ingest.api_key_id', () => {
-  let dir: string;
-  let server: IngestServer;
-  let dataDir: string;
-  let caFile: string;
-  beforeAll(async () => {
-    dir = tmpDir('auth');
-    const s = await startTlsIngest(dir, { accessTokenTtlMs: 1500 });
-    server = s.server;
-    dataDir = s.dataDir;
-    caFile = s.cert.caFile;
-  });
-  afterAll(async () => {
-    await server?.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
+  const ing = tlsIngestFixture('auth', { accessTokenTtlMs: 1500 });
 
   function capture(captureDir: string, name: string, n: number): string {
     const d = path.join(captureDir, 'sensor', name, 'Readings');
@@ -93,25 +78,25 @@ describe('SyncEngine, protocol viam, with ingest.api_key_id', () => {
 
   const engineFor = (sub: string, apiKey: string) =>
     new SyncEngine({
-      captureDir: path.join(dir, sub, 'capture'),
-      stateDir: path.join(dir, sub, 'state'),
+      captureDir: path.join(ing.dir, sub, 'capture'),
+      stateDir: path.join(ing.dir, sub, 'state'),
       additionalSyncPaths: [],
       fileLastModifiedMs: 0,
       intervalMs: 60_000,
       threads: 1,
       partId: 'part-auth',
       tags: [],
-      ingest: { address: `127.0.0.1:${server.port}`, caFile, serverName: 'localhost', apiKey, apiKeyId: 'edge-key-1', protocol: 'viam' },
+      ingest: { address: `127.0.0.1:${ing.server.port}`, caFile: ing.caFile, serverName: 'localhost', apiKey, apiKeyId: 'edge-key-1', protocol: 'viam' },
     });
 
   it('uploads on access tokens, also after the first one expired', async () => {
     const engine = engineFor('ok', API_KEY);
     try {
-      const a = capture(path.join(dir, 'ok', 'capture'), 'a', 3);
+      const a = capture(path.join(ing.dir, 'ok', 'capture'), 'a', 3);
       expect((await engine.syncNow()).uploaded).toBe(1);
       expect(fs.existsSync(a)).toBe(false);
       await sleep(1600); // the server's 1.5 s token has expired
-      const b = capture(path.join(dir, 'ok', 'capture'), 'b', 2);
+      const b = capture(path.join(ing.dir, 'ok', 'capture'), 'b', 2);
       const r = await engine.syncNow();
       expect(r.errors).toEqual([]);
       expect(r.uploaded).toBe(1);
@@ -119,7 +104,7 @@ describe('SyncEngine, protocol viam, with ingest.api_key_id', () => {
     } finally {
       await engine.stop();
     }
-    const readings = await allReadings(dataDir);
+    const readings = await allReadings(ing.dataDir);
     expect(readings.filter((x) => x.part_id === 'part-auth').map((x) => `${x.resource}:${x.seq}`).sort()).toEqual(['a:0', 'a:1', 'a:2', 'b:0', 'b:1']);
   });
 
@@ -128,7 +113,7 @@ describe('SyncEngine, protocol viam, with ingest.api_key_id', () => {
     const errors: SyncErrorEvent[] = [];
     engine.on('sync-error', (e: SyncErrorEvent) => errors.push(e));
     try {
-      const f = capture(path.join(dir, 'bad', 'capture'), 'c', 1);
+      const f = capture(path.join(ing.dir, 'bad', 'capture'), 'c', 1);
       const r = await engine.syncNow();
       expect(r.uploaded).toBe(0);
       expect(fs.existsSync(f)).toBe(true);

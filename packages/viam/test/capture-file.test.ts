@@ -8,34 +8,19 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { listReceived, type IngestServer } from '@edgecap/ingest';
+import { describe, expect, it } from 'vitest';
+import { listReceived } from '@edgecap/ingest';
 import { SyncEngine } from '@edgecap/sync';
 import { createViamClient, probeViamCaptureFile, readViamCaptureBytes, readViamCaptureFile, uploadViam } from '@edgecap/viam';
 import { encodeFileStart } from '@edgecap/format';
-import { API_KEY, allReadings, startTlsIngest, tmpDir, viamCaptureBytes, T0 } from './helpers.js';
+import { API_KEY, allReadings, tlsIngestFixture, viamCaptureBytes, T0 } from './helpers.js';
 
 
 describe('viam-server .capture files', () => {
-  let dir: string;
-  let server: IngestServer;
-  let dataDir: string;
-  let caFile: string;
-
-  beforeAll(async () => {
-    dir = tmpDir('capfile');
-    const s = await startTlsIngest(dir);
-    server = s.server;
-    dataDir = s.dataDir;
-    caFile = s.cert.caFile;
-  });
-  afterAll(async () => {
-    await server?.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
+  const ing = tlsIngestFixture('capfile');
 
   it('decodes metadata and readings', () => {
-    const file = path.join(dir, 'a.capture');
+    const file = path.join(ing.dir, 'a.capture');
     fs.writeFileSync(file, viamCaptureBytes(4));
     const c = readViamCaptureFile(file);
     expect(c.problems).toEqual([]);
@@ -44,7 +29,7 @@ describe('viam-server .capture files', () => {
     expect(c.readings[2]).toEqual({ time_requested_us: T0 + 20_000, time_received_us: T0 + 20_100, data: { linear_acceleration: { x: 2, y: -0.5, z: 9.81 } } });
     expect(probeViamCaptureFile(file)?.component_name).toBe('imu');
     // An edgecap capture file is not a viam one.
-    const ours = path.join(dir, 'ours.capture');
+    const ours = path.join(ing.dir, 'ours.capture');
     fs.writeFileSync(ours, encodeFileStart({ kind: 'sensor', name: 's', method: 'Readings', type: 'tabular', tags: [], start_us: 0 }).bytes);
     expect(probeViamCaptureFile(ours)).toBeUndefined();
     expect(readViamCaptureFile(ours).problems[0]?.kind).toBe('bad_metadata');
@@ -87,8 +72,8 @@ describe('viam-server .capture files', () => {
   });
 
   it('sync (edgecap protocol) uploads it converted; the same file over viam protocol dedups to it', async () => {
-    const captureDir = path.join(dir, 'capture');
-    const stateDir = path.join(dir, 'state');
+    const captureDir = path.join(ing.dir, 'capture');
+    const stateDir = path.join(ing.dir, 'state');
     const sub = path.join(captureDir, 'movement_sensor', 'imu', 'LinearAcceleration');
     fs.mkdirSync(sub, { recursive: true });
     const bytes = viamCaptureBytes(5);
@@ -103,7 +88,7 @@ describe('viam-server .capture files', () => {
       threads: 1,
       partId: 'part-v',
       tags: [],
-      ingest: { address: `127.0.0.1:${server.port}`, caFile, serverName: 'localhost', apiKey: API_KEY },
+      ingest: { address: `127.0.0.1:${ing.server.port}`, caFile: ing.caFile, serverName: 'localhost', apiKey: API_KEY },
     });
     try {
       const r = await engine.syncNow();
@@ -113,20 +98,20 @@ describe('viam-server .capture files', () => {
       await engine.stop();
     }
     expect(fs.existsSync(file)).toBe(false);
-    const readings = (await allReadings(dataDir)).filter((x) => x.resource === 'imu');
+    const readings = (await allReadings(ing.dataDir)).filter((x) => x.resource === 'imu');
     expect(readings.map((x) => x.seq)).toEqual([0, 1, 2, 3, 4]);
     expect(readings[4]).toMatchObject({ part_id: 'part-v', resource_kind: 'rdk:component:movement_sensor', method: 'LinearAcceleration', time_requested_us: T0 + 40_000, data: { linear_acceleration: { x: 4, y: -1, z: 9.81 } } });
 
     // The very same file, as viam-server would send it (DataCaptureUpload): the same key, stored once.
     fs.writeFileSync(file, bytes);
-    const client = createViamClient(`127.0.0.1:${server.port}`, grpc.credentials.createSsl(fs.readFileSync(caFile)));
+    const client = createViamClient(`127.0.0.1:${ing.server.port}`, grpc.credentials.createSsl(fs.readFileSync(ing.caFile)));
     try {
       const out = await uploadViam({ path: file, kind: 'viam-capture', partId: 'part-v', apiKey: API_KEY }, client);
       expect(out).toMatchObject({ ok: true, status: 'already_have', calls: 1 });
     } finally {
       client.close();
     }
-    const entries = (await listReceived(dataDir)).filter((e) => e.type === 'capture' && e.resource === 'imu');
+    const entries = (await listReceived(ing.dataDir)).filter((e) => e.type === 'capture' && e.resource === 'imu');
     expect(entries).toHaveLength(1);
   });
 });

@@ -8,12 +8,12 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { listReceived, type IngestServer } from '@edgecap/ingest';
+import { describe, expect, it } from 'vitest';
+import { listReceived } from '@edgecap/ingest';
 import { FrameEncoder, FrameType, encodeFileStart, encodeFrame } from '@edgecap/format';
 import { SyncEngine, type SyncOptions } from '@edgecap/sync';
 import { encodeViamCapture, objectToStruct, usToTimestamp } from '@edgecap/viam';
-import { API_KEY, allReadings, startTlsIngest, tmpDir } from './helpers.js';
+import { API_KEY, allReadings, tlsIngestFixture } from './helpers.js';
 
 const T0 = 1_700_000_200_000_000;
 
@@ -26,27 +26,12 @@ function ourCapture(kind: string, name: string, method: string, items: unknown[]
 const sha = (b: Uint8Array): string => crypto.createHash('sha256').update(b).digest('hex');
 
 describe('SyncEngine with ingest.protocol viam', () => {
-  let dir: string;
-  let server: IngestServer;
-  let dataDir: string;
-  let caFile: string;
-
-  beforeAll(async () => {
-    dir = tmpDir('engine');
-    const s = await startTlsIngest(dir);
-    server = s.server;
-    dataDir = s.dataDir;
-    caFile = s.cert.caFile;
-  });
-  afterAll(async () => {
-    await server?.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
+  const ing = tlsIngestFixture('engine');
 
   it('uploads, exports exactly once, deletes locally; re-sends are stored once', async () => {
-    const captureDir = path.join(dir, 'capture');
-    const extra = path.join(dir, 'extra');
-    const stateDir = path.join(dir, 'state');
+    const captureDir = path.join(ing.dir, 'capture');
+    const extra = path.join(ing.dir, 'extra');
+    const stateDir = path.join(ing.dir, 'state');
     fs.mkdirSync(path.join(captureDir, 'sensor', 'temp', 'Readings'), { recursive: true });
     fs.mkdirSync(path.join(captureDir, 'camera', 'cam', 'ReadImage'), { recursive: true });
     fs.mkdirSync(path.join(captureDir, 'viam'), { recursive: true });
@@ -82,7 +67,7 @@ describe('SyncEngine with ingest.protocol viam', () => {
       threads: 2,
       partId: 'part-e',
       tags: ['site:b'],
-      ingest: { address: `127.0.0.1:${server.port}`, caFile, serverName: 'localhost', apiKey: API_KEY, protocol: 'viam' },
+      ingest: { address: `127.0.0.1:${ing.server.port}`, caFile: ing.caFile, serverName: 'localhost', apiKey: API_KEY, protocol: 'viam' },
     };
 
     write();
@@ -103,7 +88,7 @@ describe('SyncEngine with ingest.protocol viam', () => {
       await engine.stop();
     }
 
-    const readings = await allReadings(dataDir);
+    const readings = await allReadings(ing.dataDir);
     const temp = readings.filter((r) => r.resource === 'temp');
     expect(temp.map((r) => [r.seq, r.time_requested_us, r.time_received_us])).toEqual([0, 1, 2, 3].map((i) => [i, T0 + i * 1000, T0 + i * 1000 + 7]));
     expect(temp[1]).toMatchObject({ part_id: 'part-e', resource_kind: 'sensor', method: 'Readings', data: { t: 21, unit: 'C', nested: { ok: false } } });
@@ -118,7 +103,7 @@ describe('SyncEngine with ingest.protocol viam', () => {
     expect(readings.filter((r) => r.resource === 'viam-sensor').map((r) => r.data)).toEqual([{ a: 1 }, { a: 2 }]);
     expect(readings).toHaveLength(4 + 2 + 2);
 
-    const received = await listReceived(dataDir);
+    const received = await listReceived(ing.dataDir);
     const f = received.filter((e) => e.type === 'file');
     expect(f).toHaveLength(1);
     expect(f[0]).toMatchObject({ type: 'file', file_name: 'logs/app.log', sha256: sha(extraBytes), part_id: 'part-e' });

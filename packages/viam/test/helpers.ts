@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll } from 'vitest';
 import protobuf from 'protobufjs';
 import * as protoLoader from '@grpc/proto-loader';
 import { exportReadings, makeDevCert, startIngestServer, type DevCert, type ExportedReading, type IngestServer } from '@edgecap/ingest';
@@ -27,6 +28,28 @@ export async function startTlsIngest(dir: string, extra: { accessTokenTtlMs?: nu
 }
 
 type Cb = (err: grpc.ServiceError | null, res?: { file_id: string; binary_data_id: string }) => void;
+export interface TlsIngestFixture {
+  dir: string;
+  server: IngestServer;
+  dataDir: string;
+  caFile: string;
+}
+
+/** A TLS ingest for one describe block: started before its tests, closed and removed after. */
+export function tlsIngestFixture(tag: string, extra: { accessTokenTtlMs?: number } = {}): TlsIngestFixture {
+  const f = {} as TlsIngestFixture;
+  beforeAll(async () => {
+    f.dir = tmpDir(tag);
+    const s = await startTlsIngest(f.dir, extra);
+    Object.assign(f, { server: s.server, dataDir: s.dataDir, caFile: s.cert.caFile });
+  });
+  afterAll(async () => {
+    await f.server?.close();
+    if (f.dir) fs.rmSync(f.dir, { recursive: true, force: true });
+  });
+  return f;
+}
+
 export interface ProtoOnlyClient extends grpc.Client {
   DataCaptureUpload(req: object, md: grpc.Metadata, cb: Cb): grpc.ClientUnaryCall;
   FileUpload(md: grpc.Metadata, cb: Cb): grpc.ClientWritableStream<object>;
