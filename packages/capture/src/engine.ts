@@ -149,7 +149,7 @@ export class CaptureEngine extends EventEmitter {
       this.ports.push(bulk.port1);
       await mw.api.addBulkPort(Comlink.transfer(bulk.port2, [bulk.port2 as never]) as unknown as never);
       this.state = 'running';
-      for (const spec of resources) await this.startCollector(spec);
+      await this.startCollectors(resources);
       this.specs = resources;
     } catch (e) {
       await this.stop().catch(() => {});
@@ -215,6 +215,18 @@ export class CaptureEngine extends EventEmitter {
       await mw.stop();
       throw e;
     }
+  }
+
+  /**
+   * Start collectors side by side: a thread's boot (its module graph, the resource's own
+   * loading) is mostly waiting and single-threaded work, and collectors already running flat out
+   * would otherwise slow every later boot. All settle before the first failure is thrown, so
+   * stop() finds every collector that did start.
+   */
+  private async startCollectors(specs: ResourceSpec[]): Promise<void> {
+    const settled = await Promise.allSettled(specs.map((spec) => this.startCollector(spec)));
+    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 
   /**
@@ -286,7 +298,7 @@ export class CaptureEngine extends EventEmitter {
       if (!n || JSON.stringify(n) !== c.hash) await this.stopCollector(name);
     }
     for (const r of resources) if (!this.collectors.has(r.name)) changed.push(r);
-    for (const r of changed) await this.startCollector(r);
+    await this.startCollectors(changed);
     this.specs = resources;
   }
 
