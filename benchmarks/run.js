@@ -221,7 +221,7 @@ await section('scale', async () => {
     rows.push(
       await row(`${n} pending files`, async () => {
         const r = await runChild(S, 'scaleCurve', { dir: scratch(`scale-${n}`), certDir, n }, { timeoutMs: 300_000 });
-        return { ...r, __line: `scan ${fmt(r.scanMs)} ms, recovery walk ${fmt(r.recoverMs)} ms, sync first upload cold/restart ${fmt(r.coldFirstUploadMs)}/${fmt(r.restartFirstUploadMs)} ms, peak RSS ${fmt(r.proc.maxRssMB)} MB` };
+        return { ...r, __line: `scan ${fmt(r.scanMs)} ms, recovery walk ${fmt(r.recoverMs)} ms, sync first upload cold/restart ${fmt(r.coldFirstUploadMs)}/${fmt(r.restartFirstUploadMs)} ms, engine RSS ${fmt(r.coldRssMB)} MB (peak ${fmt(r.engineMaxRssMB)})` };
       }),
     );
   }
