@@ -58,17 +58,6 @@ export class FrameEncoder {
     return b.subarray(0, end);
   }
 
-  /** Size a READING frame will take (header + payload) for a payload from readingPayload(). */
-  static frameSize(payload: Uint8Array): number {
-    return FRAME_HEADER_BYTES + payload.length;
-  }
-
-  /** Copy a payload into target at offset as a sealed frame; returns bytes written. */
-  static put(target: Uint8Array, offset: number, type: FrameTypeValue, payload: Uint8Array): number {
-    target.set(payload, offset + FRAME_HEADER_BYTES);
-    return sealFrame(target, offset, type, payload.length);
-  }
-
   /** Encode a complete READING frame into target; returns bytes written, or -1 if it does not fit. */
   reading(
     target: Uint8Array,
