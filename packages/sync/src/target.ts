@@ -96,9 +96,14 @@ export function credentialsFor(t: IngestTarget): grpc.ChannelCredentials {
   return grpc.credentials.createSsl(t.caFile ? fs.readFileSync(t.caFile) : null);
 }
 
-export function makeClient(t: IngestTarget, addressIndex: number): DataSyncClient {
+/** The address fail-over index `i` points at (it only ever grows: taken modulo the list). */
+export function addressAt(t: IngestTarget, i: number): string {
   const list = addressesOf(t);
-  const address = list[((addressIndex % list.length) + list.length) % list.length]!;
+  return list[((i % list.length) + list.length) % list.length]!;
+}
+
+export function makeClient(t: IngestTarget, addressIndex: number): DataSyncClient {
+  const address = addressAt(t, addressIndex);
   const Ctor = loadSyncProto().edgecap.sync.v1.DataSync;
   return new Ctor(address, credentialsFor(t), channelOptions(t)) as unknown as DataSyncClient;
 }

@@ -16,7 +16,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { DataSyncClient, FileMetadata, UploadResponse__Output } from '@edgecap/proto';
 import { AccessTokens, ViamDataError, createAuthClient, createViamClient, uploadViam, viamCaptureToEdgecap, type AuthServiceClient, type DataSyncServiceClient as ViamClient } from '@edgecap/viam';
 import { classifyStatus, type FailureKind } from './errors.js';
-import { DEFAULT_CHUNK_BYTES, addressesOf, callMetadata, channelOptions, credentialsFor, makeClient, type IngestTarget } from './target.js';
+import { DEFAULT_CHUNK_BYTES, addressAt, callMetadata, channelOptions, credentialsFor, makeClient, type IngestTarget } from './target.js';
 
 export interface UploadTask {
   path: string;
@@ -219,8 +219,7 @@ export async function uploadViamTask(task: UploadTask): Promise<UploadOutcome> {
   const kind = task.format === 'viam' ? 'viam-capture' : task.meta.data_type === 'DATA_TYPE_FILE' ? 'file' : 'capture';
   const vt: Parameters<typeof uploadViam>[0] = { path: task.path, kind, partId, tags };
   if (task.meta.file_name) vt.fileName = task.meta.file_name;
-  const list = addressesOf(task.target);
-  const address = list[((task.addressIndex % list.length) + list.length) % list.length]!;
+  const address = addressAt(task.target, task.addressIndex);
   const { apiKey, apiKeyId } = task.target;
   if (apiKey && apiKeyId) {
     // viam's handshake: the key (id + secret) buys an access token; the token rides on the calls.
