@@ -65,6 +65,9 @@ async function settle<T>(p: Promise<T>): Promise<T> {
 
 const SYNCED_TOTALS = 'synced';
 
+/** Key of a gap in `gaps`: stream, then from_seq zero-padded so a stream's gaps sort in order. */
+const gapKey = (g: Pick<ExplainedGap, 'kind' | 'name' | 'method' | 'from_seq'>): string => `${g.kind}/${g.name}/${g.method}/${String(g.from_seq).padStart(16, '0')}`;
+
 export function defaultStateDir(captureDir: string): string {
   return path.join(captureDir, STATE_DIR_NAME);
 }
@@ -285,7 +288,7 @@ export class StateStore {
   }
 
   recordGap(g: Omit<ExplainedGap, 'reported'>): void {
-    this.gaps.putSync(`${g.kind}/${g.name}/${g.method}/${String(g.from_seq).padStart(16, '0')}`, { ...g, reported: false });
+    this.gaps.putSync(gapKey(g), { ...g, reported: false });
   }
 
   unreportedGaps(): ExplainedGap[] {
@@ -297,7 +300,7 @@ export class StateStore {
   /** The ingest server has them: drop them (the state holds only what is still to report). */
   markGapsReported(gaps: readonly ExplainedGap[]): void {
     this.root.transactionSync(() => {
-      for (const g of gaps) this.gaps.removeSync(`${g.kind}/${g.name}/${g.method}/${String(g.from_seq).padStart(16, '0')}`);
+      for (const g of gaps) this.gaps.removeSync(gapKey(g));
     });
   }
 
