@@ -1,5 +1,5 @@
 import { ConfigError } from '@edgecap/core';
-import { startIngestServer, exportReadings, listReceived, gapReport, type ExportTarget } from '@edgecap/ingest';
+import { parseLimitFlags, startIngestServer, type IngestLimits, exportReadings, listReceived, gapReportStreams, stringifyChunks, type ExportTarget } from '@edgecap/ingest';
 import { onceSignal, userPath, Exit } from './util.js';
 
 export interface IngestCliOptions {
@@ -10,12 +10,24 @@ export interface IngestCliOptions {
   pgPoolSize?: number;
   tlsCert?: string;
   tlsKey?: string;
-  apiKey?: string;
+  /** Fleet keys (--api-key, repeatable and comma-separated). */
+  apiKey?: string[];
+  tokenTtl?: number;
+  /** name=value resource limits. */
+  limit?: string[];
   insecure?: boolean;
 }
 
 export async function serveIngest(o: IngestCliOptions): Promise<number> {
-  const keys = (o.apiKey ?? process.env.EDGECAP_API_KEY ?? '').split(',').filter(Boolean);
+  // Every --api-key counts (repeated or comma-separated); the environment adds to them.
+  const keys = [...(o.apiKey ?? []), ...(process.env.EDGECAP_API_KEY ?? '').split(',')].filter(Boolean);
+  let limits: Partial<IngestLimits>;
+  try {
+    limits = parseLimitFlags(o.limit ?? []);
+  } catch (e) {
+    throw new ConfigError([{ path: '--limit', message: (e as Error).message }]);
+  }
+  if (o.tokenTtl !== undefined && !(Number.isFinite(o.tokenTtl) && o.tokenTtl > 0)) throw new ConfigError([{ path: '--token-ttl', message: 'must be a positive number of seconds' }]);
   const pgUrl = o.pgUrl ?? process.env.EDGECAP_PG_URL;
   if (o.storage === 'files' && !o.data) throw new ConfigError([{ path: '--data', message: 'the embedded storage needs --data DIR' }]);
   if (o.storage === 'postgres' && !pgUrl) throw new ConfigError([{ path: '--pg-url', message: 'storage postgres needs --pg-url URL (or EDGECAP_PG_URL)' }]);
@@ -27,6 +39,8 @@ export async function serveIngest(o: IngestCliOptions): Promise<number> {
     ...(pgUrl ? { pgUrl } : {}),
     ...(o.pgPoolSize ? { pgPoolSize: o.pgPoolSize } : {}),
     apiKeys: keys,
+    limits,
+    ...(o.tokenTtl !== undefined ? { accessTokenTtlMs: o.tokenTtl * 1000 } : {}),
     ...(o.insecure ? { insecure: true } : {}),
     ...(o.tlsCert && o.tlsKey ? { tls: { certFile: userPath(o.tlsCert), keyFile: userPath(o.tlsKey) } } : {}),
   });
@@ -36,18 +50,44 @@ export async function serveIngest(o: IngestCliOptions): Promise<number> {
   return Exit.OK;
 }
 
+/**
+ * `edgecap export`: JSON lines of readings (or files), or the gap report as one indented JSON
+ * document (the text JSON.stringify(report, null, 2) would give), written as it is produced:
+ * one reading / file / stream at a time, with backpressure, serialized without recursion (a
+ * reading nested 100,000 deep is just a long line).
+ */
 export async function exportCmd(dataDir: ExportTarget, o: { files?: boolean; gaps?: boolean }, out: NodeJS.WritableStream): Promise<number> {
+  /** A promise only when the stream asks to wait (no await per chunk otherwise). */
+  const write = (s: string): Promise<void> | undefined => (out.write(s) ? undefined : new Promise((res) => out.once('drain', () => res())));
+  /** One value as a line, in chunks (no whole-value string for a big one). */
+  const line = async (v: unknown): Promise<void> => {
+    for (const c of stringifyChunks(v)) {
+      const w = write(c);
+      if (w) await w;
+    }
+    const w = write('\n');
+    if (w) await w;
+  };
   if (o.gaps) {
-    const report = await gapReport(dataDir);
-    out.write(JSON.stringify(report, null, 2) + '\n');
+    const it = gapReportStreams(dataDir);
+    let n = 0;
+    await write('{\n  "streams": [');
+    for (;;) {
+      const r = await it.next();
+      if (r.done) {
+        await write(`${n > 0 ? '\n  ' : ''}],\n  "unexplained_gaps": ${r.value.unexplained_gaps}\n}\n`);
+        break;
+      }
+      // each stream as JSON.stringify(report, null, 2) nests it: two levels in (JSON text has no raw newlines in strings)
+      await write((n++ > 0 ? ',' : '') + '\n    ');
+      for (const c of stringifyChunks(r.value, 2)) await write(c.replaceAll('\n', '\n    '));
+    }
     return Exit.OK;
   }
   if (o.files) {
-    for (const f of await listReceived(dataDir)) out.write(JSON.stringify(f) + '\n');
+    for (const f of await listReceived(dataDir)) await line(f);
     return Exit.OK;
   }
-  for await (const r of exportReadings(dataDir)) {
-    if (!out.write(JSON.stringify(r) + '\n')) await new Promise((res) => out.once('drain', res));
-  }
+  for await (const r of exportReadings(dataDir)) await line(r);
   return Exit.OK;
 }

@@ -42,12 +42,34 @@ export async function main(argv: string[]): Promise<number> {
     .option('--pg-pool-size <n>', 'PostgreSQL pool size per node', (v) => Number(v))
     .option('--tls-cert <file>', 'TLS certificate (PEM)')
     .option('--tls-key <file>', 'TLS private key (PEM)')
-    .option('--api-key <key>', 'accepted API key (comma-separated for several; default $EDGECAP_API_KEY)')
+    .option('--api-key <key>', 'fleet key: may act as any part (repeatable, or comma-separated; default $EDGECAP_API_KEY). Device keys: `edgecap keys`', (v: string, prev: string[] = []) => [...prev, ...v.split(',').filter(Boolean)])
+    .option('--token-ttl <seconds>', 'lifetime of access tokens issued by the viam AuthService (default 3600)', (v) => Number(v))
+    .option('--limit <name=value>', 'a resource limit, e.g. maxConcurrentUploads=512 (repeatable; see docs/security.md)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--insecure', 'plain text; only allowed on a loopback address')
     .action(async (o: IngestCliOptions) => {
       const { serveIngest } = await import('./ingest.js');
       code = await serveIngest(o);
     });
+
+  const keys = program.command('keys').description('per-device API keys of an ingest store (each key acts only as its own part)');
+  for (const [action, args, desc] of [
+    ['create', '', 'create a key for --part (prints the secret once)'],
+    ['list', '', 'list keys (ids, parts, state; never secrets)'],
+    ['revoke', '<key-id>', 'revoke a key (a running ingest refuses it within seconds)'],
+  ] as const) {
+    const c = keys
+      .command(`${action}${args ? ` ${args}` : ''}`)
+      .description(desc)
+      .option('--data <dir>', 'ingest storage folder (embedded storage)')
+      .option('--pg-url <url>', 'ingest PostgreSQL database (default $EDGECAP_PG_URL)')
+      .option('--json', 'JSON output');
+    if (action === 'create') c.requiredOption('--part <part-id>', 'the part (machine) the key may act as');
+    c.action(async (...a: unknown[]) => {
+      const o = (action === 'revoke' ? a[1] : a[0]) as { data?: string; pgUrl?: string; json?: boolean; part?: string };
+      const { keysCmd } = await import('./keys.js');
+      code = await keysCmd(action, action === 'revoke' ? (a[0] as string) : o.part, o, process.stdout);
+    });
+  }
 
   program
     .command('export')
@@ -86,17 +108,18 @@ export async function main(argv: string[]): Promise<number> {
     .command('sync')
     .description('sync once now (capture not started) and exit')
     .requiredOption('-c, --config <file>', 'JSON config file')
-    .action(async (o: { config: string }) => {
+    .option('--retry-failed', 'first move the files in <state_dir>/failed/ back, to be uploaded again')
+    .action(async (o: { config: string; retryFailed?: boolean }) => {
       const { DataManager } = await import('@edgecap/datamanager');
       const dm = DataManager.fromFile(userPath(o.config));
       const cfg = dm.currentConfig;
       const once = new DataManager({ ...cfg, capture_disabled: true, sync_disabled: true }, {});
       await once.start();
       try {
-        const r = await once.sync();
+        const r = await once.sync({ retryFailed: o.retryFailed === true });
         process.stdout.write(JSON.stringify(r) + '\n');
         // Files left behind because the server was unreachable or refused us are a failure too.
-        code = r.failed || r.errors.length ? Exit.FAILURE : Exit.OK;
+        code = r.failed || r.errors.length || r.retried?.errors.length ? Exit.FAILURE : Exit.OK;
       } finally {
         await once.stop();
       }

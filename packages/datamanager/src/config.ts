@@ -69,6 +69,8 @@ export const configSchema = z
     capture_disabled: z.boolean().default(false),
     sync_disabled: z.boolean().default(false),
     sync_interval_mins: z.number().positive().default(DEFAULTS.sync_interval_mins),
+    /** While the ingest is unreachable: one Health probe this often, whatever the backoff; an answer syncs at once. */
+    sync_probe_interval_ms: z.number().int().min(100).max(10_000).default(5000),
     additional_sync_paths: z.array(z.string().min(1)).default([]),
     file_last_modified_millis: z.number().int().nonnegative().default(DEFAULTS.file_last_modified_millis),
     delete_every_nth_when_disk_full: z.number().int().min(2).default(DEFAULTS.delete_every_nth_when_disk_full),

@@ -14,7 +14,7 @@ import { EdgecapError, ErrorCodes, logger, type Logger } from '@edgecap/core';
 import { readCaptureFile } from '@edgecap/format';
 import { openStateStore, defaultStateDir, type StateStore } from '@edgecap/store';
 import { CaptureEngine, recoverAtStartup, type ResourceSpec, type StreamStats } from '@edgecap/capture';
-import { SyncEngine, type SyncResult, type SyncStats } from '@edgecap/sync';
+import { SyncEngine, type FileFailedEvent, type RetryFailedResult, type SyncResult, type SyncStats } from '@edgecap/sync';
 import { Janitor, type JanitorStats } from '@edgecap/janitor';
 import { MongoSink } from '@edgecap/mongo';
 import { parseConfig, readConfigFile, type EdgecapConfig } from './config.js';
@@ -32,6 +32,8 @@ export interface DataManagerEvents {
   'file-finished': [{ path: string; readings: number }];
   'file-synced': [{ path: string; fileId: string; status: string; bytes: number }];
   'sync-error': [{ message: string; code?: string; nextRetryAt?: number }];
+  /** A file moved to <state_dir>/failed/ (a verdict about its bytes), with the reason. */
+  'file-failed': [FileFailedEvent];
   'disk-warning': [{ usage: number; captureShare: number }];
   'write-error': [{ code: string; message: string; path?: string }];
   /** A collector thread that crashed (reported as `error`) is running again. */
@@ -267,6 +269,7 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
       additionalSyncPaths: c.additional_sync_paths,
       fileLastModifiedMs: c.file_last_modified_millis,
       intervalMs: Math.round(c.sync_interval_mins * 60_000),
+      probeIntervalMs: c.sync_probe_interval_ms,
       threads: c.maximum_num_sync_threads,
       partId: c.part_id,
       tags: c.tags,
@@ -275,6 +278,7 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
     });
     s.on('file-synced', (e) => this.emit('file-synced', e));
     s.on('sync-error', (e) => this.emit('sync-error', e));
+    s.on('file-failed', (e) => this.emit('file-failed', e));
     if (c.selective_syncer_name) {
       const name = c.selective_syncer_name;
       s.setGate(() => this.capture?.shouldSync(name) === true);
@@ -307,13 +311,21 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
     if (s) await s.stop();
   }
 
-  /** Sync now, even while scheduled sync is off; resolves with what was uploaded. */
-  async sync(): Promise<SyncResult> {
+  /**
+   * Sync now, even while scheduled sync is off; resolves with what was uploaded. `retryFailed`
+   * first moves the files in failed/ back (`edgecap sync --retry-failed`).
+   */
+  async sync(opts: { retryFailed?: boolean } = {}): Promise<SyncResult & { retried?: RetryFailedResult }> {
     this.requireStarted('sync');
-    if (this.syncEngine) return this.syncEngine.syncNow();
+    const run = async (s: SyncEngine): Promise<SyncResult & { retried?: RetryFailedResult }> => {
+      const retried = opts.retryFailed ? await s.retryFailed() : undefined;
+      const r = await s.syncNow();
+      return retried ? { ...r, retried } : r;
+    };
+    if (this.syncEngine) return run(this.syncEngine);
     const s = this.makeSyncEngine();
     try {
-      return await s.syncNow();
+      return await run(s);
     } finally {
       await s.stop();
     }

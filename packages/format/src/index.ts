@@ -43,3 +43,5 @@ export {
   recoverCaptureDir,
   type RecoveryResult,
 } from './files.js';
+export { RecordStream } from './reader.js';
+export { FrameStream } from './scan.js';

@@ -1,76 +1,20 @@
 import { Decoder } from '@msgpack/msgpack';
-import { crc32c } from './crc32c.js';
-import { readU32 } from './frame.js';
 import { checkHeader, type CaptureFileHeader } from './header.js';
-import {
-  FILE_MAGIC,
-  FRAME_HEADER_BYTES,
-  FRAME_MAGIC,
-  FrameOff,
-  FrameType,
-  MAX_FRAME_PAYLOAD,
-  isFrameType,
-  type FrameTypeValue,
-  type GapReason,
-} from './layout.js';
+import { FILE_MAGIC, FrameType, type GapReason } from './layout.js';
+import { FrameScanner, FrameStream, type ScanEvent } from './scan.js';
+
+export type { ScanEvent } from './scan.js';
 
 /**
- * Streaming frame scanner. It never throws on bad bytes: a CRC mismatch is reported as
- * `corrupt` and the scan resynchronises on the next frame magic whose CRC checks out; a
- * frame running past the end is a `truncated` tail (the normal state after a crash).
+ * Frames of the whole buffer `b` from offset `start`. Never throws on bad bytes: a CRC mismatch
+ * is reported as `corrupt` and the scan resynchronises on the next frame magic whose CRC checks
+ * out; a frame running past the end is a `truncated` tail (the normal state after a crash).
+ * The chunked twin is FrameStream (same scanner, same events).
  */
-export type ScanEvent =
-  | { kind: 'frame'; type: FrameTypeValue; offset: number; end: number; payload: Uint8Array }
-  | { kind: 'corrupt'; offset: number; end: number; reason: string }
-  | { kind: 'truncated'; offset: number; reason: string };
-
-/** Check the frame at `o`: 'ok' | 'short' (runs past end) | reason string for corrupt. */
-function probe(b: Uint8Array, o: number): { ok: true; type: FrameTypeValue; len: number } | { ok: false; short: boolean; reason: string } {
-  if (o + FRAME_HEADER_BYTES > b.length) return { ok: false, short: true, reason: 'frame header cut off' };
-  if ((b[o]! | (b[o + 1]! << 8)) !== FRAME_MAGIC) return { ok: false, short: false, reason: 'bad frame magic' };
-  const type = b[o + FrameOff.type]!;
-  const len = readU32(b, o + FrameOff.length);
-  if (len > MAX_FRAME_PAYLOAD) return { ok: false, short: false, reason: `frame length ${len} exceeds limit` };
-  if (o + FRAME_HEADER_BYTES + len > b.length) return { ok: false, short: true, reason: `frame of ${len} bytes runs past end of file` };
-  let c = crc32c(b, o + FrameOff.type, o + FrameOff.crc);
-  c = crc32c(b, o + FRAME_HEADER_BYTES, o + FRAME_HEADER_BYTES + len, c);
-  if (c !== readU32(b, o + FrameOff.crc)) return { ok: false, short: false, reason: 'checksum mismatch' };
-  if (!isFrameType(type)) return { ok: false, short: false, reason: `unknown frame type ${type}` };
-  return { ok: true, type, len };
-}
-
-/** Next offset > from where a frame with a valid CRC starts, or -1. */
-function resync(b: Uint8Array, from: number): number {
-  const lo = FRAME_MAGIC & 0xff;
-  const hi = FRAME_MAGIC >>> 8;
-  for (let i = from; i + FRAME_HEADER_BYTES <= b.length; i++) {
-    i = b.indexOf(lo, i);
-    if (i < 0) return -1;
-    if (b[i + 1] === hi && probe(b, i).ok) return i;
-  }
-  return -1;
-}
-
 export function* scanFrames(b: Uint8Array, start: number): Generator<ScanEvent> {
-  let o = start;
-  while (o < b.length) {
-    const p = probe(b, o);
-    if (p.ok) {
-      const end = o + FRAME_HEADER_BYTES + p.len;
-      yield { kind: 'frame', type: p.type, offset: o, end, payload: b.subarray(o + FRAME_HEADER_BYTES, end) };
-      o = end;
-      continue;
-    }
-    const next = resync(b, o + 1);
-    if (next < 0) {
-      // Nothing valid follows. A frame that runs past EOF is a torn tail; garbage is corruption.
-      if (p.short) yield { kind: 'truncated', offset: o, reason: p.reason };
-      else yield { kind: 'corrupt', offset: o, end: b.length, reason: p.reason };
-      return;
-    }
-    yield { kind: 'corrupt', offset: o, end: next, reason: p.reason };
-    o = next;
-  }
+  const sc = new FrameScanner(start);
+  sc.window(b, 0, true);
+  for (let ev = sc.next(); ev; ev = sc.next()) yield ev;
 }
 
 export interface Reading {
@@ -147,65 +91,61 @@ export function peekSeq(p: Uint8Array): number | undefined {
   }
 }
 
+/** Do the file bytes b (at file offset `at`) disagree with FILE_MAGIC where they overlap it? */
+function magicMismatch(b: Uint8Array, at: number): boolean {
+  for (let i = at; i < FILE_MAGIC.length && i - at < b.length; i++) if (b[i - at] !== FILE_MAGIC[i]) return true;
+  return false;
+}
+
+function badMagic(length: number, file: string | undefined): RecordEvent {
+  return { kind: 'problem', problem: { kind: 'bad_magic', offset: 0, length, reason: `not an edgecap capture file${file ? `: ${file}` : ''}` } };
+}
+
+const NO_HEADER: Problem = { kind: 'bad_header', offset: FILE_MAGIC.length, length: 0, reason: 'file has no valid header frame' };
+
 /**
- * Decode a capture file's bytes into a stream of header/reading/gap/problem events.
- * Never throws for bad input; `file` only names the source in problem reasons. With `seqOnly`,
- * READING frames (CRC still checked) yield only their seq when it can be peeked from the tuple
- * head, and are fully decoded otherwise — for checks that need seqs, not readings.
+ * The record layer, one frame at a time: turns each ScanEvent into at most one RecordEvent.
+ * `stopped` turns true after a fatal problem (bad or missing header): the caller reads no further.
  */
-export function* readRecords(bytes: Uint8Array, file?: string, opts: { seqOnly?: boolean } = {}): Generator<RecordEvent> {
-  for (let i = 0; i < FILE_MAGIC.length; i++) {
-    if (bytes[i] !== FILE_MAGIC[i]) {
-      yield { kind: 'problem', problem: { kind: 'bad_magic', offset: 0, length: bytes.length, reason: `not an edgecap capture file${file ? `: ${file}` : ''}` } };
-      return;
-    }
-  }
-  const dec = new Decoder();
-  let sawHeader = false;
-  for (const ev of scanFrames(bytes, FILE_MAGIC.length)) {
-    if (ev.kind === 'corrupt') {
-      yield { kind: 'problem', problem: { kind: 'corrupt', offset: ev.offset, length: ev.end - ev.offset, reason: ev.reason } };
-      continue;
-    }
-    if (ev.kind === 'truncated') {
-      yield { kind: 'problem', problem: { kind: 'truncated', offset: ev.offset, length: bytes.length - ev.offset, reason: ev.reason } };
-      continue;
-    }
-    if (opts.seqOnly && sawHeader && ev.type === FrameType.READING) {
+class RecordDecoder {
+  private readonly dec = new Decoder();
+  private sawHeader = false;
+  stopped = false;
+
+  constructor(
+    private readonly file: string | undefined,
+    private readonly seqOnly: boolean,
+  ) {}
+
+  record(ev: ScanEvent): RecordEvent | undefined {
+    if (ev.kind === 'corrupt') return { kind: 'problem', problem: { kind: 'corrupt', offset: ev.offset, length: ev.end - ev.offset, reason: ev.reason } };
+    if (ev.kind === 'truncated') return { kind: 'problem', problem: { kind: 'truncated', offset: ev.offset, length: ev.end - ev.offset, reason: ev.reason } };
+    if (this.seqOnly && this.sawHeader && ev.type === FrameType.READING) {
       const seq = peekSeq(ev.payload);
-      if (seq !== undefined) {
-        yield { kind: 'seq', seq, offset: ev.offset };
-        continue;
-      }
+      if (seq !== undefined) return { kind: 'seq', seq, offset: ev.offset };
     }
     let value: unknown;
     try {
-      value = dec.decode(ev.payload);
+      value = this.dec.decode(ev.payload);
     } catch (e) {
-      yield { kind: 'problem', problem: { kind: 'corrupt', offset: ev.offset, length: ev.end - ev.offset, reason: `payload is not msgpack: ${(e as Error).message}` } };
-      continue;
+      return { kind: 'problem', problem: { kind: 'corrupt', offset: ev.offset, length: ev.end - ev.offset, reason: `payload is not msgpack: ${(e as Error).message}` } };
     }
     if (ev.type === FrameType.HEADER) {
-      if (sawHeader || ev.offset !== FILE_MAGIC.length) {
-        yield { kind: 'problem', problem: { kind: 'corrupt', offset: ev.offset, length: ev.end - ev.offset, reason: 'unexpected second header' } };
-        continue;
+      if (this.sawHeader || ev.offset !== FILE_MAGIC.length) {
+        return { kind: 'problem', problem: { kind: 'corrupt', offset: ev.offset, length: ev.end - ev.offset, reason: 'unexpected second header' } };
       }
       try {
-        yield { kind: 'header', header: checkHeader(value, file) };
-        sawHeader = true;
+        const header = checkHeader(value, this.file);
+        this.sawHeader = true;
+        return { kind: 'header', header };
       } catch (e) {
-        yield { kind: 'problem', problem: { kind: 'bad_header', offset: ev.offset, length: ev.end - ev.offset, reason: (e as Error).message } };
-        return;
+        this.stopped = true;
+        return { kind: 'problem', problem: { kind: 'bad_header', offset: ev.offset, length: ev.end - ev.offset, reason: (e as Error).message } };
       }
-      continue;
     }
-    if (!sawHeader) {
-      yield { kind: 'problem', problem: { kind: 'bad_header', offset: FILE_MAGIC.length, length: 0, reason: 'file has no valid header frame' } };
-      return;
-    }
+    if (!this.sawHeader) return this.end();
     if (!Array.isArray(value) || typeof value[0] !== 'number') {
-      yield { kind: 'problem', problem: { kind: 'corrupt', offset: ev.offset, length: ev.end - ev.offset, reason: 'record is not a tuple' } };
-      continue;
+      return { kind: 'problem', problem: { kind: 'corrupt', offset: ev.offset, length: ev.end - ev.offset, reason: 'record is not a tuple' } };
     }
     if (ev.type === FrameType.READING) {
       const r: Reading = {
@@ -216,12 +156,124 @@ export function* readRecords(bytes: Uint8Array, file?: string, opts: { seqOnly?:
         offset: ev.offset,
       };
       if (typeof value[4] === 'string') r.mime_type = value[4];
-      yield { kind: 'reading', reading: r };
-    } else {
-      yield { kind: 'gap', gap: { from_seq: value[0] as number, to_seq: value[1] as number, reason: value[2] as GapReason, time_us: value[3] as number } };
+      return { kind: 'reading', reading: r };
+    }
+    return { kind: 'gap', gap: { from_seq: value[0] as number, to_seq: value[1] as number, reason: value[2] as GapReason, time_us: value[3] as number } };
+  }
+
+  /** At the end of the frames (or at a record before any header): the missing-header problem, if any. */
+  end(): RecordEvent | undefined {
+    if (this.sawHeader) return undefined;
+    this.stopped = true;
+    return { kind: 'problem', problem: { ...NO_HEADER } };
+  }
+}
+
+/**
+ * Decode a capture file's bytes into a stream of header/reading/gap/problem events.
+ * Never throws for bad input; `file` only names the source in problem reasons. With `seqOnly`,
+ * READING frames (CRC still checked) yield only their seq when it can be peeked from the tuple
+ * head, and are fully decoded otherwise — for checks that need seqs, not readings.
+ * The chunked twin is RecordStream (same decoder, same events).
+ */
+export function* readRecords(bytes: Uint8Array, file?: string, opts: { seqOnly?: boolean } = {}): Generator<RecordEvent> {
+  if (bytes.length < FILE_MAGIC.length || magicMismatch(bytes, 0)) {
+    yield badMagic(bytes.length, file);
+    return;
+  }
+  const rd = new RecordDecoder(file, opts.seqOnly === true);
+  for (const ev of scanFrames(bytes, FILE_MAGIC.length)) {
+    const r = rd.record(ev);
+    if (r) yield r;
+    if (rd.stopped) return;
+  }
+  const r = rd.end();
+  if (r) yield r;
+}
+
+/**
+ * readRecords fed chunk by chunk, as bytes arrive: push() each chunk, then finish(). The events
+ * passed to `on` are the ones readRecords gives for the concatenated bytes, in the same order,
+ * each as soon as the bytes decide it — except a bad_magic problem, which comes at the first
+ * chunk that disagrees with the file magic and whose `length` is the bytes seen so far.
+ * Never throws for bad input. Memory held between pushes: the bytes of one undecided frame
+ * (`retainedBytes`). Events hold views into the pushed chunks (binary data, `frame` payloads):
+ * copy what must outlive the chunk. If `on` throws, the exception propagates and the stream stops.
+ */
+export class RecordStream {
+  private readonly frames = new FrameStream(FILE_MAGIC.length);
+  private readonly rd: RecordDecoder;
+  private seen = 0;
+  private over = false;
+
+  constructor(
+    private readonly file?: string,
+    opts: { seqOnly?: boolean } = {},
+  ) {
+    this.rd = new RecordDecoder(file, opts.seqOnly === true);
+  }
+
+  /** Bytes pushed so far. */
+  get bytesSeen(): number {
+    return this.seen;
+  }
+
+  /** Bytes held between pushes (a frame that straddles chunks). */
+  get retainedBytes(): number {
+    return this.frames.retainedBytes;
+  }
+
+  /** True after a fatal problem (bad magic, bad or missing header) or finish(): later input is ignored. */
+  get stopped(): boolean {
+    return this.over;
+  }
+
+  push(chunk: Uint8Array, on: (ev: RecordEvent) => void): void {
+    if (this.over || chunk.length === 0) return;
+    const at = this.seen;
+    this.seen += chunk.length;
+    if (at < FILE_MAGIC.length && magicMismatch(chunk, at)) {
+      this.halt();
+      on(badMagic(this.seen, this.file));
+      return;
+    }
+    this.guard(() => this.frames.push(chunk, (ev) => this.onFrame(ev, on)));
+  }
+
+  finish(on: (ev: RecordEvent) => void): void {
+    if (this.over) return;
+    if (this.seen < FILE_MAGIC.length) {
+      this.halt();
+      on(badMagic(this.seen, this.file));
+      return;
+    }
+    this.guard(() => this.frames.finish((ev) => this.onFrame(ev, on)));
+    if (this.over) return;
+    this.halt();
+    const r = this.rd.end();
+    if (r) on(r);
+  }
+
+  private onFrame(ev: ScanEvent, on: (ev: RecordEvent) => void): void {
+    if (this.over) return;
+    const r = this.rd.record(ev);
+    if (this.rd.stopped) this.halt();
+    if (r) on(r);
+  }
+
+  private guard(f: () => void): void {
+    try {
+      f();
+    } catch (e) {
+      this.halt();
+      throw e;
     }
   }
-  if (!sawHeader) yield { kind: 'problem', problem: { kind: 'bad_header', offset: FILE_MAGIC.length, length: 0, reason: 'file has no valid header frame' } };
+
+  private halt(): void {
+    this.over = true;
+    this.frames.stop();
+  }
 }
 
 export interface CaptureFileSummary {
@@ -260,7 +312,7 @@ export function readCaptureBytes(bytes: Uint8Array, file?: string): CaptureFileS
 
 /** End offset of the last frame with a valid CRC (0 when the magic is wrong). */
 export function lastGoodEnd(bytes: Uint8Array): number {
-  for (let i = 0; i < FILE_MAGIC.length; i++) if (bytes[i] !== FILE_MAGIC[i]) return 0;
+  if (bytes.length < FILE_MAGIC.length || magicMismatch(bytes, 0)) return 0;
   let end = FILE_MAGIC.length;
   for (const ev of scanFrames(bytes, FILE_MAGIC.length)) if (ev.kind === 'frame') end = ev.end;
   return end;

@@ -24,8 +24,11 @@ export {
   exportReadings,
   listReceived,
   gapReport,
+  gapReportStreams,
   removeReportedGaps,
   summarizeBinary,
+  DEFAULT_REPORT_ENTRIES,
+  type GapReportOptions,
   type ExportedReading,
   type BinarySummary,
   type ReceivedEntry,
@@ -37,6 +40,10 @@ export {
   type SeqRange,
   type ExportTarget,
 } from './report.js';
+export { stringify, stringifyChunks, toExportable } from './json.js';
 export { PgStorage, PgStorageError, MIGRATIONS, type PgStorageOptions, type Migration } from './pg/index.js';
 export { makeDevCert, type DevCert } from './devcert.js';
 export { findUnknownField } from './wire.js';
+export { type DeviceKey, type NewDeviceKey, type Principal, type KeyRegistry } from './keys.js';
+export { defaultLimits, parseLimitFlags, type IngestLimits } from './limits.js';
+export { openKeyAdmin, type KeyAdmin } from './registry.js';

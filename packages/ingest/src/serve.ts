@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * Standalone ingest server (also what fault tests spawn and SIGKILL):
- *   node dist/serve.js --listen HOST:PORT --data DIR [--tls-cert F --tls-key F] [--api-key K]... [--insecure] [--max-file-bytes N]
+ *   node dist/serve.js --listen HOST:PORT --data DIR [--tls-cert F --tls-key F] [--api-key K]... [--insecure] [--max-file-bytes N] [--limit name=value]...
  *   PostgreSQL backend (several nodes may share one database):
  *     ... --storage postgres --pg-url postgres://user:pass@host:5432/db [--pg-pool-size N] [--data SCRATCH_DIR]
  *   (--pg-url also from EDGECAP_PG_URL; with postgres, --data is optional node-local scratch.)
@@ -9,6 +9,7 @@
  * SIGTERM/SIGINT stop it gracefully.
  */
 import { parseArgs } from 'node:util';
+import { parseLimitFlags } from './limits.js';
 import { startIngestServer } from './server.js';
 
 async function main(): Promise<void> {
@@ -19,6 +20,7 @@ async function main(): Promise<void> {
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
       'api-key': { type: 'string', multiple: true },
+      limit: { type: 'string', multiple: true },
       insecure: { type: 'boolean', default: false },
       'max-file-bytes': { type: 'string' },
       storage: { type: 'string', default: 'files' },
@@ -46,6 +48,7 @@ async function main(): Promise<void> {
     ...(cert && key ? { tls: { certFile: cert, keyFile: key } } : {}),
     insecure: values.insecure ?? false,
     apiKeys,
+    limits: parseLimitFlags(values.limit ?? []),
     ...(values['max-file-bytes'] ? { maxFileBytes: Number(values['max-file-bytes']) } : {}),
   });
   process.stdout.write(`listening ${server.address}\n`);

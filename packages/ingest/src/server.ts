@@ -1,27 +1,33 @@
 /**
  * The ingest server: the receiving end of sync.
  *
- *   edge ──TLS/HTTP2──► grpc-js Server ──strict deserializer (unknown fields → BadMessage)
- *                          │ auth: authorization: Bearer <key>  (sha256 + timingSafeEqual)
+ *   edge ──TLS/HTTP2──► SessionCap (oldest idle connection closed at the cap) ──► grpc-js Server
+ *                          │ strict deserializer (unknown fields → BadMessage)
+ *                          │ identity from the credential (identity.ts): device key → its part only
  *                          ▼
- *   Upload: metadata ─► validate ─► ALREADY_HAVE? ─► chunks ─► StagedUpload (size/sha256 running)
- *                                                      end ─► verify ─► capture check ─► storage.commit
- *                                                                                     └► response
+ *   Upload: slot (global / connection / key) ─► metadata within firstMessageMs ─► bounds ─► actAs(part)
+ *           ─► (part, id) committed? same content: ALREADY_HAVE, other: ALREADY_EXISTS
+ *           ─► chunks ─► StagedUpload (size/sha256 running) + CaptureCheck (frames as they arrive)
+ *              (progress watched: ≥ minBytesPerSecond per window)
+ *           ─► clean half-close, not cancelled, sizes and digest equal ─► storage.commit ─► response
+ *   Anything else (cancel, deadline, stall, error): staging discarded, nothing committed.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { EdgecapError, ErrorCodes, logger } from '@edgecap/core';
 import type { FileMetadata__Output, ReportGapsRequest__Output, UploadRequest__Output } from '@edgecap/proto';
-import { scanCapture } from './capture-check.js';
+import { CaptureCheck } from './capture-check.js';
 import { RequestRejected, invalid } from './errors.js';
+import { UNAUTHENTICATED_DETAILS, actAs, makeIdentity } from './identity.js';
+import type { Principal } from './keys.js';
+import { ProgressWatch, SessionCap, UploadSlots, resolveLimits, statusOfSystemError, type IngestLimits } from './limits.js';
 import { checkFileId, checkFileName } from './paths.js';
-import { acquireFileStorage, releaseFileStorage, FileStorage, type CaptureInfo, type IngestStorage, type NewFileRecord, type ReportedGap, type StagedUpload } from './storage.js';
+import { acquireFileStorage, releaseFileStorage, sameContent, FileStorage, type IngestStorage, type NewFileRecord, type ReportedGap, type StagedUpload } from './storage.js';
 import { PgStorage } from './pg/storage.js';
 import { BadMessage, strictDataSyncService } from './wire.js';
-import { DEFAULT_ACCESS_TOKEN_TTL_MS, authServiceDefinition, authServiceHandlers, verifyAccessToken, viamDataSyncService, viamServiceHandlers, type ViamCommitRequest } from '@edgecap/viam';
+import { DEFAULT_ACCESS_TOKEN_TTL_MS, authServiceDefinition, authServiceHandlers, viamDataSyncService, viamServiceHandlers, type ViamCommitRequest } from '@edgecap/viam';
 
 const log = logger('ingest');
 
@@ -40,6 +46,10 @@ export interface IngestServerOptions {
   tls?: { certFile: string; keyFile: string };
   /** Plain-text HTTP/2: only honoured on a loopback host. */
   insecure?: boolean;
+  /**
+   * Fleet keys: may act as any part (development, single tenant). Device keys live in the
+   * storage's registry (`edgecap keys create`) and act only as their own part.
+   */
   apiKeys: string[];
   /** Largest file accepted (default 1 GiB). */
   maxFileBytes?: number;
@@ -55,6 +65,10 @@ export interface IngestServerOptions {
   pgPoolSize?: number;
   /** Lifetime of the access tokens proto.rpc.v1.AuthService issues (default 1 h). */
   accessTokenTtlMs?: number;
+  /** Bounds on what clients may hold and send (limits.ts; defaults from the fd limit). */
+  limits?: Partial<IngestLimits>;
+  /** PostgreSQL: how often the key registry is re-read (default 2000 ms). */
+  keyRefreshMs?: number;
 }
 
 export interface IngestServer {
@@ -82,33 +96,6 @@ export function isLoopback(host: string): boolean {
   return false;
 }
 
-const hashKey = (k: string): Buffer => createHash('sha256').update(k, 'utf8').digest();
-
-/** Constant-time lookup of an API key among the configured ones (the key, or undefined). */
-export function makeKeyMatcher(apiKeys: string[]): (secret: string) => string | undefined {
-  const hashes = apiKeys.map((k) => [k, hashKey(k)] as const);
-  return (secret) => {
-    const h = hashKey(secret);
-    let found: string | undefined;
-    for (const [k, kh] of hashes) if (timingSafeEqual(h, kh)) found = k;
-    return found;
-  };
-}
-
-/**
- * `authorization: Bearer <credential>`: a configured API key (constant-time), or an access token
- * that proto.rpc.v1.AuthService issued for one (a JWT signed with it, unexpired).
- */
-export function makeAuthorizer(apiKeys: string[]): (md: grpc.Metadata) => boolean {
-  const match = makeKeyMatcher(apiKeys);
-  return (md) => {
-    const v = md.get('authorization')[0];
-    if (typeof v !== 'string' || !v.startsWith('Bearer ')) return false;
-    const cred = v.slice(7);
-    return match(cred) !== undefined || verifyAccessToken(cred, apiKeys);
-  };
-}
-
 const DATA_TYPES: Record<string, NewFileRecord['data_type']> = {
   DATA_TYPE_TABULAR: 'tabular',
   DATA_TYPE_BINARY: 'binary',
@@ -122,13 +109,31 @@ function toStatus(err: unknown): Partial<grpc.StatusObject> {
     log.warn({ err: err.message }, 'storage unavailable');
     return { code: grpc.status.UNAVAILABLE, details: `storage unavailable: ${err.message}` };
   }
+  // The server's own resources (fds, memory, disk): the edge must wait and retry, not give up.
+  const sys = statusOfSystemError(err) ?? statusOfSystemError((err as { cause?: unknown })?.cause);
+  if (sys !== undefined) {
+    log.warn({ err: (err as Error).message }, 'server resources exhausted');
+    return { code: sys, details: `ingest server busy: ${(err as Error).message}` };
+  }
   log.error({ err }, 'ingest request failed');
   return { code: grpc.status.INTERNAL, details: `internal error: ${(err as Error)?.message ?? String(err)}` };
 }
 
+/** Strings a client names things with: bounded, so an index record stays small. */
+export function checkNames(o: Record<string, string>, tags: readonly string[], l: IngestLimits, where: string): void {
+  for (const [k, v] of Object.entries(o)) {
+    if (Buffer.byteLength(v) > l.maxNameBytes) throw invalid(`${where}.${k} is longer than ${l.maxNameBytes} bytes`, { field: k, limit: l.maxNameBytes });
+  }
+  if (tags.length > l.maxTags) throw invalid(`${where}.tags has ${tags.length} tags (limit ${l.maxTags})`, { field: 'tags', limit: l.maxTags });
+  tags.forEach((t, i) => {
+    if (Buffer.byteLength(t) > l.maxTagBytes) throw invalid(`${where}.tags[${i}] is longer than ${l.maxTagBytes} bytes`, { field: 'tags', limit: l.maxTagBytes });
+  });
+}
+
 /** Validated upload metadata, as the storage will record it. */
-function checkMetadata(md: FileMetadata__Output, maxFileBytes: number, fileRoot: string): NewFileRecord & { sha256raw: Buffer } {
+function checkMetadata(md: FileMetadata__Output, maxFileBytes: number, fileRoot: string, l: IngestLimits): NewFileRecord & { sha256raw: Buffer } {
   const fileId = checkFileId(md.file_id);
+  checkNames({ part_id: md.part_id, resource_kind: md.resource_kind, resource_name: md.resource_name, method: md.method, source: md.source }, md.tags ?? [], l, 'metadata');
   const dataType = DATA_TYPES[md.data_type as unknown as string];
   if (!dataType) throw invalid(`metadata.data_type ${String(md.data_type)} is not one of DATA_TYPE_TABULAR, DATA_TYPE_BINARY, DATA_TYPE_FILE`);
   const size = Number(md.size);
@@ -159,46 +164,15 @@ function checkMetadata(md: FileMetadata__Output, maxFileBytes: number, fileRoot:
   return rec;
 }
 
-/** Capture files must decode as edgecap capture files with the announced id. */
-function checkCapture(bytes: Uint8Array, fileId: string): { info: CaptureInfo; kind: string; name: string; method: string; part_id?: string } {
-  const s = scanCapture(bytes);
-  if (s.fatal !== undefined || !s.header) throw invalid(`not a valid edgecap capture file: ${s.fatal ?? 'no header'}`);
-  if (s.header.id !== fileId) throw invalid(`capture file header id ${JSON.stringify(s.header.id)} does not match metadata.file_id ${JSON.stringify(fileId)}`);
-  const seqs = s.seqs;
-  for (let i = 1; i < seqs.length; i++) {
-    if (seqs[i]! < seqs[i - 1]!) {
-      seqs.sort((a, b) => a - b);
-      break;
-    }
-  }
-  const ranges: [number, number][] = [];
-  for (const q of seqs) {
-    const last = ranges.at(-1);
-    if (last && q <= last[1] + 1) last[1] = Math.max(last[1], q);
-    else ranges.push([q, q]);
-  }
-  const info: CaptureInfo = {
-    readings: seqs.length,
-    first_seq: seqs[0],
-    last_seq: seqs.at(-1),
-    ranges,
-    gaps: s.gaps,
-    problems: s.problems,
-    header_type: s.header.type,
-  };
-  if (s.header.mime_type) info.mime_type = s.header.mime_type;
-  const out: ReturnType<typeof checkCapture> = { info, kind: s.header.kind, name: s.header.name, method: s.header.method };
-  if (s.header.part_id) out.part_id = s.header.part_id;
-  return out;
-}
-
 type UploadCall = grpc.ServerReadableStream<UploadRequest__Output | BadMessage, unknown>;
 
 /**
  * Feed the call's messages one at a time to `onMessage` (paused while it runs: disk writes
- * apply backpressure to the sender). `onMessage` returns true to stop reading early.
+ * apply backpressure to the sender). `onMessage` returns true to stop reading early. Resolves
+ * only on a clean half-close of a call that is not cancelled (nor past its deadline); `abort`
+ * fails it from outside (the progress watch).
  */
-function consume<T>(call: grpc.ServerReadableStream<T, unknown>, onMessage: (m: T) => Promise<boolean>): Promise<void> {
+function consume<T>(call: grpc.ServerReadableStream<T, unknown>, onMessage: (m: T) => Promise<boolean>, abort?: (fail: (e: unknown) => void) => void): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     let chain: Promise<unknown> = Promise.resolve();
     let done = false;
@@ -208,6 +182,7 @@ function consume<T>(call: grpc.ServerReadableStream<T, unknown>, onMessage: (m: 
       call.pause();
       reject(e);
     };
+    abort?.(fail);
     call.on('data', (m: T) => {
       call.pause();
       chain = chain
@@ -222,10 +197,14 @@ function consume<T>(call: grpc.ServerReadableStream<T, unknown>, onMessage: (m: 
     });
     call.on('end', () => {
       chain = chain.then(() => {
-        if (!done) {
-          done = true;
-          resolve();
+        if (done) return;
+        if (call.cancelled) return fail(new RequestRejected(grpc.status.CANCELLED, 'upload cancelled by the client'));
+        const deadline = call.getDeadline();
+        if (deadline instanceof Date ? deadline.getTime() <= Date.now() : Number.isFinite(deadline) && deadline <= Date.now()) {
+          return fail(new RequestRejected(grpc.status.DEADLINE_EXCEEDED, 'upload passed its deadline'));
         }
+        done = true;
+        resolve();
       });
     });
     call.on('error', fail);
@@ -233,94 +212,144 @@ function consume<T>(call: grpc.ServerReadableStream<T, unknown>, onMessage: (m: 
   });
 }
 
-async function handleUpload(call: UploadCall, storage: IngestStorage, maxFileBytes: number, fileRoot: string): Promise<Record<string, unknown>> {
+/** Work done on an upload between two yields to the event loop. */
+const SLICE_BYTES = 1024 * 1024;
+
+interface UploadContext {
+  storage: IngestStorage;
+  maxFileBytes: number;
+  fileRoot: string;
+  limits: IngestLimits;
+}
+
+async function handleUpload(call: UploadCall, who: Principal, ctx: UploadContext): Promise<Record<string, unknown>> {
+  const { storage, limits } = ctx;
   let staged: StagedUpload | undefined;
   let meta: ReturnType<typeof checkMetadata> | undefined;
+  let check: CaptureCheck | undefined;
   let early: Record<string, unknown> | undefined;
+  const watch = new ProgressWatch(limits, (e) => abortUpload(e));
+  let abortUpload: (e: unknown) => void = () => undefined;
   try {
-    await consume(call, async (msg) => {
-      if (msg instanceof BadMessage) throw invalid(msg.reason);
-      if (!meta) {
-        if (msg.packet !== 'metadata' || !msg.metadata) {
-          throw invalid(msg.packet === 'chunk' ? 'first message must be metadata, got a chunk' : 'first message must be metadata, got an empty message');
+    await consume(
+      call,
+      async (msg) => {
+        if (msg instanceof BadMessage) throw invalid(msg.reason);
+        if (!meta) {
+          if (msg.packet !== 'metadata' || !msg.metadata) {
+            throw invalid(msg.packet === 'chunk' ? 'first message must be metadata, got a chunk' : 'first message must be metadata, got an empty message');
+          }
+          watch.metadataAt();
+          meta = checkMetadata(msg.metadata, ctx.maxFileBytes, ctx.fileRoot, limits);
+          meta.part_id = actAs(who, meta.part_id, 'upload');
+          const have = await storage.get(meta.part_id, meta.file_id);
+          if (have && sameContent(have, meta.size, meta.sha256)) {
+            // Committed before with the same content: answer now, store nothing, read no further.
+            early = { file_id: meta.file_id, status: 'UPLOAD_STATUS_ALREADY_HAVE', stored_bytes: have.size };
+            return true;
+          }
+          if (meta.data_type !== 'file') check = new CaptureCheck(meta.file_id, { maxRanges: limits.maxRangesPerFile });
+          staged = await storage.stage();
+          return false;
         }
-        meta = checkMetadata(msg.metadata, maxFileBytes, fileRoot);
-        const have = await storage.get(meta.file_id);
-        if (have) {
-          // Committed before: answer now, store nothing, read no further.
-          early = { file_id: meta.file_id, status: 'UPLOAD_STATUS_ALREADY_HAVE', stored_bytes: have.size };
-          return true;
+        if (msg.packet === 'metadata') throw invalid('metadata sent twice in one upload');
+        if (msg.packet !== 'chunk') throw invalid('message has neither metadata nor chunk');
+        const chunk = msg.chunk;
+        if (staged!.bytes + chunk.length > meta.size) {
+          throw invalid(`size mismatch: received more than the declared ${meta.size} bytes`, { declared: meta.size });
         }
-        staged = await storage.stage();
+        watch.bytes(chunk.length);
+        // Checked, hashed and written as they arrive, a slice at a time: each slice's disk write
+        // yields to the event loop, so one big chunk never holds other callers up for long.
+        for (let off = 0; off < chunk.length; off += SLICE_BYTES) {
+          const slice = chunk.subarray(off, Math.min(chunk.length, off + SLICE_BYTES));
+          check?.push(slice);
+          await staged!.write(slice);
+        }
         return false;
-      }
-      if (msg.packet === 'metadata') throw invalid('metadata sent twice in one upload');
-      if (msg.packet !== 'chunk') throw invalid('message has neither metadata nor chunk');
-      const chunk = msg.chunk;
-      if (staged!.bytes + chunk.length > meta.size) {
-        throw invalid(`size mismatch: received more than the declared ${meta.size} bytes`, { declared: meta.size });
-      }
-      await staged!.write(chunk);
-      return false;
-    });
+      },
+      (fail) => {
+        abortUpload = fail;
+      },
+    );
     if (early) return early;
     if (!meta || !staged) throw invalid('upload ended without metadata');
     const { bytes, sha256 } = await staged.finish();
     if (bytes !== meta.size) throw invalid(`size mismatch: metadata.size is ${meta.size} bytes, received ${bytes}`, { declared: meta.size, received: bytes });
     if (sha256 !== meta.sha256) throw invalid(`checksum mismatch: sha256 of the received bytes is ${sha256}, metadata.sha256 is ${meta.sha256}`);
     const { sha256raw: _, ...rec } = meta;
-    if (rec.data_type !== 'file') describeCapture(rec, await staged.read());
+    if (check) describeCapture(rec, check.finish(), who);
     const st = staged;
-    staged = undefined; // commit owns it now (renamed or discarded)
+    staged = undefined; // commit owns it now (placed or discarded)
     const res = await storage.commit(st, rec);
-    log.info({ file_id: rec.file_id, status: res.status, bytes }, 'upload');
+    log.info({ file_id: rec.file_id, part_id: rec.part_id, status: res.status, bytes }, 'upload');
     return {
       file_id: rec.file_id,
       status: res.status === 'committed' ? 'UPLOAD_STATUS_COMMITTED' : 'UPLOAD_STATUS_ALREADY_HAVE',
       stored_bytes: res.record.size,
     };
   } finally {
+    watch.stop();
     if (staged) await (staged as StagedUpload).discard().catch(() => undefined);
   }
 }
 
-/** Check staged capture bytes against the record and fill in what the file itself says. */
-function describeCapture(rec: NewFileRecord, bytes: Uint8Array): void {
-  const c = checkCapture(bytes, rec.file_id);
+/**
+ * Fill in what a checked capture file says about itself. Its header's part must be the
+ * upload's (a device cannot smuggle another part's file in under its own name, nor the
+ * reverse); kind, resource and method come from the header (authoritative).
+ */
+function describeCapture(rec: NewFileRecord, c: ReturnType<CaptureCheck['finish']>, who: Principal): void {
+  if (c.part_id && c.part_id !== rec.part_id) {
+    if (who.kind === 'device') {
+      throw new RequestRejected(grpc.status.PERMISSION_DENIED, `capture file header part_id ${JSON.stringify(c.part_id)} is not this key's part ${JSON.stringify(rec.part_id)}`);
+    }
+    if (rec.part_id !== '') throw invalid(`capture file header part_id ${JSON.stringify(c.part_id)} does not match metadata.part_id ${JSON.stringify(rec.part_id)}`, { field: 'part_id' });
+    rec.part_id = c.part_id;
+  }
   rec.capture = c.info;
   rec.resource_kind = c.kind;
   rec.resource_name = c.name;
   rec.method = c.method;
-  if (!rec.part_id && c.part_id) rec.part_id = c.part_id;
+}
+
+/** Check staged bytes (viam conversions) the way an upload's chunks are checked: read back chunk by chunk. */
+async function checkStagedCapture(staged: StagedUpload, fileId: string, limits: IngestLimits): Promise<ReturnType<CaptureCheck['finish']>> {
+  const check = new CaptureCheck(fileId, { maxRanges: limits.maxRangesPerFile });
+  for await (const c of staged.chunks()) check.push(c as Uint8Array);
+  return check.finish();
 }
 
 /**
- * viam.app.datasync.v1 uploads (converted by @edgecap/viam into capture bytes whose id is the
- * upload's dedup key, or a file as sent) enter the same commit path: stored once per key.
+ * viam.app.datasync.v1 uploads (staged by @edgecap/viam as capture bytes whose id is the
+ * upload's dedup key, or a file as sent) enter the same commit path: stored once per (part, key).
  */
-async function commitViam(storage: IngestStorage, req: ViamCommitRequest, fileRoot: string): Promise<'committed' | 'already_have'> {
-  const fileId = checkFileId(req.file_id);
-  if (await storage.get(fileId)) return 'already_have';
-  let staged: StagedUpload | undefined = await storage.stage();
+async function commitViam(ctx: UploadContext, req: ViamCommitRequest, who: Principal): Promise<'committed' | 'already_have'> {
+  const { storage, limits } = ctx;
+  let staged: StagedUpload | undefined = req.staged as StagedUpload;
   try {
-    for (const c of req.chunks) await staged.write(c);
+    const fileId = checkFileId(req.file_id);
+    const partId = actAs(who, req.part_id, 'upload');
+    checkNames({ part_id: partId, source: req.source }, req.tags, limits, 'metadata');
     const { bytes, sha256 } = await staged.finish();
-    const rec: NewFileRecord = { file_id: fileId, part_id: req.part_id, data_type: req.data_type, resource_kind: '', resource_name: '', method: '', tags: req.tags, size: bytes, sha256, mtime_ms: req.mtime_ms, source: req.source };
+    const have = await storage.get(partId, fileId);
+    if (have && sameContent(have, bytes, sha256)) return 'already_have';
+    const rec: NewFileRecord = { file_id: fileId, part_id: partId, data_type: req.data_type, resource_kind: '', resource_name: '', method: '', tags: req.tags, size: bytes, sha256, mtime_ms: req.mtime_ms, source: req.source };
     if (req.data_type === 'file') {
-      checkFileName(req.file_name ?? fileId, `${fileRoot}/files/x/y`);
+      checkFileName(req.file_name ?? fileId, `${ctx.fileRoot}/files/x/y`);
       rec.file_name = req.file_name ?? fileId;
-    } else describeCapture(rec, await staged.read());
+    } else describeCapture(rec, await checkStagedCapture(staged, fileId, limits), who);
     const st = staged;
     staged = undefined; // commit owns it now
     const res = await storage.commit(st, rec);
-    log.info({ file_id: fileId, status: res.status, bytes, protocol: 'viam' }, 'upload');
+    log.info({ file_id: fileId, part_id: partId, status: res.status, bytes, protocol: 'viam' }, 'upload');
     return res.status;
   } finally {
     if (staged) await staged.discard().catch(() => undefined);
   }
 }
 
-function checkGap(g: unknown, i: number): ReportedGap {
+function checkGap(g: unknown, i: number, who: Principal, l: IngestLimits): ReportedGap {
   const o = g as Record<string, unknown>;
   const from = Number(o.from_seq);
   const to = Number(o.to_seq);
@@ -330,8 +359,10 @@ function checkGap(g: unknown, i: number): ReportedGap {
   for (const f of ['resource_name', 'method', 'reason'] as const) {
     if (typeof o[f] !== 'string' || (o[f] as string).length === 0) throw invalid(`gaps[${i}].${f} is empty`);
   }
+  const part = actAs(who, String(o.part_id ?? ''), `gaps[${i}]`);
+  checkNames({ part_id: part, resource_kind: String(o.resource_kind ?? ''), resource_name: o.resource_name as string, method: o.method as string, reason: o.reason as string }, [], l, `gaps[${i}]`);
   return {
-    part_id: String(o.part_id ?? ''),
+    part_id: part,
     resource_kind: String(o.resource_kind ?? ''),
     resource_name: o.resource_name as string,
     method: o.method as string,
@@ -340,6 +371,52 @@ function checkGap(g: unknown, i: number): ReportedGap {
     reason: o.reason as string,
     time_us: Number(o.time_us ?? 0),
   };
+}
+
+/**
+ * Every call of `handlers` (the viam service's) holds an upload slot (from `acquire`, which
+ * throws RESOURCE_EXHAUSTED when none is free) until it is answered, and its progress is watched
+ * like an edgecap upload: messages are counted as the stream receives them, and a stalled call
+ * is destroyed with DEADLINE_EXCEEDED (the handler then discards its staging and answers).
+ */
+function withUploadSlot(handlers: grpc.UntypedServiceImplementation, acquire: (call: grpc.ServerUnaryCall<unknown, unknown>) => () => void, limits: IngestLimits): grpc.UntypedServiceImplementation {
+  const out: grpc.UntypedServiceImplementation = {};
+  for (const [name, h] of Object.entries(handlers)) {
+    out[name] = ((call: grpc.ServerUnaryCall<unknown, unknown> & { push?: (m: unknown) => boolean; destroy?: (e: Error) => void }, cb: grpc.sendUnaryData<unknown>) => {
+      let release: () => void;
+      try {
+        release = acquire(call);
+      } catch (e) {
+        cb(toStatus(e));
+        return;
+      }
+      let watch: ProgressWatch | undefined;
+      const push = call.push;
+      if (typeof push === 'function' && typeof call.destroy === 'function') {
+        const w = new ProgressWatch(limits, (e) => call.destroy!(e));
+        watch = w;
+        call.push = (m: unknown) => {
+          if (m !== null) {
+            w.metadataAt();
+            w.bytes(messageBytes(m));
+          }
+          return push.call(call, m);
+        };
+      }
+      (h as (c: unknown, cb: grpc.sendUnaryData<unknown>) => void)(call, (err, value, trailer, flags) => {
+        watch?.stop();
+        release();
+        cb(err, value, trailer, flags);
+      });
+    }) as grpc.UntypedHandleCall;
+  }
+  return out;
+}
+
+/** Payload bytes of a viam streaming message (binary data or file contents). */
+function messageBytes(m: unknown): number {
+  const o = m as { data?: Uint8Array; file_contents?: { data?: Uint8Array } };
+  return o.data?.length ?? o.file_contents?.data?.length ?? 0;
 }
 
 /** grpc-js exposes no server-side flow-control option; set the HTTP/2 windows on its private options (guarded). */
@@ -352,11 +429,16 @@ function tuneServerWindows(server: grpc.Server): void {
   }
 }
 
-function tuneSessions(server: grpc.Server): void {
-  const s = server as unknown as { http2Servers?: Map<{ on(ev: 'session', cb: (sess: { setLocalWindowSize?(n: number): void }) => void): void }, unknown> };
-  if (!(s.http2Servers instanceof Map)) return;
+/** Per session: the flow-control window, and the connection cap (grpc-js has no option for either). */
+function tuneSessions(server: grpc.Server, cap: SessionCap): void {
+  const s = server as unknown as { http2Servers?: Map<{ on(ev: 'session', cb: (sess: Parameters<SessionCap['add']>[0] & { setLocalWindowSize?(n: number): void }) => void): void }, unknown> };
+  if (!(s.http2Servers instanceof Map)) {
+    log.warn('grpc-js internals changed: connection cap not installed');
+    return;
+  }
   for (const h of s.http2Servers.keys()) {
     h.on('session', (sess) => {
+      cap.add(sess);
       try {
         sess.setLocalWindowSize?.(FLOW_CONTROL_WINDOW);
       } catch {
@@ -380,15 +462,7 @@ export async function startIngestServer(opts: IngestServerOptions): Promise<Inge
     throw new EdgecapError(ErrorCodes.CONFIG_INVALID, 'ingest server needs TLS (cert and key files); plain text is allowed only with insecure on a loopback address');
   }
   const keys = opts.apiKeys.filter((k) => k.length > 0);
-  let authorized: (md: grpc.Metadata) => boolean;
-  if (keys.length > 0) authorized = makeAuthorizer(keys);
-  else if (isLoopback(host)) {
-    // Development convenience: a loopback-only server without keys accepts every caller.
-    log.warn('no API key configured: accepting unauthenticated calls (loopback only)');
-    authorized = () => true;
-  } else {
-    throw new EdgecapError(ErrorCodes.CONFIG_INVALID, `ingest server on ${host} needs at least one API key (--api-key or EDGECAP_API_KEY); only a loopback server may run without one`);
-  }
+  const limits = resolveLimits(opts.limits);
   const maxFileBytes = opts.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
 
   let storage: IngestStorage;
@@ -406,39 +480,80 @@ export async function startIngestServer(opts: IngestServerOptions): Promise<Inge
   } else {
     throw new EdgecapError(ErrorCodes.CONFIG_INVALID, `unknown storage ${JSON.stringify(opts.storage)}: use 'files' or 'postgres'`);
   }
-  const releaseStorage = (): Promise<void> => (storage instanceof FileStorage ? releaseFileStorage(storage) : storage.close());
+  const releaseStorage = (): Promise<void> => {
+    if (keyTimer) clearInterval(keyTimer);
+    return storage instanceof FileStorage ? releaseFileStorage(storage) : storage.close();
+  };
   const fileRoot = storage instanceof FileStorage ? storage.dataDir : '/edgecap-postgres';
+
+  // The key registry: read through (LMDB) or mirrored and refreshed (PostgreSQL).
+  let keyTimer: NodeJS.Timeout | undefined;
+  let tokenSecret: string;
+  try {
+    if (storage.refreshKeys) {
+      await storage.refreshKeys();
+      keyTimer = setInterval(() => storage.refreshKeys!().catch((e: unknown) => log.warn({ err: (e as Error).message }, 'key registry refresh failed')), opts.keyRefreshMs ?? 2000);
+      keyTimer.unref();
+    }
+    tokenSecret = await storage.tokenSecret();
+  } catch (e) {
+    await releaseStorage();
+    throw e;
+  }
+  if (keys.length === 0 && !isLoopback(host) && !storage.anyKeys()) {
+    await releaseStorage();
+    throw new EdgecapError(ErrorCodes.CONFIG_INVALID, `ingest server on ${host} needs a key: device keys (edgecap keys create --part P) or a fleet key (--api-key or EDGECAP_API_KEY); only a loopback server may run without one`);
+  }
+  const openWhenNoKeys = keys.length === 0 && isLoopback(host);
+  if (openWhenNoKeys && !storage.anyKeys()) log.warn('no API key configured: accepting unauthenticated calls (loopback only) until a device key exists');
+  const identity = makeIdentity({ fleetKeys: keys, registry: storage, tokenSecret, openWhenNoKeys });
+  const ctx: UploadContext = { storage, maxFileBytes, fileRoot, limits };
+  const slots = new UploadSlots(limits);
+  const cap = new SessionCap(limits.maxConnections);
 
   const server = new grpc.Server({
     'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
     'grpc.max_send_message_length': 4 * 1024 * 1024,
     'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW,
+    'grpc.max_connection_idle_ms': limits.idleConnectionMs,
   } as grpc.ServerOptions);
   tuneServerWindows(server);
 
-  const unauth = { code: grpc.status.UNAUTHENTICATED, details: 'missing or invalid API key (send authorization: Bearer <key>)' };
+  const unauth = { code: grpc.status.UNAUTHENTICATED, details: UNAUTHENTICATED_DETAILS };
+  const keyOf = (who: Principal): string => (who.kind === 'device' ? who.keyId : who.label);
   const handlers: grpc.UntypedServiceImplementation = {
     Upload: (call: UploadCall, cb: grpc.sendUnaryData<unknown>) => {
-      if (!authorized(call.metadata)) {
+      const who = identity.principal(call.metadata);
+      if (!who) {
         cb(unauth);
         return;
       }
-      handleUpload(call, storage, maxFileBytes, fileRoot).then(
-        (res) => cb(null, res),
-        (err) => {
-          if (!(err instanceof RequestRejected)) return cb(toStatus(err));
-          log.warn({ reason: err.message }, 'upload rejected');
-          return cb(toStatus(err));
-        },
-      );
+      let release: () => void;
+      try {
+        release = slots.acquire(call.getPeer(), keyOf(who));
+      } catch (e) {
+        cb(toStatus(e));
+        return;
+      }
+      handleUpload(call, who, ctx)
+        .then(
+          (res) => cb(null, res),
+          (err) => {
+            if (err instanceof RequestRejected) log.warn({ reason: err.message }, 'upload rejected');
+            cb(toStatus(err));
+          },
+        )
+        .finally(release);
     },
     ReportGaps: (call: grpc.ServerUnaryCall<ReportGapsRequest__Output | BadMessage, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-      if (!authorized(call.metadata)) return cb(unauth);
+      const who = identity.principal(call.metadata);
+      if (!who) return cb(unauth);
       const req = call.request;
       if (req instanceof BadMessage) return cb(toStatus(invalid(req.reason)));
+      if (req.gaps.length > limits.maxGapsPerReport) return cb(toStatus(invalid(`gaps: ${req.gaps.length} gaps in one call (limit ${limits.maxGapsPerReport}): send them in batches`, { limit: limits.maxGapsPerReport })));
       let gaps: ReportedGap[];
       try {
-        gaps = req.gaps.map(checkGap);
+        gaps = req.gaps.map((g, i) => checkGap(g, i, who, limits));
       } catch (e) {
         return cb(toStatus(e));
       }
@@ -449,18 +564,31 @@ export async function startIngestServer(opts: IngestServerOptions): Promise<Inge
       return undefined;
     },
     Health: (call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-      if (!authorized(call.metadata)) return cb(unauth);
+      if (!identity.principal(call.metadata)) return cb(unauth);
       if (call.request instanceof BadMessage) return cb(toStatus(invalid(call.request.reason)));
       return cb(null, { version: INGEST_VERSION, storage: storage.kind });
     },
   };
   server.addService(strictDataSyncService(), handlers);
   // viam-server's sync protocol beside ours: same port, TLS and API key (authorization: Bearer <key>).
-  server.addService(viamDataSyncService(), viamServiceHandlers({ authorized, maxBytes: maxFileBytes, toStatus, commit: (req) => commitViam(storage, req, fileRoot) }));
-  // ...and its auth handshake: an API key exchanged for an access token (see @edgecap/viam auth.ts).
-  const keyMatcher = makeKeyMatcher(keys);
+  // Uploads of both protocols share the slots; a viam upload holds one from its first message.
+  server.addService(
+    viamDataSyncService(),
+    withUploadSlot(viamServiceHandlers<Principal>({
+      authorize: (md) => identity.principal(md),
+      admit: (who, partId) => void actAs(who, partId, 'upload'),
+      stage: () => storage.stage(),
+      maxBytes: maxFileBytes,
+      toStatus,
+      commit: (req, who) => commitViam(ctx, req, who),
+    }), (call) => {
+      const who = identity.principal(call.metadata);
+      return who ? slots.acquire(call.getPeer(), keyOf(who)) : () => undefined;
+    }, limits),
+  );
+  // ...and its auth handshake: an API key (or a part's robot secret) exchanged for an access token.
   server.addService(authServiceDefinition(), authServiceHandlers({
-    matchKey: keys.length > 0 ? keyMatcher : (secret) => secret,
+    authenticate: (entity, type, payload) => identity.authenticate(entity, type, payload),
     ttlMs: opts.accessTokenTtlMs ?? DEFAULT_ACCESS_TOKEN_TTL_MS,
     onAuthenticate: (entity, ok) => log.info({ entity, ok }, 'authenticate'),
   }));
@@ -473,7 +601,7 @@ export async function startIngestServer(opts: IngestServerOptions): Promise<Inge
     await releaseStorage();
     throw new EdgecapError(ErrorCodes.CONFIG_INVALID, `cannot listen on ${opts.listen}: ${(e as Error).message}`, { cause: e });
   }
-  tuneSessions(server);
+  tuneSessions(server, cap);
   const address = net.isIPv6(host) ? `[${host}]:${boundPort}` : `${host}:${boundPort}`;
   log.info({ address, tls: Boolean(opts.tls), dataDir: opts.dataDir, storage: storage.kind }, 'ingest server listening');
 

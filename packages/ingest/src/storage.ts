@@ -2,28 +2,35 @@
  * Embedded storage: files on disk plus an LMDB index keyed by file id.
  *
  *   <dataDir>/staging/<random>.part            upload in progress (never visible to readers)
- *   <dataDir>/blobs/<id[0:2]>/<id>.capture     committed capture files
+ *   <dataDir>/blobs/<part>/<id[0:2]>/<id>.capture   committed capture files
  *   <dataDir>/files/<part>/<source>/<name>     committed arbitrary files, byte for byte
- *   <dataDir>/index.lmdb                       files: file_id -> FileRecord
+ *   <dataDir>/conflicts/<part>/<id>/<name>     an arbitrary file whose name a stored file or
+ *                                              folder already holds (kept, never overwritten)
+ *   <dataDir>/index.lmdb                       files: part \0 file_id -> FileRecord
  *                                              gaps:  stream+range+reason -> ReportedGap
+ *                                              keys:  key id -> DeviceKey (hash only)
+ *                                              meta:  schema version, token secret
  *
  * Commit (one at a time, under a mutex):
  *   stage: write chunks to staging/, verify size + sha256 (+ capture header), fsync
- *   ──► re-check index (another upload of the same id may have committed: ALREADY_HAVE)
- *   ──► rename into place, fsync the folder
+ *   ──► re-check index (the same part committed this id before: ALREADY_HAVE when size and
+ *       sha256 equal, else ALREADY_EXISTS — nothing is overwritten)
+ *   ──► link into place (never replaces an existing file), unlink staging, fsync the folder
  *   ──► index put, await commit + flush         ◄── the commit point
  * A crash before the index put leaves at most a staged file or a renamed file without an
  * index entry; `recover()` (run by the server at start) deletes both, so nothing
  * half-written is ever visible and a re-upload commits exactly once.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { EdgecapError, ErrorCodes, logger } from '@edgecap/core';
 import type { Gap as FrameGap } from '@edgecap/format';
-import { invalid } from './errors.js';
+import { RequestRejected, invalid } from './errors.js';
+import { newDeviceKey, type DeviceKey, type KeyRegistry, type NewDeviceKey } from './keys.js';
 import { segmentOf } from './paths.js';
 
 const log = logger('ingest.storage');
@@ -93,6 +100,8 @@ export interface StagedUpload {
   finish(): Promise<{ bytes: number; sha256: string }>;
   /** The staged bytes (after finish), for content checks. */
   read(): Promise<Uint8Array>;
+  /** What has been written so far, read back in bounded chunks (the viam service converts streamed uploads this way). */
+  chunks(): AsyncIterable<Uint8Array>;
   discard(): Promise<void>;
 }
 
@@ -100,11 +109,15 @@ export interface StagedUpload {
  * Storage behind the ingest server. The embedded default is `FileStorage`; a PostgreSQL
  * backend implements the same interface (`kind: 'postgres'`).
  */
-export interface IngestStorage {
+export interface IngestStorage extends KeyRegistry {
   readonly kind: string;
-  get(fileId: string): Promise<FileRecord | undefined>;
+  /** The file `partId` committed under `fileId` (dedup is per part: ids of two parts never meet). */
+  get(partId: string, fileId: string): Promise<FileRecord | undefined>;
   stage(): Promise<StagedUpload>;
-  /** Atomically store a finished, verified upload; exactly one commit per file id. */
+  /**
+   * Atomically store a finished, verified upload; exactly one commit per (part, file id).
+   * The same id with other content throws `contentConflict` (ALREADY_EXISTS).
+   */
   commit(staged: StagedUpload, rec: NewFileRecord): Promise<CommitResult>;
   /** Record explained gaps; idempotent. Returns how many were accepted. */
   putGaps(gaps: ReportedGap[]): Promise<number>;
@@ -120,7 +133,27 @@ export interface IngestStorage {
 const STAGING = 'staging';
 const BLOBS = 'blobs';
 const FILES = 'files';
+const CONFLICTS = 'conflicts';
 const INDEX = 'index.lmdb';
+/** Index layout version: 2 keys files by part + id (1 keyed them by id alone). */
+const SCHEMA = 2;
+
+/** The index key of a file: dedup is per part. */
+export const fileKey = (partId: string, fileId: string): string => `${partId}\0${fileId}`;
+
+/**
+ * The answer to an upload whose (part, id) was committed before: true (ALREADY_HAVE) only when
+ * the content is the same; other content under a committed id is refused as ALREADY_EXISTS,
+ * naming both digests, and nothing is overwritten.
+ */
+export function sameContent(have: Pick<FileRecord, 'size' | 'sha256' | 'file_id'>, size: number, sha256: string): true {
+  if (have.size === size && have.sha256 === sha256) return true;
+  throw new RequestRejected(
+    grpc.status.ALREADY_EXISTS,
+    `file_id ${JSON.stringify(have.file_id)} was committed before with other content (stored ${have.size} bytes sha256 ${have.sha256}, this upload ${size} bytes sha256 ${sha256}): nothing was overwritten`,
+    { stored_sha256: have.sha256, upload_sha256: sha256 },
+  );
+}
 
 function gapKey(g: ReportedGap): string {
   return [g.part_id, g.resource_kind, g.resource_name, g.method, String(g.from_seq).padStart(16, '0'), String(g.to_seq).padStart(16, '0'), g.reason].join('\0');
@@ -135,9 +168,6 @@ async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-/** Staged uploads up to this size are also kept in memory, so the capture check reads no file back. */
-const KEEP_IN_MEMORY_BYTES = 32 * 1024 * 1024;
-
 /**
  * An upload being received: bytes go to a staging file and the hash as they arrive. `durable`
  * staging (the embedded store, where this file becomes the stored copy) is fsynced on finish;
@@ -147,8 +177,6 @@ export class StagedFile implements StagedUpload {
   private readonly hash = createHash('sha256');
   private n = 0;
   private closed = false;
-  /** The chunks as received (grpc-js hands each message its own buffer; nothing reuses them). */
-  private kept: Uint8Array[] | undefined = [];
   constructor(
     readonly file: string,
     private readonly fh: fsp.FileHandle,
@@ -168,10 +196,6 @@ export class StagedFile implements StagedUpload {
       off += bytesWritten;
     }
     this.n += chunk.length;
-    if (this.kept) {
-      if (this.n <= KEEP_IN_MEMORY_BYTES) this.kept.push(chunk);
-      else this.kept = undefined;
-    }
   }
 
   async finish(): Promise<{ bytes: number; sha256: string }> {
@@ -182,20 +206,14 @@ export class StagedFile implements StagedUpload {
   }
 
   async read(): Promise<Uint8Array> {
-    if (this.kept) {
-      if (this.kept.length > 1) this.kept = [Buffer.concat(this.kept, this.n)];
-      return this.kept[0] ?? new Uint8Array(0);
-    }
     return fsp.readFile(this.file);
   }
 
-  /** Drop the in-memory copy (the commit owns the file now). */
-  release(): void {
-    this.kept = undefined;
+  chunks(): AsyncIterable<Uint8Array> {
+    return fs.createReadStream(this.file, { highWaterMark: 1024 * 1024 });
   }
 
   async discard(): Promise<void> {
-    this.kept = undefined;
     if (!this.closed) {
       this.closed = true;
       await this.fh.close().catch(() => undefined);
@@ -229,6 +247,8 @@ export class FileStorage implements IngestStorage {
   private readonly root: RootDatabase;
   private readonly fileDb: Database<FileRecord, string>;
   private readonly gapDb: Database<ReportedGap, string>;
+  private readonly keyDb: Database<DeviceKey, string>;
+  private readonly metaDb: Database<unknown, string>;
   private readonly mutex = new Mutex();
   private queue: PendingCommit[] = [];
   private closed = false;
@@ -236,14 +256,32 @@ export class FileStorage implements IngestStorage {
   constructor(readonly dataDir: string) {
     fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     for (const d of [STAGING, BLOBS, FILES]) fs.mkdirSync(path.join(dataDir, d), { recursive: true, mode: 0o700 });
-    this.root = open({ path: path.join(dataDir, INDEX), maxDbs: 4, compression: false });
+    this.root = open({ path: path.join(dataDir, INDEX), maxDbs: 6, compression: false });
     this.fileDb = this.root.openDB<FileRecord, string>({ name: 'files' });
     this.gapDb = this.root.openDB<ReportedGap, string>({ name: 'gaps' });
+    this.keyDb = this.root.openDB<DeviceKey, string>({ name: 'keys' });
+    this.metaDb = this.root.openDB<unknown, string>({ name: 'meta' });
+    this.upgrade();
+  }
+
+  /** Index layout 1 → 2: re-key files by part + id (stored bytes stay where they are). */
+  private upgrade(): void {
+    const v = (this.metaDb.get('schema') as number | undefined) ?? 1;
+    if (v >= SCHEMA) return;
+    this.root.transactionSync(() => {
+      for (const { key, value } of this.fileDb.getRange()) {
+        if (key.includes('\0')) continue;
+        this.fileDb.removeSync(key);
+        this.fileDb.putSync(fileKey(value.part_id, value.file_id), value);
+      }
+      this.metaDb.putSync('schema', SCHEMA);
+    });
+    log.info({ from: v, to: SCHEMA }, 'ingest index upgraded');
   }
 
   /**
    * Start-up recovery (server only, before accepting uploads): delete staged uploads and any
-   * stored file that has no index entry (a crash between rename and index put).
+   * stored file that has no index entry (a crash between placing it and the index put).
    */
   recover(): { staged: number; orphans: number } {
     let staged = 0;
@@ -255,29 +293,36 @@ export class FileStorage implements IngestStorage {
     }
     const known = new Set<string>();
     for (const { value } of this.fileDb.getRange()) known.add(value.path);
-    const walk = (rel: string): void => {
+    // Iterative: the depth of a stored tree is the client's choice.
+    const stack = [BLOBS, FILES, CONFLICTS];
+    for (let rel = stack.pop(); rel !== undefined; rel = stack.pop()) {
       const abs = path.join(this.dataDir, rel);
-      for (const e of fs.readdirSync(abs, { withFileTypes: true })) {
+      let entries: fs.Dirent[];
+      try {
+        entries = fs.readdirSync(abs, { withFileTypes: true });
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw e;
+      }
+      for (const e of entries) {
         const r = `${rel}/${e.name}`;
-        if (e.isDirectory()) walk(r);
+        if (e.isDirectory()) stack.push(r);
         else if (!known.has(r)) {
           fs.rmSync(path.join(this.dataDir, r), { force: true });
           orphans++;
         }
       }
-    };
-    walk(BLOBS);
-    walk(FILES);
+    }
     if (staged || orphans) log.info({ staged, orphans }, 'removed uncommitted files left by an earlier run');
     return { staged, orphans };
   }
 
-  async get(fileId: string): Promise<FileRecord | undefined> {
-    return this.fileDb.get(fileId);
+  async get(partId: string, fileId: string): Promise<FileRecord | undefined> {
+    return this.fileDb.get(fileKey(partId, fileId));
   }
 
-  getSync(fileId: string): FileRecord | undefined {
-    return this.fileDb.get(fileId);
+  getSync(partId: string, fileId: string): FileRecord | undefined {
+    return this.fileDb.get(fileKey(partId, fileId));
   }
 
   async stage(): Promise<StagedUpload> {
@@ -287,20 +332,47 @@ export class FileStorage implements IngestStorage {
     return new StagedFile(file, fh);
   }
 
+  /** Where a file goes: capture files by part and id; arbitrary files by part, root and name. */
   private finalPath(rec: NewFileRecord): string {
-    if (rec.data_type !== 'file') return `${BLOBS}/${rec.file_id.slice(0, 2)}/${rec.file_id}.capture`;
-    const name = (rec.file_name ?? rec.file_id).split('/');
-    const base = `${FILES}/${segmentOf(rec.part_id)}/${segmentOf(rec.source)}/${name.join('/')}`;
-    // A different file id already holds this name (a newer version of a synced file): keep
-    // both, the later one beside it with its id appended.
-    if (fs.existsSync(path.join(this.dataDir, base))) return `${base}~${rec.file_id}`;
-    return base;
+    const part = segmentOf(rec.part_id);
+    if (rec.data_type !== 'file') return `${BLOBS}/${part}/${rec.file_id.slice(0, 2)}/${rec.file_id}.capture`;
+    return `${FILES}/${part}/${segmentOf(rec.source)}/${rec.file_name ?? rec.file_id}`;
+  }
+
+  /** Only the folder of an upload's own id under conflicts/: no stored name can hold it. */
+  private conflictPath(rec: NewFileRecord): string {
+    const base = (rec.file_name ?? rec.file_id).split('/').at(-1)!;
+    return `${CONFLICTS}/${segmentOf(rec.part_id)}/${rec.file_id}/${base}`;
+  }
+
+  /**
+   * Put the staged bytes at `rel` without ever replacing a file: link (fails on EEXIST), then
+   * drop the staging name. A taken name gets `~<id>` appended; a name blocked by a stored file
+   * or folder (`reports` vs `reports/2024.csv`), or too long, goes under conflicts/.
+   */
+  private async place(staged: StagedFile, rec: NewFileRecord): Promise<string> {
+    const tries = [this.finalPath(rec)];
+    if (rec.data_type === 'file') tries.push(`${tries[0]}~${rec.file_id}`, this.conflictPath(rec));
+    let last: unknown;
+    for (const rel of tries) {
+      const abs = path.join(this.dataDir, rel);
+      try {
+        await fsp.mkdir(path.dirname(abs), { recursive: true, mode: 0o700 });
+        await fsp.link(staged.file, abs);
+        await fsp.rm(staged.file, { force: true });
+        return rel;
+      } catch (e) {
+        last = e;
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code !== 'EEXIST' && code !== 'ENOTDIR' && code !== 'EISDIR' && code !== 'ENAMETOOLONG') throw e;
+      }
+    }
+    throw invalid(`file_name ${JSON.stringify(rec.file_name)} cannot be stored: ${(last as Error).message}`, { field: 'file_name' });
   }
 
   async commit(staged: StagedUpload, rec: NewFileRecord): Promise<CommitResult> {
     this.assertOpen();
     if (!(staged instanceof StagedFile)) throw new EdgecapError(ErrorCodes.STATE, 'foreign staged upload');
-    staged.release();
     return new Promise<CommitResult>((resolve, reject) => {
       this.queue.push({ staged, rec, resolve, reject });
       if (this.queue.length === 1) void this.mutex.run(() => this.commitQueued());
@@ -309,9 +381,9 @@ export class FileStorage implements IngestStorage {
 
   /**
    * Group commit: every upload that finished staging while the previous group was committing
-   * goes in the next group: renames in order, one fsync per folder, one LMDB transaction, one
+   * goes in the next group: placed in order, one fsync per folder, one LMDB transaction, one
    * flush. Each caller is answered only after that flush: the ack still follows a durable
-   * commit, and a file id is still committed once (the index is re-checked inside the group).
+   * commit, and a (part, id) is still committed once (the index is re-checked inside the group).
    */
   private async commitQueued(): Promise<void> {
     const group = this.queue;
@@ -321,30 +393,26 @@ export class FileStorage implements IngestStorage {
     const inGroup = new Map<string, FileRecord>();
     for (const item of group) {
       const { staged, rec } = item;
+      const key = fileKey(rec.part_id, rec.file_id);
       try {
-        const existing = this.fileDb.get(rec.file_id) ?? inGroup.get(rec.file_id);
+        const existing = this.fileDb.get(key) ?? inGroup.get(key);
         if (existing) {
           await staged.discard();
-          if (inGroup.has(rec.file_id)) placed.push({ item, record: existing, dir: '' });
+          sameContent(existing, rec.size, rec.sha256);
+          if (inGroup.has(key)) placed.push({ item, record: existing, dir: '' });
           else item.resolve({ status: 'already_have', record: existing });
           continue;
         }
-        const rel = this.finalPath(rec);
-        const abs = path.join(this.dataDir, rel);
+        let rel: string;
         try {
-          await fsp.mkdir(path.dirname(abs), { recursive: true, mode: 0o700 });
-          await fsp.rename(staged.file, abs);
+          rel = await this.place(staged, rec);
         } catch (e) {
           await staged.discard();
-          const code = (e as NodeJS.ErrnoException).code;
-          if (code === 'ENOTDIR' || code === 'EISDIR' || code === 'EEXIST' || code === 'ENAMETOOLONG') {
-            throw invalid(`file_name ${JSON.stringify(rec.file_name)} conflicts with a stored file or folder (${code})`, { field: 'file_name' });
-          }
           throw e;
         }
         const record: FileRecord = { ...rec, path: rel, received_at_ms: Date.now() };
-        inGroup.set(rec.file_id, record);
-        placed.push({ item, record, dir: path.dirname(abs) });
+        inGroup.set(key, record);
+        placed.push({ item, record, dir: path.dirname(path.join(this.dataDir, rel)) });
       } catch (e) {
         item.reject(e);
       }
@@ -353,7 +421,7 @@ export class FileStorage implements IngestStorage {
     try {
       await Promise.all([...new Set(placed.map((p) => p.dir).filter((d) => d !== ''))].map((d) => fsyncDir(d)));
       await this.root.transaction(() => {
-        for (const p of placed) if (p.dir !== '') this.fileDb.put(p.record.file_id, p.record);
+        for (const p of placed) if (p.dir !== '') this.fileDb.put(fileKey(p.record.part_id, p.record.file_id), p.record);
       });
       await this.root.flushed;
     } catch (e) {
@@ -367,6 +435,50 @@ export class FileStorage implements IngestStorage {
         p.item.resolve({ status: 'committed', record: p.record });
       }
     }
+  }
+
+  // ── keys: the registry lives in the same LMDB environment, so `edgecap keys` in another
+  //    process and a running server see each other's writes at once (reads are not cached).
+
+  lookupKey(keyId: string): DeviceKey | undefined {
+    return this.keyDb.get(keyId);
+  }
+
+  anyKeys(): boolean {
+    return this.keyDb.getKeysCount({ limit: 1 }) > 0;
+  }
+
+  async createKey(partId: string): Promise<NewDeviceKey> {
+    this.assertOpen();
+    const { record, secret } = newDeviceKey(partId);
+    await this.keyDb.put(record.key_id, record);
+    await this.root.flushed;
+    return { key_id: record.key_id, part_id: partId, secret };
+  }
+
+  async listKeys(): Promise<DeviceKey[]> {
+    return [...this.keyDb.getRange()].map((e) => e.value);
+  }
+
+  async revokeKey(keyId: string): Promise<boolean> {
+    this.assertOpen();
+    const done = await this.root.transaction(() => {
+      const k = this.keyDb.get(keyId);
+      if (!k || k.revoked_at_ms !== undefined) return false;
+      this.keyDb.put(keyId, { ...k, revoked_at_ms: Date.now() });
+      return true;
+    });
+    await this.root.flushed;
+    return done;
+  }
+
+  async tokenSecret(): Promise<string> {
+    const have = this.metaDb.get('token_secret');
+    if (typeof have === 'string') return have;
+    const fresh = randomBytes(32).toString('base64url');
+    await this.metaDb.ifNoExists('token_secret', () => this.metaDb.put('token_secret', fresh));
+    await this.root.flushed;
+    return this.metaDb.get('token_secret') as string;
   }
 
   async putGaps(gaps: ReportedGap[]): Promise<number> {

@@ -81,7 +81,7 @@ describe('ingest server killed with SIGKILL', () => {
     const listed = await listReceived(dataDir);
     expect(listed.map((e) => e.file_id)).toEqual([a.id]);
     expect(stagingBytes(dataDir)).toBeGreaterThan(0); // the half upload sits in staging only
-    const blobA = path.join(dataDir, 'blobs', a.id.slice(0, 2), `${a.id}.capture`);
+    const blobA = path.join(dataDir, 'blobs', 'robot-1', a.id.slice(0, 2), `${a.id}.capture`);
     expect(sha256(fs.readFileSync(blobA)).equals(sha256(a.bytes))).toBe(true);
 
     child = await startChild(dataDir, cert);

@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { gapReport, makeDevCert, removeReportedGaps, startIngestServer, type IngestServer, type ReportedGap } from '@edgecap/ingest';
+import { encodeFileStart, encodeFrame, FrameType } from '@edgecap/format';
+import { exportReadings, gapReport, makeDevCert, removeReportedGaps, startIngestServer, type IngestServer, type ReportedGap } from '@edgecap/ingest';
 import type { DataSyncClient, Gap } from '@edgecap/proto';
 import { auth, captureMeta, makeCapture, makeClient, tmpDir, upload } from './helpers.js';
 
@@ -84,6 +85,38 @@ describe('completeness report', () => {
     expect(await upload(client, captureMeta(c), c.bytes)).toMatchObject({ ok: true });
     const s = (await gapReport(dataDir)).streams.find((x) => x.resource === 'late')!;
     expect(s.gaps).toEqual([{ from_seq: 0, to_seq: 2, explained: false, reasons: [] }]);
+  });
+
+  it('hostile files on a real store: a reading nested 100,000 deep exports; 5k alternating seqs report bounded', async () => {
+    const { bytes: start, header } = encodeFileStart({ kind: 'sensor', name: 'deep', method: 'Readings', type: 'tabular', tags: [], start_us: 1 });
+    const depth = 100_000;
+    const payload = new Uint8Array(4 + depth + 1);
+    payload.set([0x94, 0, 1, 2]);
+    payload.fill(0x91, 4, 4 + depth); // [[[...]]]
+    payload[4 + depth] = 0x2a; // 42 at the bottom
+    const deep = { id: header.id, bytes: Buffer.concat([start, encodeFrame(FrameType.READING, payload)]), kind: 'sensor', name: 'deep', method: 'Readings' };
+    const up = await upload(client, captureMeta(deep), deep.bytes);
+    expect(up, JSON.stringify(up)).toMatchObject({ ok: true });
+    const got: { data: unknown }[] = [];
+    for await (const r of exportReadings(dataDir)) if (r.resource === 'deep') got.push(r);
+    expect(got).toHaveLength(1);
+    let v = got[0]!.data;
+    let d = 0;
+    while (Array.isArray(v)) {
+      v = v[0];
+      d++;
+    }
+    expect([d, v]).toEqual([depth, 42]);
+
+    const alt = makeCapture({ name: 'alt', seqs: Array.from({ length: 5_000 }, (_, i) => 2 * i) }); // under the server's per-file ranges limit
+    const upAlt = await upload(client, captureMeta(alt), alt.bytes);
+    expect(upAlt, JSON.stringify(upAlt)).toMatchObject({ ok: true });
+    const st = (await gapReport(dataDir, { maxEntries: 5 })).streams.find((x) => x.resource === 'alt')!;
+    expect(st.readings).toBe(5_000);
+    expect(st.received).toHaveLength(5);
+    expect(st.gaps).toHaveLength(5);
+    expect(st.truncated).toEqual({ limit: 5, received: 5_000, gaps: 4_999, unexplained_gaps: 4_999 });
+    expect(st.unexplained_readings).toBe(4_999);
   });
 
   it('a bad gap report is refused', async () => {

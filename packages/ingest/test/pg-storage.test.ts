@@ -12,7 +12,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { exportReadings, gapReport, listReceived, PgStorage, startIngestServer, type IngestServer, type NewFileRecord } from '@edgecap/ingest';
 import { pgUnavailableReason, startPgCluster, type PgCluster } from '../dist/pg/cluster.js';
-import { auth, captureMeta, collect, fileMeta, health, makeCapture, makeClient, tmpDir, upload } from './helpers.js';
+import { auth, captureMeta, collect, fileMeta, health, makeCapture, makeClient, sha256, tmpDir, upload } from './helpers.js';
 
 vi.hoisted(() => {
   process.env.EDGECAP_LOG_LEVEL ??= 'silent';
@@ -40,7 +40,7 @@ function recordOf(c: ReturnType<typeof makeCapture>, part = 'robot-1'): NewFileR
     method: c.method,
     tags: ['t1'],
     size: c.bytes.length,
-    sha256: '',
+    sha256: sha256(c.bytes).toString('hex'),
     mtime_ms: 1,
     source: 'capture',
   };
@@ -70,9 +70,9 @@ describe.skipIf(why)('PostgreSQL ingest storage', () => {
     const url = await freshDb(cluster, 'mig');
     const opened = await Promise.all([0, 1, 2].map(() => PgStorage.open({ url, stagingDir: path.join(dir, 'scratch') })));
     const { rows } = await opened[0]!.pool.query('SELECT version, name FROM schema_migrations ORDER BY version');
-    expect(rows).toEqual([{ version: 1, name: 'initial schema' }]);
+    expect(rows).toEqual([{ version: 1, name: 'initial schema' }, { version: 2, name: 'files keyed by part; device keys' }]);
     const tables = await opened[0]!.pool.query("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename");
-    expect(tables.rows.map((r: { tablename: string }) => r.tablename)).toEqual(['binary_items', 'file_chunks', 'files', 'readings', 'reported_gaps', 'schema_migrations']);
+    expect(tables.rows.map((r: { tablename: string }) => r.tablename)).toEqual(['binary_items', 'device_keys', 'file_chunks', 'files', 'ingest_meta', 'readings', 'reported_gaps', 'schema_migrations']);
     await Promise.all(opened.map((s) => s.close()));
     // Export on a database nobody migrated is refused with a clear error, not an empty answer.
     const empty = await freshDb(cluster, 'empty');
@@ -102,8 +102,8 @@ describe.skipIf(why)('PostgreSQL ingest storage', () => {
         await x.connect();
         await x.query('BEGIN');
         await x.query(
-          "INSERT INTO files (file_id, part_id, data_type, resource_kind, resource_name, method, size, sha256, mtime_ms, source, path, received_at_ms) VALUES ($1, 'robot-1', 'tabular', 'sensor', $2, 'Readings', $3, '', 1, 'capture', 'x', 0)",
-          [c.id, c.name, c.bytes.length],
+          "INSERT INTO files (file_id, part_id, data_type, resource_kind, resource_name, method, size, sha256, mtime_ms, source, path, received_at_ms) VALUES ($1, 'robot-1', 'tabular', 'sensor', $2, 'Readings', $3, $4, 1, 'capture', 'x', 0)",
+          [c.id, c.name, c.bytes.length, sha256(c.bytes).toString('hex')],
         );
         if (outcome === 'COMMIT') {
           await x.query("INSERT INTO readings (file_id, ord, part_id, resource_kind, resource, method, seq, time_requested, time_received, time_requested_us, time_received_us) SELECT $1, g, 'robot-1', 'sensor', $2, 'Readings', g, now(), now(), 0, 0 FROM generate_series(0, 3) g", [c.id, c.name]);
@@ -127,7 +127,7 @@ describe.skipIf(why)('PostgreSQL ingest storage', () => {
       );
       expect(counts.rows[0]).toEqual({ files: 14, readings: 12 * 300 + 4 + 4, distinct_readings: 12 * 300 + 4 + 4, chunks: 13 });
       // Byte for byte, from either node.
-      const rec = (await b.get(caps[3]!.id))!;
+      const rec = (await b.get('robot-1', caps[3]!.id))!;
       expect(Buffer.from(await a.readBytes(rec)).equals(caps[3]!.bytes)).toBe(true);
     } finally {
       await a.close();

@@ -23,7 +23,7 @@ describe('bad requests are refused with a status that says why', () => {
   async function stored(): Promise<string> {
     const list = await listReceived(dataDir);
     const rows = await collect(exportReadings(dataDir));
-    const blobs = list.map((e) => sha256(fs.readFileSync(path.join(dataDir, e.type === 'file' ? e.path : `blobs/${e.file_id.slice(0, 2)}/${e.file_id}.capture`))).toString('hex'));
+    const blobs = list.map((e) => sha256(fs.readFileSync(path.join(dataDir, e.type === 'file' ? e.path : `blobs/${e.part_id}/${e.file_id.slice(0, 2)}/${e.file_id}.capture`))).toString('hex'));
     return JSON.stringify({ list: list.map(({ received_at_ms: _, ...e }) => e), rows, blobs });
   }
 
@@ -57,7 +57,7 @@ describe('bad requests are refused with a status that says why', () => {
     expect(await upload(client, captureMeta(c), c.bytes, { key: 'wrong' })).toEqual({
       ok: false,
       code: grpc.status.UNAUTHENTICATED,
-      details: 'missing or invalid API key (send authorization: Bearer <key>)',
+      details: 'missing, invalid, expired or revoked credential (send authorization: Bearer <key or access token>)',
     });
     expect(await upload(client, captureMeta(c), c.bytes, { key: null })).toMatchObject({ ok: false, code: grpc.status.UNAUTHENTICATED });
     expect(await health(client, 'k1-but-longer')).toMatchObject({ ok: false, code: grpc.status.UNAUTHENTICATED });

@@ -13,11 +13,17 @@
  *                  sha256 pass ─► Upload(metadata, chunk...) ─► COMMITTED | ALREADY_HAVE | status
  *                                                             │
  *            ┌────────────────────────────────────────────────▼─────────┐
- *            │ ok       ─► unlink file ─► checkpoint committed          │
+ *            │ ok       ─► unchanged since read? ─► unlink ─► forget     │
+ *            │                      └ changed ─► keep, new id next round │
  *            │ link/auth ─► ONE backoff for everything; rest of round deferred │
+ *            │ server   ─► the same, plus the file's own backoff (unbounded) │
  *            │ rejected ─► move to <stateDir>/failed/<rel> + .reason      │
- *            │ file     ─► per-file attempts/nextRetryAt (bounded)        │
+ *            │ file/local ─► per-file attempts/nextRetryAt               │
  *            └──────────────────────────────────────────────────────────┘
+ *
+ *   offline (the last failure was `link`): every probeIntervalMs one Health call, whatever the
+ *   backoff says; an answer resets the backoff and a round starts at once. failed/ is only for
+ *   verdicts about the bytes; retryFailed() (`edgecap sync --retry-failed`) moves files back.
  */
 import { EventEmitter } from 'node:events';
 import { createHash, randomUUID } from 'node:crypto';
@@ -29,11 +35,11 @@ import { Backoff, FAILED_DIR_NAME, DEFAULTS, ErrorCodes, logger, systemClock, ty
 import { StateStore, type FileState } from '@edgecap/store';
 import type { DataSyncClient, Gap } from '@edgecap/proto';
 import { probeViamCaptureFile } from '@edgecap/viam';
-import { SyncError, classifyStatus, type FailureKind } from './errors.js';
+import { SyncError, classifyStatus, statusName, type FailureKind } from './errors.js';
 import { readCaptureHeader } from './header.js';
 import { additionalCandidates, captureCandidates, type Candidate } from './scan.js';
 import { DEFAULT_CHUNK_BYTES, addressesOf, callMetadata, checkTarget, makeClient, type IngestTarget } from './target.js';
-import type { UploadOutcome, UploadTask } from './upload.js';
+import type { ReadIdentity, UploadOutcome, UploadTask } from './upload.js';
 
 export interface SyncOptions {
   captureDir: string;
@@ -58,10 +64,18 @@ export interface SyncOptions {
   clock?: Clock;
   /** Injectable jitter source. */
   random?: () => number;
-  /** Per-file failures that are not connectivity/auth/rejection before the file goes to failed/ (default 10). */
+  /**
+   * Attempts at a file that cannot be read locally (EACCES, EIO, ...) before it goes to failed/
+   * (default 10). Server answers never count here: only verdicts (rejections) reach failed/.
+   */
   maxFileAttempts?: number;
   /** Health probe deadline, ms (default 5000). */
   probeTimeoutMs?: number;
+  /**
+   * sync_probe_interval_ms: while the ingest is unreachable, one Health probe this often (default
+   * 5000), independent of the connectivity backoff; an answer ends the backoff and syncs at once.
+   */
+  probeIntervalMs?: number;
   /** Upload call deadline, ms (default 120 s + 1 s per 256 KiB). */
   uploadDeadlineMs?: number;
 }
@@ -81,10 +95,22 @@ export interface SyncStats {
   uploadedFiles: number;
   uploadedBytes: number;
   alreadyHave: number;
+  /** Files moved to failed/ by this engine (a counter). */
   failedFiles: number;
+  /** Files in <stateDir>/failed/ now (what `--retry-failed` would move back). */
+  failedOnDisk: number;
+  /** The last failure was the link (unreachable): Health probes run every probeIntervalMs. */
+  offline: boolean;
   lastError?: string;
   nextRetryAt?: number;
   running: boolean;
+}
+
+export interface RetryFailedResult {
+  /** Files moved back to where they came from (pending again). */
+  moved: number;
+  /** Files left in failed/, and why. */
+  errors: string[];
 }
 
 export interface FileSyncedEvent {
@@ -101,6 +127,8 @@ export interface SyncErrorEvent {
 export interface FileFailedEvent {
   path: string;
   reason: string;
+  /** Where the file is now (under <stateDir>/failed/). */
+  dest: string;
 }
 
 interface Work {
@@ -117,6 +145,39 @@ const log = logger('sync');
 export const UPLOADS_PER_THREAD = 4;
 /** How long completions gather before their state is dropped in one LMDB transaction. */
 const FORGET_BATCH_MS = 50;
+/** Default sync_probe_interval_ms. */
+export const DEFAULT_PROBE_INTERVAL_MS = 5000;
+/** Local errors that say nothing about the file (ours are short of fds or memory, or it is being written). */
+const TRANSIENT_LOCAL = new Set(['EMFILE', 'ENFILE', 'ENOMEM', 'EAGAIN', 'EBUSY', 'EINTR', 'ETIMEDOUT', 'ESHRANK']);
+
+/** `p` is `dir` or below it. */
+function isInside(p: string, dir: string): boolean {
+  const rel = path.relative(dir, p);
+  return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel);
+}
+
+/** Files in a failed/ tree (not their `.reason` sidecars). */
+function* failedEntries(dir: string): Generator<string> {
+  let entries: fs.Dirent[];
+  try {
+    entries = fs.readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return;
+  }
+  for (const e of entries) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) yield* failedEntries(p);
+    else if (e.isFile() && (!e.name.endsWith('.reason') || fs.existsSync(`${p}.reason`))) yield p;
+  }
+}
+
+/** Pending files and bytes as counted, and the monotonic `settled` totals at that moment. */
+interface Count {
+  files: number;
+  bytes: number;
+  atFiles: number;
+  atBytes: number;
+}
 
 /** `p`, or a rejection as soon as `signal` aborts (p is then abandoned; its outcome is ignored). */
 function runUnlessAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
@@ -144,11 +205,6 @@ function emptyResult(): SyncResult {
   return { uploaded: 0, alreadyHad: 0, bytes: 0, failed: 0, deferred: 0, errors: [] };
 }
 
-function statusName(code: number | undefined): string {
-  const names: Record<number, string> = { 1: 'CANCELLED', 3: 'INVALID_ARGUMENT', 4: 'DEADLINE_EXCEEDED', 7: 'PERMISSION_DENIED', 9: 'FAILED_PRECONDITION', 13: 'INTERNAL', 14: 'UNAVAILABLE', 16: 'UNAUTHENTICATED' };
-  return code === undefined ? 'no status' : (names[code] ?? `status ${code}`);
-}
-
 export class SyncEngine extends EventEmitter {
   readonly opts: SyncOptions;
   readonly runId: string;
@@ -173,8 +229,23 @@ export class SyncEngine extends EventEmitter {
   private busy = 0;
   private abort: AbortController | undefined;
   private gateFn: (() => boolean) | undefined;
-  private readonly st = { pendingFiles: 0, pendingBytes: 0, uploadedFiles: 0, uploadedBytes: 0, alreadyHave: 0, failedFiles: 0 };
+  private readonly st = { uploadedFiles: 0, uploadedBytes: 0, alreadyHave: 0, failedFiles: 0 };
   private lastError: string | undefined;
+  /** The last failure was the link itself: probe at probeIntervalMs until it answers. */
+  private offline = false;
+  /** clock time of the last Health call (the round's or the cadence's). */
+  private lastProbeAt = 0;
+  private readonly probeIntervalMs: number;
+  private failedOnDisk: number;
+  /**
+   * Pending accounting, right at any moment (an outage, a round stuck on a dead link): files
+   * settled (uploaded, or moved to failed/) are counted monotonically; the backlog is the last
+   * full count (a round's walk, or the walk a failed probe makes) minus what settled since.
+   */
+  private readonly settled = { files: 0, bytes: 0 };
+  private counted: Count = { files: 0, bytes: 0, atFiles: 0, atBytes: 0 };
+  /** The running round's walk so far. */
+  private walk: Count | undefined;
 
   constructor(opts: SyncOptions) {
     super();
@@ -186,6 +257,10 @@ export class SyncEngine extends EventEmitter {
     this.random = opts.random ?? Math.random;
     this.link = new Backoff({ ...opts.backoff, clock: this.clock, random: this.random });
     this.addrIdx = Math.floor(this.random() * addressesOf(opts.ingest).length);
+    this.probeIntervalMs = opts.probeIntervalMs ?? DEFAULT_PROBE_INTERVAL_MS;
+    if (!Number.isFinite(this.probeIntervalMs) || this.probeIntervalMs <= 0) throw new SyncError('file', `probeIntervalMs must be > 0 (got ${opts.probeIntervalMs})`);
+    this.failedOnDisk = 0;
+    for (const _ of failedEntries(path.join(opts.stateDir, FAILED_DIR_NAME))) this.failedOnDisk++;
   }
 
   // ── lifecycle ────────────────────────────────────────────────────────────────
@@ -214,9 +289,19 @@ export class SyncEngine extends EventEmitter {
     return this.store;
   }
 
+  /**
+   * The channel for Health and ReportGaps. Its own subchannel, dropped after every link failure:
+   * the next probe connects afresh instead of failing fast while grpc-js's reconnect backoff of
+   * the old connection runs (a probe must see the link the moment it is back).
+   */
   private mainClient(): DataSyncClient {
-    if (!this.client) this.client = makeClient(this.opts.ingest, this.addrIdx);
+    if (!this.client) this.client = makeClient(this.opts.ingest, this.addrIdx, { 'grpc.use_local_subchannel_pool': 1 });
     return this.client;
+  }
+
+  private dropClient(): void {
+    this.client?.close();
+    this.client = undefined;
   }
 
   /** Scheduled sync every intervalMs (and sooner while a connectivity backoff expires). */
@@ -261,9 +346,50 @@ export class SyncEngine extends EventEmitter {
    */
   async runScheduled(): Promise<SyncResult | undefined> {
     if (this.gateFn && !this.gateFn()) return undefined;
-    if (!this.link.ready()) return undefined;
     if (this.busy > 0) return undefined;
+    if (!this.link.ready()) {
+      // Offline: the backoff may be long (1 h); a cheap probe at a short fixed cadence notices
+      // the link coming back, and then the round starts at once.
+      if (!this.probeDue()) return undefined;
+      return this.exclusive(async () => {
+        if (!(await this.probe())) return undefined;
+        this.link.succeed();
+        this.offline = false;
+        log.info('ingest server reachable again; syncing now');
+        return this.round(false);
+      });
+    }
     return this.exclusive(() => this.round(false));
+  }
+
+  private probeDue(): boolean {
+    return this.offline && this.clock.now() >= this.lastProbeAt + this.probeIntervalMs;
+  }
+
+  /**
+   * One reachability probe (the Health RPC; for viam, whose API has none, a channel connect).
+   * It does not touch the backoff. False: still unreachable (the backlog is recounted, so the
+   * pending counts stay right through an outage).
+   */
+  private async probe(): Promise<boolean> {
+    const timeoutMs = this.opts.probeTimeoutMs ?? 5000;
+    let err: { code?: number; message: string } | undefined;
+    if (this.opts.ingest.protocol === 'viam') {
+      this.lastProbeAt = this.clock.now();
+      const client = this.mainClient() as unknown as grpc.Client;
+      err = await new Promise<{ code?: number; message: string } | undefined>((resolve) => client.waitForReady(Date.now() + timeoutMs, (e) => resolve(e ? { code: 14, message: e.message } : undefined)));
+    } else {
+      const r = await this.unary('Health', {}, timeoutMs);
+      // Any answer but the link's own failure means the server is there (auth etc.: the round says).
+      if (r.err && classifyStatus(r.err.code) === 'link') err = r.err;
+    }
+    if (!err) return true;
+    this.dropClient();
+    const n = addressesOf(this.opts.ingest).length;
+    if (n > 1) this.addrIdx = (this.addrIdx + 1) % n; // probe the next address next time
+    log.debug({ status: statusName(err.code) }, 'ingest still unreachable');
+    this.countBacklog();
+    return false;
   }
 
   /** Selective sync: scheduled runs only while fn() is true (syncNow ignores the gate). */
@@ -272,7 +398,8 @@ export class SyncEngine extends EventEmitter {
   }
 
   stats(): SyncStats {
-    const s: SyncStats = { ...this.st, running: this.running };
+    const p = this.pending();
+    const s: SyncStats = { ...this.st, pendingFiles: p.files, pendingBytes: p.bytes, failedOnDisk: this.failedOnDisk, offline: this.offline, running: this.running };
     if (this.lastError !== undefined) s.lastError = this.lastError;
     if (this.link.nextAttemptAt > 0) s.nextRetryAt = this.link.nextAttemptAt;
     return s;
@@ -301,7 +428,9 @@ export class SyncEngine extends EventEmitter {
       log.error({ err: e }, 'scheduled sync failed');
     }
     const now = this.clock.now();
-    const wait = this.link.nextAttemptAt > now ? Math.min(this.opts.intervalMs, this.link.nextAttemptAt - now) : this.opts.intervalMs;
+    let wait = this.opts.intervalMs;
+    if (this.link.nextAttemptAt > now) wait = Math.min(wait, this.link.nextAttemptAt - now);
+    if (this.offline) wait = Math.min(wait, Math.max(0, this.lastProbeAt + this.probeIntervalMs - now));
     this.schedule(wait);
   }
 
@@ -314,29 +443,53 @@ export class SyncEngine extends EventEmitter {
     const abort = new AbortController();
     this.abort = abort;
     const held: Work[] = []; // claimed for upload, not yet handed to a runner
+    let watchdog: NodeJS.Timeout | undefined;
     try {
       // viam.app.datasync.v1 has no Health or ReportGaps: there the uploads themselves probe the link.
       const viam = this.opts.ingest.protocol === 'viam';
       const probe: { err?: grpc.ServiceError } = viam ? {} : await this.unary('Health', {}, this.opts.probeTimeoutMs ?? 5000);
       if (probe.err) {
-        this.linkFailure(classifyStatus(probe.err.code), probe.err, res);
-        res.deferred = this.countCandidates();
+        const kind = classifyStatus(probe.err.code);
+        this.linkFailure(kind, probe.err, res);
+        if (kind === 'link') this.dropClient();
+        res.deferred = this.countBacklog();
         return res;
       }
-      if (!viam) this.link.succeed();
+      // The link is back. (A Health answer says nothing about the server's storage or our key:
+      // a backoff those started is reset by an upload that goes through, not by a probe.)
+      if (!viam && this.offline) {
+        this.link.succeed();
+        this.offline = false;
+      }
       if (!viam && !(await this.reportGaps(store, res))) {
-        res.deferred = this.countCandidates();
+        res.deferred = this.countBacklog();
         return res;
       }
       if (abort.signal.aborted) return res;
+      const walk: Count = { files: 0, bytes: 0, atFiles: this.settled.files, atBytes: this.settled.bytes };
+      this.walk = walk;
+      // The walk is lazy (it runs ahead of the uploads by one batch): if uploads stall (a link
+      // that died mid-round hangs them until keepalive or deadline), count the backlog in full
+      // so the pending counts do not read what the walk happened to reach.
+      let progress = 0;
+      let seen = 0;
+      watchdog = setInterval(() => {
+        if (progress === seen && this.counted !== walk) {
+          try {
+            this.countBacklog();
+          } catch (e) {
+            log.debug({ err: e }, 'could not count the backlog');
+          }
+        }
+        seen = progress;
+      }, this.probeIntervalMs);
+      watchdog.unref?.();
 
       // Files are scanned and decided lazily, as uploads need them: memory and the time to the
       // first upload do not grow with the backlog.
-      const source = this.prepare(store, res);
-      const work = this.claimInBatches(store, source, this.opts.threads * UPLOADS_PER_THREAD, held);
+      const source = this.prepare(store, res, walk);
+      const work = this.claimInBatches(store, source, this.opts.threads * UPLOADS_PER_THREAD, held, walk);
       let linkDown = false;
-      let pendingBytes = 0;
-      let pendingFiles = 0;
       // Slow start: `threads` uploads first; the rest of the pipeline (threads × UPLOADS_PER_THREAD)
       // joins only after one upload succeeded this round, so a link that fails right after the
       // probe costs at most `threads` attempts (no herd).
@@ -352,8 +505,6 @@ export class SyncEngine extends EventEmitter {
           const next = linkDown ? source.next() : work.next();
           if (next.done) return;
           const w = next.value;
-          pendingFiles++;
-          pendingBytes += w.c.size;
           if (linkDown) {
             res.deferred++;
             continue;
@@ -361,6 +512,7 @@ export class SyncEngine extends EventEmitter {
           let done: Awaited<ReturnType<typeof this.uploadOne>>;
           try {
             done = await this.uploadOne(store, w, abort.signal, res);
+            progress++;
           } catch (e) {
             // e.g. the state store cannot write (disk full): this file waits for the next round,
             // and the round's other uploads are still awaited before it ends.
@@ -374,10 +526,6 @@ export class SyncEngine extends EventEmitter {
             opened = true;
             open();
           }
-          if (done === 'ok' || done === 'failed') {
-            pendingFiles--;
-            pendingBytes -= w.c.size;
-          }
         }
       };
       const bases = Promise.all(Array.from({ length: this.opts.threads }, () => runner(false))).finally(() => open());
@@ -386,11 +534,11 @@ export class SyncEngine extends EventEmitter {
       this.flushForgotten();
       // Claimed but never handed out (the link went down): deferred, released below.
       res.deferred += held.length;
-      this.st.pendingFiles = pendingFiles + held.length;
-      this.st.pendingBytes = held.reduce((n, w) => n + w.c.size, pendingBytes);
       return res;
     } finally {
       if (this.abort === abort) this.abort = undefined;
+      if (watchdog) clearInterval(watchdog);
+      this.walk = undefined;
       try {
         store.releaseUploads(held.map((w) => w.c.path), this.runId);
       } catch (e) {
@@ -401,6 +549,7 @@ export class SyncEngine extends EventEmitter {
 
   private unary(method: 'Health' | 'ReportGaps', req: object, timeoutMs: number): Promise<{ err?: grpc.ServiceError; res?: unknown }> {
     const client = this.mainClient() as unknown as Record<string, (r: object, md: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: unknown) => void) => grpc.ClientUnaryCall>;
+    if (method === 'Health') this.lastProbeAt = this.clock.now();
     return new Promise((resolve) => {
       const call = client[method]!.call(this.client, req, callMetadata(this.opts.ingest), { deadline: Date.now() + timeoutMs }, (err, r) =>
         resolve(err ? { err } : { res: r }),
@@ -410,8 +559,13 @@ export class SyncEngine extends EventEmitter {
     });
   }
 
+  /**
+   * A failure that makes the whole round wait (`link`, `auth`, `server`): one backoff for
+   * everything, surfaced as a sync error. Only `link` means offline (probes at their cadence).
+   */
   private linkFailure(kind: FailureKind, err: { code?: number; details?: string; message: string }, res: SyncResult): void {
     this.link.fail();
+    this.offline = kind === 'link';
     const nextRetryAt = this.link.nextAttemptAt;
     const status = statusName(err.code);
     const why = err.details || err.message;
@@ -420,6 +574,10 @@ export class SyncEngine extends EventEmitter {
     if (kind === 'auth') {
       code = ErrorCodes.UNAUTHENTICATED;
       message = `ingest server refused our credentials (${status}): ${why} — check ingest.api_key`;
+    } else if (kind !== 'link') {
+      // Its storage, fds or load: the files wait (nothing goes to failed/) and are retried.
+      code = ErrorCodes.UNAVAILABLE;
+      message = `ingest server could not take the upload (${status}): ${why} — files wait and are retried`;
     } else {
       code = ErrorCodes.UNAVAILABLE;
       message = `ingest server unreachable (${status}): ${why}`;
@@ -455,6 +613,7 @@ export class SyncEngine extends EventEmitter {
       const kind = classifyStatus(r.err.code);
       if (kind === 'link' || kind === 'auth') {
         this.linkFailure(kind, r.err, res);
+        if (kind === 'link') this.dropClient();
         return false;
       }
       const msg = `ReportGaps failed (${statusName(r.err.code)}): ${r.err.details}`;
@@ -473,17 +632,48 @@ export class SyncEngine extends EventEmitter {
     for (const root of this.opts.additionalSyncPaths) yield* additionalCandidates(root, minAge, now, [this.opts.stateDir]);
   }
 
-  /** Files a round would look at (no header reads, no state): what a failed probe defers. */
-  private countCandidates(): number {
-    let n = 0;
-    for (const _ of this.candidates(this.clock.now())) n++;
-    this.st.pendingFiles = n;
-    return n;
+  /**
+   * Count the backlog (no header reads; one LMDB read per file): what a failed probe defers,
+   * and the pending counts until the next count. Returns the number of files.
+   */
+  private countBacklog(): number {
+    let files = 0;
+    let bytes = 0;
+    for (const c of this.candidates(this.clock.now())) {
+      const rec = this.store?.files.get(c.path);
+      if (rec && (rec.status === 'deleting' || rec.status === 'deleted_by_janitor' || rec.status === 'failed')) continue;
+      if (rec?.status === 'committed' && this.opts.deleteAfterSync === false) continue;
+      files++;
+      bytes += c.size;
+    }
+    this.counted = { files, bytes, atFiles: this.settled.files, atBytes: this.settled.bytes };
+    return files;
+  }
+
+  /** Pending now: the last count less what settled since, or the running walk if it found more. */
+  private pending(): { files: number; bytes: number } {
+    const { counted: c, walk: w, settled: s } = this;
+    let files = c.files - (s.files - c.atFiles);
+    let bytes = c.bytes - (s.bytes - c.atBytes);
+    if (w) {
+      files = Math.max(files, w.files - (s.files - w.atFiles));
+      bytes = Math.max(bytes, w.bytes - (s.bytes - w.atBytes));
+    }
+    return { files: Math.max(0, files), bytes: Math.max(0, bytes) };
+  }
+
+  private settle(c: Candidate): void {
+    this.settled.files++;
+    this.settled.bytes += c.size;
   }
 
   /** Scan and decide, per file, whether it goes out this round (lazily: one file per pull). */
-  private *prepare(store: StateStore, res: SyncResult): Generator<Work> {
+  private *prepare(store: StateStore, res: SyncResult, walk: Count): Generator<Work> {
     const now = this.clock.now();
+    const pending = (c: Candidate): void => {
+      walk.files++;
+      walk.bytes += c.size;
+    };
     for (const c of this.candidates(now)) {
       let id: string;
       let idKey: string | undefined;
@@ -496,12 +686,15 @@ export class SyncEngine extends EventEmitter {
           const vid = `viam-${createHash('sha256').update(`${c.path}\0${c.size}\0${Math.floor(c.mtimeMs)}`).digest('hex').slice(0, 32)}`;
           const vmeta: UploadTask['meta'] = { file_id: vid, part_id: this.opts.partId, resource_kind: vm.component_type, resource_name: vm.component_name, method: vm.method_name, data_type: vm.type === 'DATA_TYPE_BINARY_SENSOR' ? 'DATA_TYPE_BINARY' : 'DATA_TYPE_TABULAR', tags: [...this.opts.tags], file_name: c.rel, source: 'capture' };
           const vrec = store.files.get(c.path);
-          if (vrec && !this.eligible(store, c, vrec, vid, now, res)) continue;
+          const go = vrec ? this.eligible(store, c, vrec, vid, now, res) : 'go';
+          if (go !== 'skip') pending(c);
+          if (go !== 'go') continue;
           yield { c, id: vid, meta: vmeta, format: 'viam' };
           continue;
         }
         if ('reason' in h && h.transient) {
           log.debug({ file: c.path, reason: h.reason }, 'capture file not readable now; next round');
+          pending(c);
           continue;
         }
         if ('reason' in h) {
@@ -539,34 +732,40 @@ export class SyncEngine extends EventEmitter {
         meta = { file_id: id, part_id: this.opts.partId, data_type: 'DATA_TYPE_FILE', tags: [...this.opts.tags], file_name: c.rel, source: c.root };
       }
       const rec = store.files.get(c.path);
-      if (rec && !this.eligible(store, c, rec, id, now, res)) continue;
+      const go = rec ? this.eligible(store, c, rec, id, now, res) : 'go';
+      if (go !== 'skip') pending(c);
+      if (go !== 'go') continue;
       yield idKey === undefined ? { c, id, meta } : { c, id, idKey, meta };
     }
+    // The walk is complete: it is the backlog now (the same object: claims lost after this
+    // point still correct it).
+    this.counted = walk;
   }
 
-  private eligible(store: StateStore, c: Candidate, rec: FileState, id: string, now: number, res: SyncResult): boolean {
+  /** 'go': upload it now; 'later': pending, its own retry time is not due; 'skip': not ours to send. */
+  private eligible(store: StateStore, c: Candidate, rec: FileState, id: string, now: number, res: SyncResult): 'go' | 'later' | 'skip' {
     switch (rec.status) {
       case 'deleting':
       case 'deleted_by_janitor':
-        return false; // the janitor has it
+        return 'skip'; // the janitor has it
       case 'failed':
-        if (rec.id === id) return false;
+        if (rec.id === id) return 'skip';
         store.updateFile(c.path, { status: 'pending', id, attempts: 0, nextRetryAt: 0, reason: undefined as unknown as string });
-        return true;
+        return 'go';
       case 'committed':
         // The file exists again (kept by deleteAfterSync=false, or new content at the same path).
-        if (this.opts.deleteAfterSync === false && rec.id === id) return false;
+        if (this.opts.deleteAfterSync === false && rec.id === id) return 'skip';
         store.updateFile(c.path, { status: 'pending', id, attempts: 0, nextRetryAt: 0 });
-        return true;
+        return 'go';
       case 'uploading':
-        if (rec.claimedBy === this.runId) return false; // in flight in this run
-        return true; // stale claim from a crashed run: restart from the beginning
+        if (rec.claimedBy === this.runId) return 'skip'; // in flight in this run
+        return 'go'; // stale claim from a crashed run: restart from the beginning
       case 'pending':
         if (rec.nextRetryAt > now) {
           res.deferred++;
-          return false;
+          return 'later';
         }
-        return true;
+        return 'go';
     }
   }
 
@@ -575,7 +774,7 @@ export class SyncEngine extends EventEmitter {
    * no longer take them), and hand them out one by one. `held` lists the claimed files not yet
    * handed out: the round releases them when it ends early.
    */
-  private *claimInBatches(store: StateStore, source: Iterator<Work>, batch: number, held: Work[]): Generator<Work> {
+  private *claimInBatches(store: StateStore, source: Iterator<Work>, batch: number, held: Work[], walk: Count): Generator<Work> {
     for (;;) {
       if (held.length > 0) {
         yield held.shift()!;
@@ -588,7 +787,14 @@ export class SyncEngine extends EventEmitter {
       }
       if (take.length === 0) return;
       const won = store.claimUploads(take.map((w) => ({ file: w.c.path, init: { id: w.id, source: w.c.source, size: w.c.size } })), this.runId);
-      take.forEach((w, i) => won[i] && held.push(w));
+      take.forEach((w, i) => {
+        if (won[i]) held.push(w);
+        else {
+          // the janitor (or a live claim) has it: not pending for us
+          walk.files--;
+          walk.bytes -= w.c.size;
+        }
+      });
     }
   }
 
@@ -612,8 +818,11 @@ export class SyncEngine extends EventEmitter {
       return 'retry';
     }
     if (out.ok) {
+      // Delete only the file that was read: an arbitrary file appended to (or replaced) after
+      // the worker's stat still holds bytes the server has not got.
+      const changed = this.changedSince(c, out.read);
       let deleted = false;
-      if (this.opts.deleteAfterSync !== false) {
+      if (this.opts.deleteAfterSync !== false && !changed) {
         try {
           fs.rmSync(c.path, { force: true });
           deleted = true;
@@ -623,10 +832,20 @@ export class SyncEngine extends EventEmitter {
       }
       // Deleted: its state goes with it, batched with other completions (a crash before the
       // batch commits leaves a record of a vanished file, which the next start sweeps). Kept:
-      // it is marked committed so it is not sent again.
+      // it is marked committed so it is not sent again. Changed: pending, and its old id key
+      // is dropped, so its new content goes out next round as a new file (a new file id).
       if (deleted) this.forget(c.path, w.idKey);
-      else store.updateFile(c.path, { status: 'committed', id: w.id, attempts: 0, nextRetryAt: 0, claimedBy: undefined as unknown as string });
+      else if (changed) {
+        log.info({ file: c.path, why: changed }, 'file changed after it was read: kept; its new content goes out as a new file');
+        store.root.transactionSync(() => {
+          if (w.idKey !== undefined) store.ids.removeSync(w.idKey);
+          const cur = store.files.get(c.path);
+          if (cur) store.files.putSync(c.path, { ...cur, status: 'pending', attempts: 0, nextRetryAt: 0, claimedBy: undefined, updatedAt: Date.now() });
+        });
+      } else store.updateFile(c.path, { status: 'committed', id: w.id, attempts: 0, nextRetryAt: 0, claimedBy: undefined as unknown as string });
+      if (!changed) this.settle(c);
       this.link.succeed();
+      this.offline = false;
       if (out.status === 'committed') {
         res.uploaded++;
         this.st.uploadedFiles++;
@@ -639,14 +858,25 @@ export class SyncEngine extends EventEmitter {
       this.emit('file-synced', { path: c.path, fileId: w.id, status: out.status, bytes: out.bytes } satisfies FileSyncedEvent);
       return 'ok';
     }
-    if (out.kind === 'link' || out.kind === 'auth') {
-      store.updateFile(c.path, { status: 'pending', claimedBy: undefined as unknown as string });
+    const rec = store.files.get(c.path);
+    if (out.kind === 'link' || out.kind === 'auth' || out.kind === 'server') {
+      // Nothing wrong with the bytes: the file waits, however long, and never goes to failed/.
+      // A server fault (its storage, fds, load) also starts the file's own backoff (unbounded),
+      // so one file the server keeps choking on does not hold up the others.
+      const patch: Partial<FileState> = { status: 'pending', claimedBy: undefined as unknown as string };
+      if (out.kind === 'server') {
+        const attempts = (rec?.attempts ?? 0) + 1;
+        Object.assign(patch, { attempts, nextRetryAt: this.clock.now() + this.fileDelay(attempts), reason: `${statusName(out.grpcCode)}: ${out.message}` });
+      }
+      store.updateFile(c.path, patch);
       this.linkFailure(out.kind, { code: out.grpcCode, message: out.message }, res);
       res.deferred++;
       return 'link';
     }
     if (out.kind === 'rejected') {
-      this.moveToFailed(store, c, `server rejected the upload (${statusName(out.grpcCode)}): ${out.message}`);
+      // A verdict about the bytes (INVALID_ARGUMENT, FAILED_PRECONDITION, ALREADY_EXISTS).
+      this.moveToFailed(store, c, `server rejected the upload (${out.grpcCode === undefined ? 'invalid' : statusName(out.grpcCode)}): ${out.message}`);
+      this.settle(c);
       res.failed++;
       return 'failed';
     }
@@ -654,21 +884,43 @@ export class SyncEngine extends EventEmitter {
       store.updateFile(c.path, { status: 'pending', claimedBy: undefined as unknown as string });
       return 'skip'; // vanished under us
     }
-    // A per-file failure: bounded retries with the same schedule as the link backoff.
-    const rec = store.files.get(c.path);
+    // One attempt went wrong on our side: the file retries on its own backoff. Only a file that
+    // keeps failing to be read (EACCES, EIO, ...) goes to failed/, after maxFileAttempts.
     const attempts = (rec?.attempts ?? 0) + 1;
+    const unreadable = out.kind === 'local' && !TRANSIENT_LOCAL.has(out.errno ?? '');
     const max = this.opts.maxFileAttempts ?? 10;
-    if (attempts >= max) {
-      this.moveToFailed(store, c, `gave up after ${attempts} attempts: ${out.message}`);
+    if (unreadable && attempts >= max) {
+      this.moveToFailed(store, c, `cannot be read locally (${attempts} attempts): ${out.message}`);
+      this.settle(c);
       res.failed++;
       return 'failed';
     }
-    const base = this.link.baseDelay(attempts);
-    const delay = Math.round(base + base * this.link.jitter * (this.random() * 2 - 1));
-    store.updateFile(c.path, { status: 'pending', attempts, nextRetryAt: this.clock.now() + delay, claimedBy: undefined as unknown as string, reason: out.message });
+    store.updateFile(c.path, { status: 'pending', attempts, nextRetryAt: this.clock.now() + this.fileDelay(attempts), claimedBy: undefined as unknown as string, reason: out.message });
     res.errors.push(`${c.path}: ${out.message}`);
+    this.lastError = `${c.path}: ${out.message}`;
     res.deferred++;
     return 'retry';
+  }
+
+  /** The file's own retry delay after its n-th failed attempt: the link backoff's schedule, jittered. */
+  private fileDelay(attempts: number): number {
+    const base = this.link.baseDelay(attempts);
+    return Math.round(base + base * this.link.jitter * (this.random() * 2 - 1));
+  }
+
+  /** Why `c` is not the file an upload read (undefined: it is); after the server's ack. */
+  private changedSince(c: Candidate, read: ReadIdentity | undefined): string | undefined {
+    let now: fs.Stats;
+    try {
+      now = fs.lstatSync(c.path);
+    } catch {
+      return undefined; // gone already: nothing to keep
+    }
+    const was = read ?? { size: c.size, mtimeMs: c.mtimeMs, ino: now.ino, dev: now.dev };
+    if (now.size !== was.size) return `size ${was.size} -> ${now.size}`;
+    if (now.mtimeMs !== was.mtimeMs) return 'modified';
+    if (now.ino !== was.ino || now.dev !== was.dev) return 'replaced (another inode)';
+    return undefined;
   }
 
   private forget(file: string, idKey: string | undefined): void {
@@ -694,7 +946,7 @@ export class SyncEngine extends EventEmitter {
 
   /** `<stateDir>/failed/<rel>` (capture) or `<stateDir>/failed/additional/<root name>/<rel>`, plus `<file>.reason`. */
   private moveToFailed(store: StateStore, c: Candidate, reason: string): void {
-    const base = path.join(this.opts.stateDir, FAILED_DIR_NAME);
+    const base = this.failedDir();
     let dest = c.source === 'capture' ? path.join(base, ...c.rel.split('/')) : path.join(base, 'additional', path.basename(c.root), ...c.rel.split('/'));
     for (let i = 1; fs.existsSync(dest); i++) dest = `${dest.replace(/\.\d+$/, '')}.${i}`;
     try {
@@ -706,6 +958,7 @@ export class SyncEngine extends EventEmitter {
         fs.copyFileSync(c.path, dest);
         fs.rmSync(c.path);
       }
+      this.failedOnDisk++;
       fs.writeFileSync(`${dest}.reason`, `${reason}\nsource: ${c.path}\ntime: ${new Date(this.clock.now()).toISOString()}\n`);
     } catch (e) {
       log.error({ err: e, file: c.path }, 'could not move failed file');
@@ -714,6 +967,89 @@ export class SyncEngine extends EventEmitter {
     this.st.failedFiles++;
     this.lastError = `${c.path}: ${reason}`;
     log.warn({ file: c.path, dest }, reason);
-    this.emit('file-failed', { path: c.path, reason } satisfies FileFailedEvent);
+    this.emit('file-failed', { path: c.path, reason, dest } satisfies FileFailedEvent);
+  }
+
+  private failedDir(): string {
+    return path.join(this.opts.stateDir, FAILED_DIR_NAME);
+  }
+
+  /**
+   * Move every file in failed/ back where it came from (the `source:` line of its `.reason`),
+   * pending again with a fresh attempt count: `edgecap sync --retry-failed`. A file whose place
+   * is taken, or that would land outside the capture dir and additional_sync_paths, stays.
+   */
+  retryFailed(): Promise<RetryFailedResult> {
+    return this.exclusive(async () => this.moveFailedBack());
+  }
+
+  private moveFailedBack(): RetryFailedResult {
+    const store = this.open();
+    const base = this.failedDir();
+    const roots = [path.resolve(this.opts.captureDir), ...this.opts.additionalSyncPaths.map((r) => path.resolve(r))];
+    const out: RetryFailedResult = { moved: 0, errors: [] };
+    for (const f of [...failedEntries(base)]) {
+      const reasonFile = `${f}.reason`;
+      let src: string | undefined;
+      try {
+        src = /^source: (.+)$/m.exec(fs.readFileSync(reasonFile, 'utf8'))?.[1];
+      } catch {
+        src = undefined;
+      }
+      if (!src) {
+        // No reason file: a capture file's place follows from its path under failed/.
+        const rel = path.relative(base, f);
+        if (!rel.startsWith(`additional${path.sep}`)) src = path.join(this.opts.captureDir, rel);
+      }
+      if (!src || !roots.some((r) => isInside(path.resolve(src!), r))) {
+        out.errors.push(`${f}: cannot tell where it came from (or it is no longer under a synced path); left in failed/`);
+        continue;
+      }
+      src = path.resolve(src);
+      if (fs.existsSync(src)) {
+        out.errors.push(`${f}: ${src} exists again; left in failed/`);
+        continue;
+      }
+      try {
+        fs.mkdirSync(path.dirname(src), { recursive: true });
+        try {
+          fs.renameSync(f, src);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
+          fs.copyFileSync(f, src);
+          fs.rmSync(f);
+        }
+      } catch (e) {
+        out.errors.push(`${f}: could not move it back to ${src}: ${(e as Error).message}`);
+        continue;
+      }
+      fs.rmSync(reasonFile, { force: true });
+      store.updateFile(src, { status: 'pending', attempts: 0, nextRetryAt: 0, reason: undefined as unknown as string, claimedBy: undefined as unknown as string });
+      this.failedOnDisk = Math.max(0, this.failedOnDisk - 1);
+      out.moved++;
+      log.info({ file: src, from: f }, 'failed file moved back for another try');
+    }
+    this.pruneEmptyDirs(base);
+    return out;
+  }
+
+  /** Remove empty folders under `dir` (left by retryFailed), not `dir` itself. */
+  private pruneEmptyDirs(dir: string): void {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      if (!e.isDirectory()) continue;
+      const p = path.join(dir, e.name);
+      this.pruneEmptyDirs(p);
+      try {
+        fs.rmdirSync(p);
+      } catch {
+        // not empty
+      }
+    }
   }
 }

@@ -102,10 +102,10 @@ export function addressAt(t: IngestTarget, i: number): string {
   return list[((i % list.length) + list.length) % list.length]!;
 }
 
-export function makeClient(t: IngestTarget, addressIndex: number): DataSyncClient {
+export function makeClient(t: IngestTarget, addressIndex: number, extra: grpc.ChannelOptions = {}): DataSyncClient {
   const address = addressAt(t, addressIndex);
   const Ctor = loadSyncProto().edgecap.sync.v1.DataSync;
-  return new Ctor(address, credentialsFor(t), channelOptions(t)) as unknown as DataSyncClient;
+  return new Ctor(address, credentialsFor(t), { ...channelOptions(t), ...extra }) as unknown as DataSyncClient;
 }
 
 export function callMetadata(t: IngestTarget): grpc.Metadata {

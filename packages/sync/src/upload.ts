@@ -31,8 +31,24 @@ export interface UploadTask {
   format?: 'edgecap' | 'viam';
 }
 
+/**
+ * Which file an attempt read: stat of the open file, taken BEFORE its bytes were read. The
+ * engine deletes a synced file only while it still matches (any later change, append or
+ * replacement, shows in size, mtime or inode), so nothing written after the read is lost.
+ */
+export interface ReadIdentity {
+  size: number;
+  mtimeMs: number;
+  ino: number;
+  dev: number;
+}
+
+export function identityOf(st: { size: number; mtimeMs: number; ino: number; dev: number }): ReadIdentity {
+  return { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, dev: st.dev };
+}
+
 export type UploadOutcome =
-  | { ok: true; status: 'committed' | 'already_have'; bytes: number; sha256: string }
+  | { ok: true; status: 'committed' | 'already_have'; bytes: number; sha256: string; read?: ReadIdentity }
   | { ok: false; kind: FailureKind | 'local'; grpcCode?: number; errno?: string; message: string };
 
 const clients = new Map<string, DataSyncClient>();
@@ -125,10 +141,11 @@ export async function uploadFile(task: UploadTask, client?: DataSyncClient): Pro
           return;
         }
         if (!res || (res.status !== 'UPLOAD_STATUS_COMMITTED' && res.status !== 'UPLOAD_STATUS_ALREADY_HAVE')) {
-          done({ ok: false, kind: 'file', message: `unexpected upload response status ${String(res?.status)}` });
+          // The server answered, not with a verdict: nothing is known about the bytes.
+          done({ ok: false, kind: 'server', message: `unexpected upload response status ${String(res?.status)}` });
           return;
         }
-        done({ ok: true, status: res.status === 'UPLOAD_STATUS_COMMITTED' ? 'committed' : 'already_have', bytes: size, sha256: sha.toString('hex') });
+        done({ ok: true, status: res.status === 'UPLOAD_STATUS_COMMITTED' ? 'committed' : 'already_have', bytes: size, sha256: sha.toString('hex'), read: identityOf(st) });
       });
       // Respect HTTP/2 back-pressure; a call that ended (status/error) also releases the writer.
       const write = (msg: object): Promise<void> =>
@@ -197,6 +214,14 @@ function viamClientFor<C extends ViamClient | AuthServiceClient>(t: IngestTarget
 export async function uploadViamTask(task: UploadTask): Promise<UploadOutcome> {
   const partId = String(task.meta.part_id ?? '');
   const tags = [...(task.meta.tags ?? [])];
+  // Stat before reading: a change after this shows in the identity the engine re-checks.
+  let read: ReadIdentity;
+  try {
+    read = identityOf(await fs.stat(task.path));
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    return { ok: false, kind: 'local', errno: err.code, message: `cannot open ${task.path}: ${err.message}` };
+  }
   if (task.target.protocol !== 'viam') {
     let conv: ReturnType<typeof viamCaptureToEdgecap>;
     try {
@@ -211,7 +236,8 @@ export async function uploadViamTask(task: UploadTask): Promise<UploadOutcome> {
       const tmp = path.join(dir, 'converted.capture');
       await fs.writeFile(tmp, conv.bytes, { mode: 0o600 });
       const data_type = conv.type === 'binary' ? 'DATA_TYPE_BINARY' : 'DATA_TYPE_TABULAR';
-      return await uploadFile({ ...task, path: tmp, format: 'edgecap', meta: { ...task.meta, file_id: conv.fileId, data_type } });
+      const out = await uploadFile({ ...task, path: tmp, format: 'edgecap', meta: { ...task.meta, file_id: conv.fileId, data_type } });
+      return out.ok ? { ...out, read } : out;
     } finally {
       await fs.rm(dir, { recursive: true, force: true }).catch(() => undefined);
     }
@@ -233,7 +259,7 @@ export async function uploadViamTask(task: UploadTask): Promise<UploadOutcome> {
   if (task.deadlineMs !== undefined) vt.deadlineMs = task.deadlineMs;
   const out = await uploadViam(vt, viamClientFor<ViamClient>(task.target, address, 'sync'));
   if (!out.ok && out.kind === 'status' && out.grpcCode === grpc.status.UNAUTHENTICATED && apiKeyId) accessTokens.invalidate(address, apiKeyId);
-  if (out.ok) return { ok: true, status: out.status, bytes: out.bytes, sha256: out.sha256 };
+  if (out.ok) return { ok: true, status: out.status, bytes: out.bytes, sha256: out.sha256, read };
   if (out.kind === 'status') return { ok: false, kind: classifyStatus(out.grpcCode), grpcCode: out.grpcCode, message: out.message };
   if (out.kind === 'invalid') return { ok: false, kind: 'rejected', message: out.message };
   const local: UploadOutcome = { ok: false, kind: 'local', message: out.message };

@@ -45,7 +45,11 @@ describe('backoff schedule (injectable clock, no real waits)', () => {
     expect(classifyStatus(4)).toBe('link');
     expect(classifyStatus(16)).toBe('auth');
     expect(classifyStatus(3)).toBe('rejected');
-    expect(classifyStatus(13)).toBe('file');
+    expect(classifyStatus(13)).toBe('server');
+    expect(classifyStatus(8)).toBe('server');
+    expect(classifyStatus(6)).toBe('rejected');
+    expect(classifyStatus(9)).toBe('rejected');
+    expect(classifyStatus(7)).toBe('auth');
     expect(hostOf('[::1]:5')).toBe('::1');
     expect(hostOf('dns:///localhost:5')).toBe('localhost');
     expect(isLoopback('127.0.0.2:1')).toBe(true);

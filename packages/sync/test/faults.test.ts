@@ -84,7 +84,7 @@ describe('faults', () => {
     }
   });
 
-  it('a per-file INTERNAL error is retried after its own backoff, then committed once', async () => {
+  it('an INTERNAL answer (server storage) is retried after the file\'s own backoff, then committed once', async () => {
     const { opts, captureDir, stateDir, clock } = setup({ threads: 1 });
     const f = makeCapture(captureDir, 'x', 5);
     server.faults.failUploads = { code: grpc.status.INTERNAL, times: 2 };

@@ -41,7 +41,7 @@ export class TestServer extends EventEmitter {
   readonly gaps: Gap__Output[] = [];
   faults: Faults = {};
   port = 0;
-  private server = new grpc.Server();
+  private server: grpc.Server | undefined;
   private hung: grpc.ServerReadableStream<UploadRequest__Output, UploadResponse>[] = [];
 
   constructor(private readonly opts: { tls?: { cert: Buffer; key: Buffer }; apiKey?: string } = {}) {
@@ -57,7 +57,9 @@ export class TestServer extends EventEmitter {
     return md.get('authorization')[0] === `Bearer ${this.opts.apiKey}`;
   }
 
+  /** Bind (port 0 the first time; the same port again after close(), a server that came back). */
   async start(): Promise<void> {
+    this.server = new grpc.Server();
     const creds = this.opts.tls
       ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: this.opts.tls.cert, private_key: this.opts.tls.key }], false)
       : grpc.ServerCredentials.createInsecure();
@@ -122,6 +124,11 @@ export class TestServer extends EventEmitter {
           if (!crypto.createHash('sha256').update(data).digest().equals(meta.sha256)) return answer({ code: grpc.status.INVALID_ARGUMENT, details: 'sha256 mismatch' });
           const prev = this.stored.get(meta.file_id);
           let res: UploadResponse;
+          if (prev && !prev.data.equals(data)) {
+            // As the ingest answers: the same id already committed with other content.
+            const digest = (b: Buffer): string => crypto.createHash('sha256').update(b).digest('hex');
+            return answer({ code: grpc.status.ALREADY_EXISTS, details: `file ${meta.file_id} already committed with sha256 ${digest(prev.data)}, this upload has sha256 ${digest(data)}` });
+          }
           if (prev) {
             prev.alreadyHave++;
             res = { file_id: meta.file_id, status: 'UPLOAD_STATUS_ALREADY_HAVE', stored_bytes: prev.data.length };
@@ -139,11 +146,14 @@ export class TestServer extends EventEmitter {
         });
       },
     });
-    this.port = await new Promise<number>((res, rej) => this.server.bindAsync('127.0.0.1:0', creds, (e, p) => (e ? rej(e) : res(p))));
+    const server = this.server;
+    this.port = await new Promise<number>((res, rej) => server.bindAsync(`127.0.0.1:${this.port}`, creds, (e, p) => (e ? rej(e) : res(p))));
   }
 
+  /** Gone: every connection reset, the port refuses (start() again to come back on the same port). */
   async close(): Promise<void> {
-    this.server.forceShutdown();
+    this.server?.forceShutdown();
+    this.server = undefined;
   }
 }
 

@@ -95,31 +95,63 @@ export class AccessTokens {
 const keyOf = (secret: string): Buffer => createHash('sha256').update(`edgecap-access-token\0${secret}`).digest();
 const sign = (data: string, secret: string): string => b64url(createHmac('sha256', keyOf(secret)).update(data).digest());
 
-/** An HS256 JWT for `entity`, signed with (a hash of) the API key it authenticated with. */
-export function issueAccessToken(entity: string, secret: string, ttlMs: number, now = Date.now()): string {
-  const data = `${b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }))}.${b64url(JSON.stringify({ sub: entity, iat: Math.floor(now / 1000), exp: Math.floor((now + ttlMs) / 1000) }))}`;
+/** The claims our tokens carry: `sub` the entity; `part` when the token speaks for one part only. */
+export interface AccessTokenClaims {
+  sub: string;
+  part?: string;
+  exp: number;
+}
+
+/** An HS256 JWT for `entity`, signed with (a hash of) `secret`; `part` binds it to one part. */
+export function issueAccessToken(entity: string, secret: string, ttlMs: number, now = Date.now(), part?: string): string {
+  const claims: Record<string, unknown> = { sub: entity, iat: Math.floor(now / 1000), exp: Math.floor((now + ttlMs) / 1000) };
+  if (part !== undefined) claims.part = part;
+  const data = `${b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }))}.${b64url(JSON.stringify(claims))}`;
   return `${data}.${sign(data, secret)}`;
+}
+
+/** The claims of `token` when it is unexpired and signed with `secret`; undefined otherwise. */
+export function readAccessToken(token: string, secret: string, now = Date.now()): AccessTokenClaims | undefined {
+  const i = token.lastIndexOf('.');
+  if (i < 0 || token.indexOf('.') === i || token.length > 4096) return undefined;
+  const data = token.slice(0, i);
+  const sig = Buffer.from(token.slice(i + 1));
+  const want = Buffer.from(sign(data, secret));
+  if (want.length !== sig.length || !timingSafeEqual(want, sig)) return undefined;
+  let claims: unknown;
+  try {
+    claims = JSON.parse(Buffer.from(data.split('.')[1] ?? '', 'base64url').toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  const c = claims as Partial<AccessTokenClaims> | null;
+  if (!c || typeof c.sub !== 'string' || typeof c.exp !== 'number' || now >= c.exp * 1000) return undefined;
+  if (c.part !== undefined && typeof c.part !== 'string') return undefined;
+  return c as AccessTokenClaims;
 }
 
 /** True when `token` is unexpired and signed with one of `secrets`. */
 export function verifyAccessToken(token: string, secrets: readonly string[], now = Date.now()): boolean {
-  const i = token.lastIndexOf('.');
-  if (i < 0 || token.indexOf('.') === i) return false;
-  const exp = jwtExpiryMs(token);
-  if (exp === undefined || now >= exp) return false;
-  const data = token.slice(0, i);
-  const sig = Buffer.from(token.slice(i + 1));
   let ok = false;
-  for (const s of secrets) {
-    const want = Buffer.from(sign(data, s));
-    if (want.length === sig.length && timingSafeEqual(want, sig)) ok = true;
-  }
+  for (const s of secrets) if (readAccessToken(token, s, now)) ok = true;
   return ok;
 }
 
+/** viam-server's other credential: entity = part id, payload = the part's secret. */
+export const ROBOT_SECRET_CREDENTIALS = 'robot-secret';
+
+/** What an accepted credential yields: the secret that signs the token, and the part it is bound to. */
+export interface Authenticated {
+  signWith: string;
+  part?: string;
+}
+
 export interface AuthServiceOptions {
-  /** Constant-time check of an API key secret; returns the key when it is a configured one. */
-  matchKey(secret: string): string | undefined;
+  /**
+   * Check a credential (type api-key: entity = key id; robot-secret: entity = part id) and say
+   * how to sign its token; undefined refuses it.
+   */
+  authenticate(entity: string, type: string, payload: string): Authenticated | undefined;
   ttlMs?: number;
   onAuthenticate?: (entity: string, ok: boolean) => void;
 }
@@ -128,15 +160,19 @@ export function authServiceHandlers(o: AuthServiceOptions): grpc.UntypedServiceI
   return {
     Authenticate: (call: grpc.ServerUnaryCall<AuthenticateRequest__Output, unknown>, cb: grpc.sendUnaryData<unknown>) => {
       const { entity, credentials } = call.request;
-      const refuse = (details: string): void => {
+      const refuse = (code: grpc.status, details: string): void => {
         o.onAuthenticate?.(entity, false);
-        cb({ code: grpc.status.UNAUTHENTICATED, details });
+        cb({ code, details });
       };
-      if (credentials?.type !== API_KEY_CREDENTIALS) return refuse(`unsupported credentials type ${JSON.stringify(credentials?.type ?? '')}: use "${API_KEY_CREDENTIALS}"`);
-      const key = o.matchKey(credentials.payload);
-      if (key === undefined) return refuse('invalid API key');
+      const type = credentials?.type ?? '';
+      if (type !== API_KEY_CREDENTIALS && type !== ROBOT_SECRET_CREDENTIALS) {
+        return refuse(grpc.status.UNAUTHENTICATED, `unsupported credentials type ${JSON.stringify(type)}: use "${API_KEY_CREDENTIALS}" or "${ROBOT_SECRET_CREDENTIALS}"`);
+      }
+      if (entity.length > 1024 || (credentials?.payload.length ?? 0) > 1024) return refuse(grpc.status.INVALID_ARGUMENT, 'entity or credentials longer than 1024 characters');
+      const ok = o.authenticate(entity, type, credentials!.payload);
+      if (!ok) return refuse(grpc.status.UNAUTHENTICATED, type === API_KEY_CREDENTIALS ? 'invalid API key' : 'invalid robot secret for this part');
       o.onAuthenticate?.(entity, true);
-      cb(null, { access_token: issueAccessToken(entity, key, o.ttlMs ?? DEFAULT_ACCESS_TOKEN_TTL_MS) });
+      cb(null, { access_token: issueAccessToken(entity, ok.signWith, o.ttlMs ?? DEFAULT_ACCESS_TOKEN_TTL_MS, Date.now(), ok.part) });
     },
   };
 }

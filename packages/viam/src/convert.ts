@@ -243,6 +243,21 @@ export function sensorItemDigest(sd: SensorData__Output): Buffer {
   return h.digest();
 }
 
+/**
+ * The digest of one binary SensorData item, streamed: the hash is primed with everything
+ * `sensorItemDigest` hashes before the payload (whose length must be known up front); update
+ * it with exactly `size` payload bytes, then digest() equals sensorItemDigest of that item.
+ */
+export function binaryItemHash(m: SensorMetadata__Output | null | undefined, size: number): Hash {
+  const h = createHash('sha256');
+  lp(h, canonicalSensorMetadata(m));
+  lp(h, 'binary');
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64BE(BigInt(size));
+  h.update(len);
+  return h;
+}
+
 /** Incremental digest of an arbitrary file's bytes. */
 export function fileItemDigest(chunks: Iterable<Uint8Array>): Buffer {
   const h = createHash('sha256').update('file\0');
@@ -311,6 +326,17 @@ export function captureTypeOf(type: unknown, first: SensorData__Output | undefin
  * READING frame per item, seq = index within the upload.
  */
 export function readingsToCaptureBytes(fileId: string, md: UploadMetadataLike, type: 'tabular' | 'binary', readings: readonly ViamReading[]): Uint8Array {
+  const init = captureHeaderInit(fileId, md, type, readings[0]?.time_requested_us ?? 0);
+  const parts: Uint8Array[] = [encodeFileStart(init).bytes];
+  const enc = new FrameEncoder();
+  readings.forEach((r, seq) => {
+    parts.push(encodeFrame(FrameType.READING, enc.readingPayload(seq, r.time_requested_us, r.time_received_us, r.data, readingMime(init, r.mime_type))));
+  });
+  return Buffer.concat(parts);
+}
+
+/** The capture header of a viam upload (readingsToCaptureBytes and its streaming twin share it). */
+export function captureHeaderInit(fileId: string, md: UploadMetadataLike, type: 'tabular' | 'binary', startUs: number): HeaderInit {
   const init: HeaderInit = {
     id: fileId,
     kind: md.component_type || 'unknown',
@@ -318,18 +344,15 @@ export function readingsToCaptureBytes(fileId: string, md: UploadMetadataLike, t
     method: md.method_name || 'unknown',
     type,
     tags: [...(md.tags ?? [])],
-    start_us: readings[0]?.time_requested_us ?? 0,
+    start_us: startUs,
   };
   if (md.part_id) init.part_id = md.part_id;
   const headerMime = md.mime_type || undefined;
   if (headerMime) init.mime_type = headerMime;
   const params = anyMapToParams(md.method_parameters as Record<string, Any__Output> | undefined);
   if (params) init.params = params;
-  const parts: Uint8Array[] = [encodeFileStart(init).bytes];
-  const enc = new FrameEncoder();
-  readings.forEach((r, seq) => {
-    const mime = r.mime_type && r.mime_type !== headerMime ? r.mime_type : undefined;
-    parts.push(encodeFrame(FrameType.READING, enc.readingPayload(seq, r.time_requested_us, r.time_received_us, r.data, mime)));
-  });
-  return Buffer.concat(parts);
+  return init;
 }
+
+/** A reading's own mime type, written only when it differs from the header's. */
+export const readingMime = (init: HeaderInit, mime: string | undefined): string | undefined => (mime && mime !== init.mime_type ? mime : undefined);

@@ -87,6 +87,10 @@ export {
   createAuthClient,
   issueAccessToken,
   verifyAccessToken,
+  readAccessToken,
+  ROBOT_SECRET_CREDENTIALS,
+  type AccessTokenClaims,
+  type Authenticated,
   jwtExpiryMs,
   API_KEY_CREDENTIALS,
   DEFAULT_ACCESS_TOKEN_TTL_MS,
@@ -94,3 +98,4 @@ export {
   type AuthServiceClient,
   type AuthServiceOptions,
 } from './auth.js';
+export { type ViamStaged } from './service.js';

@@ -34,7 +34,7 @@ describe('access tokens', () => {
   it('AccessTokens: one Authenticate for concurrent callers, renewed before expiry and after a refusal', async () => {
     const calls: { entity: string; ok: boolean }[] = [];
     const server = new grpc.Server();
-    server.addService(authServiceDefinition(), authServiceHandlers({ matchKey: (s) => (s === 'secret-1' ? s : undefined), ttlMs: 2500, onAuthenticate: (entity, ok) => calls.push({ entity, ok }) }));
+    server.addService(authServiceDefinition(), authServiceHandlers({ authenticate: (_e, _t, s) => (s === 'secret-1' ? { signWith: s } : undefined), ttlMs: 2500, onAuthenticate: (entity, ok) => calls.push({ entity, ok }) }));
     const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
     const address = `127.0.0.1:${port}`;
     const client = createAuthClient(address, grpc.credentials.createInsecure());

@@ -9,6 +9,9 @@
  *   readings      capture files decoded: one row per reading, data as JSONB (no FK: speed)
  *   binary_items  bytes of binary readings (readings.data holds {binary:{size,sha256,mime_type}})
  *   reported_gaps explained gaps the edge reported (ReportGaps), idempotent
+ *   device_keys   per-device API keys (hash of the secret only), v2
+ *   ingest_meta   node-shared secrets (the access-token signing secret), v2
+ * v2 keys every file by (part_id, file_id): dedup is per part, two parts' ids never meet.
  */
 import type pg from 'pg';
 
@@ -102,6 +105,46 @@ CREATE TABLE reported_gaps (
   reason        text NOT NULL,
   time_us       bigint NOT NULL,
   PRIMARY KEY (part_id, resource_kind, resource_name, method, from_seq, to_seq, reason)
+);
+`,
+  },
+  {
+    version: 2,
+    name: 'files keyed by part; device keys',
+    sql: `
+ALTER TABLE binary_items DROP CONSTRAINT binary_items_file_id_ord_fkey;
+ALTER TABLE file_chunks DROP CONSTRAINT file_chunks_file_id_fkey;
+ALTER TABLE files DROP CONSTRAINT files_pkey;
+ALTER TABLE files ADD PRIMARY KEY (part_id, file_id);
+
+ALTER TABLE file_chunks ADD COLUMN part_id text;
+UPDATE file_chunks c SET part_id = f.part_id FROM files f WHERE f.file_id = c.file_id;
+ALTER TABLE file_chunks ALTER COLUMN part_id SET NOT NULL;
+ALTER TABLE file_chunks DROP CONSTRAINT file_chunks_pkey;
+ALTER TABLE file_chunks ADD PRIMARY KEY (part_id, file_id, chunk_no);
+ALTER TABLE file_chunks ADD FOREIGN KEY (part_id, file_id) REFERENCES files (part_id, file_id) ON DELETE CASCADE;
+
+ALTER TABLE readings DROP CONSTRAINT readings_pkey;
+ALTER TABLE readings ADD PRIMARY KEY (part_id, file_id, ord);
+
+ALTER TABLE binary_items ADD COLUMN part_id text;
+UPDATE binary_items b SET part_id = r.part_id FROM readings r WHERE r.file_id = b.file_id AND r.ord = b.ord;
+ALTER TABLE binary_items ALTER COLUMN part_id SET NOT NULL;
+ALTER TABLE binary_items DROP CONSTRAINT binary_items_pkey;
+ALTER TABLE binary_items ADD PRIMARY KEY (part_id, file_id, ord, item);
+ALTER TABLE binary_items ADD FOREIGN KEY (part_id, file_id, ord) REFERENCES readings (part_id, file_id, ord) ON DELETE CASCADE;
+
+CREATE TABLE device_keys (
+  key_id        text PRIMARY KEY,
+  part_id       text NOT NULL,
+  secret_sha256 text NOT NULL,
+  created_at_ms bigint NOT NULL,
+  revoked_at_ms bigint
+);
+
+CREATE TABLE ingest_meta (
+  name  text PRIMARY KEY,
+  value text NOT NULL
 );
 `,
   },

@@ -5,9 +5,10 @@
  *   end ──► server verifies size/sha256/capture header ──► PgStorage.commit:
  *
  *     BEGIN
- *       INSERT INTO files ... ON CONFLICT (file_id) DO NOTHING   ◄── the dedup key, FIRST
+ *       INSERT INTO files ... ON CONFLICT (part_id, file_id) DO NOTHING   ◄── the dedup key, FIRST
  *         └─ no row? another node committed (or is committing: we block on its row lock until it
- *            commits or rolls back) ─► ROLLBACK ─► ALREADY_HAVE
+ *            commits or rolls back) ─► ROLLBACK ─► ALREADY_HAVE (same size + sha256) or
+ *            ALREADY_EXISTS (other content: nothing overwritten)
  *       INSERT file_chunks (1 MiB bytea rows)       the bytes as uploaded
  *       INSERT readings   (decoded, JSONB data)     capture files only, batched jsonb_to_recordset
  *       INSERT binary_items                         bytes of binary readings
@@ -24,9 +25,11 @@ import path from 'node:path';
 import pg from 'pg';
 import { EdgecapError, ErrorCodes, logger } from '@edgecap/core';
 import { readCaptureBytes } from '@edgecap/format';
+import { stringify, toExportable } from '../json.js';
 import { segmentOf } from '../paths.js';
 import type { ExportedReading } from '../report.js';
-import { StagedFile, type CaptureInfo, type CommitResult, type FileRecord, type IngestStorage, type NewFileRecord, type ReportedGap, type StagedUpload, type StoredDataType } from '../storage.js';
+import { newDeviceKey, type DeviceKey, type NewDeviceKey } from '../keys.js';
+import { StagedFile, sameContent, type CaptureInfo, type CommitResult, type FileRecord, type IngestStorage, type NewFileRecord, type ReportedGap, type StagedUpload, type StoredDataType } from '../storage.js';
 import { PgStorageError, wrapPg } from './errors.js';
 import { MIGRATIONS, migrate, schemaVersion } from './migrations.js';
 
@@ -100,28 +103,25 @@ interface BinaryItem {
 }
 
 /**
- * A reading's value as JSON: each byte array becomes {binary:{size,sha256,mime_type}} (the
- * same shape `summarizeBinary` exports) and is collected for binary_items. Strings lose NUL
- * (JSONB cannot hold \u0000; the original bytes stay in file_chunks).
+ * A reading's value as JSON (the export's shape, iteratively: depth is the client's choice): each
+ * byte array becomes {binary:{size,sha256,mime_type}} and is collected for binary_items; strings
+ * and keys lose NUL (JSONB cannot hold \u0000; the original bytes stay in file_chunks).
  */
 function toJson(v: unknown, items: BinaryItem[], mime?: string): unknown {
-  if (v instanceof Uint8Array) {
-    const sha256 = createHash('sha256').update(v).digest('hex');
-    const b: { size: number; sha256: string; mime_type?: string } = { size: v.length, sha256 };
-    const it: BinaryItem = { item: items.length, bytes: v, sha256 };
-    if (mime) {
-      b.mime_type = mime;
-      it.mime = mime;
-    }
-    items.push(it);
-    return { binary: b };
-  }
-  if (typeof v === 'string') return v.includes('\0') ? v.replaceAll('\0', '\uFFFD') : v;
-  if (Array.isArray(v)) return v.map((x) => toJson(x, items));
-  if (v instanceof Map) return Object.fromEntries([...v].map(([k, x]) => [String(k).replaceAll('\0', '\uFFFD'), toJson(x, items)]));
-  if (typeof v === 'bigint') return v.toString();
-  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k.replaceAll('\0', '\uFFFD'), toJson(x, items)]));
-  return v;
+  return toExportable(v, mime, {
+    binary(bytes, m) {
+      const sha256 = createHash('sha256').update(bytes).digest('hex');
+      const b: { size: number; sha256: string; mime_type?: string } = { size: bytes.length, sha256 };
+      const it: BinaryItem = { item: items.length, bytes, sha256 };
+      if (m) {
+        b.mime_type = m;
+        it.mime = m;
+      }
+      items.push(it);
+      return { binary: b };
+    },
+    text: (s) => (s.includes('\0') ? s.replaceAll('\0', '\uFFFD') : s),
+  });
 }
 
 function alive(pid: number): boolean {
@@ -181,10 +181,10 @@ export class PgStorage implements IngestStorage {
     return new PgStorage(pool, mine, opts.nodeName ?? `${os.hostname()}:${process.pid}`);
   }
 
-  async get(fileId: string): Promise<FileRecord | undefined> {
+  async get(partId: string, fileId: string): Promise<FileRecord | undefined> {
     this.assertOpen();
     try {
-      const { rows } = await this.pool.query<FileRow>('SELECT * FROM files WHERE file_id = $1', [fileId]);
+      const { rows } = await this.pool.query<FileRow>('SELECT * FROM files WHERE part_id = $1 AND file_id = $2', [partId, fileId]);
       return rows[0] ? toRecord(rows[0]) : undefined;
     } catch (e) {
       throw wrapPg(e, 'file lookup failed');
@@ -199,7 +199,7 @@ export class PgStorage implements IngestStorage {
   }
 
   private logicalPath(rec: NewFileRecord): string {
-    if (rec.data_type !== 'file') return `file_chunks/${rec.file_id}`;
+    if (rec.data_type !== 'file') return `file_chunks/${segmentOf(rec.part_id)}/${rec.file_id}`;
     return `files/${segmentOf(rec.part_id)}/${segmentOf(rec.source)}/${rec.file_name ?? rec.file_id}`;
   }
 
@@ -217,7 +217,7 @@ export class PgStorage implements IngestStorage {
       const ins = await client.query(
         `INSERT INTO files (file_id, part_id, data_type, resource_kind, resource_name, method, tags, size, sha256, mtime_ms, source, file_name, path, received_at_ms, capture, ingest_node)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-         ON CONFLICT (file_id) DO NOTHING`,
+         ON CONFLICT (part_id, file_id) DO NOTHING`,
         [
           rec.file_id,
           rec.part_id,
@@ -239,11 +239,13 @@ export class PgStorage implements IngestStorage {
       );
       if (ins.rowCount === 0) {
         await client.query('ROLLBACK');
-        const { rows } = await client.query<FileRow>('SELECT * FROM files WHERE file_id = $1', [rec.file_id]);
+        const { rows } = await client.query<FileRow>('SELECT * FROM files WHERE part_id = $1 AND file_id = $2', [rec.part_id, rec.file_id]);
         if (!rows[0]) throw new PgStorageError(ErrorCodes.UNAVAILABLE, `file ${rec.file_id} conflicted but is not visible; retry`);
-        return { status: 'already_have', record: toRecord(rows[0]) };
+        const have = toRecord(rows[0]);
+        sameContent(have, rec.size, rec.sha256);
+        return { status: 'already_have', record: have };
       }
-      await this.insertChunks(client, staged, rec.file_id);
+      await this.insertChunks(client, staged, rec.part_id, rec.file_id);
       if (rec.data_type !== 'file') await this.insertReadings(client, await staged.read(), rec);
       await client.query('COMMIT');
       log.debug({ file_id: rec.file_id, size: rec.size }, 'committed');
@@ -263,7 +265,7 @@ export class PgStorage implements IngestStorage {
     }
   }
 
-  private async insertChunks(client: pg.PoolClient, staged: StagedFile, fileId: string): Promise<void> {
+  private async insertChunks(client: pg.PoolClient, staged: StagedFile, partId: string, fileId: string): Promise<void> {
     const fh = await fsp.open(staged.file, 'r');
     try {
       const buf = Buffer.allocUnsafe(PG_CHUNK_BYTES);
@@ -275,7 +277,7 @@ export class PgStorage implements IngestStorage {
           n += bytesRead;
         }
         if (n === 0 && no > 0) break;
-        await client.query({ name: 'edgecap_chunk', text: 'INSERT INTO file_chunks (file_id, chunk_no, data) VALUES ($1, $2, $3)', values: [fileId, no, buf.subarray(0, n)] });
+        await client.query({ name: 'edgecap_chunk', text: 'INSERT INTO file_chunks (part_id, file_id, chunk_no, data) VALUES ($1, $2, $3, $4)', values: [partId, fileId, no, buf.subarray(0, n)] });
         if (n < buf.length) break;
       }
     } finally {
@@ -313,15 +315,15 @@ export class PgStorage implements IngestStorage {
       cols.q.push(r.time_requested_us);
       cols.r.push(r.time_received_us);
       cols.m.push(mime ?? null);
-      cols.d.push(JSON.stringify(d === undefined ? null : d));
+      cols.d.push(stringify(d === undefined ? null : d) ?? 'null');
       if (cols.o.length >= READING_BATCH) await flush();
     }
     await flush();
     for (const { ord, it } of items) {
       await client.query({
         name: 'edgecap_binary_item',
-        text: 'INSERT INTO binary_items (file_id, ord, item, sha256, size, mime_type, data) VALUES ($1, $2, $3, $4, $5, $6, $7)',
-        values: [rec.file_id, ord, it.item, it.sha256, it.bytes.length, it.mime ?? null, Buffer.from(it.bytes.buffer, it.bytes.byteOffset, it.bytes.byteLength)],
+        text: 'INSERT INTO binary_items (part_id, file_id, ord, item, sha256, size, mime_type, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)',
+        values: [rec.part_id, rec.file_id, ord, it.item, it.sha256, it.bytes.length, it.mime ?? null, Buffer.from(it.bytes.buffer, it.bytes.byteOffset, it.bytes.byteLength)],
       });
     }
   }
@@ -359,49 +361,61 @@ export class PgStorage implements IngestStorage {
     }
   }
 
-  /** All committed files, paged by file_id (keyset). */
+  /** All committed files, paged by (part_id, file_id) (keyset). */
   async *files(): AsyncIterable<FileRecord> {
     this.assertOpen();
-    let after = '';
+    let after: [string, string] | undefined;
     for (;;) {
       let rows: FileRow[];
       try {
-        rows = (await this.pool.query<FileRow>('SELECT * FROM files WHERE file_id > $1 ORDER BY file_id LIMIT 1000', [after])).rows;
+        rows = after
+          ? (await this.pool.query<FileRow>('SELECT * FROM files WHERE (part_id, file_id) > ($1, $2) ORDER BY part_id, file_id LIMIT 1000', after)).rows
+          : (await this.pool.query<FileRow>('SELECT * FROM files ORDER BY part_id, file_id LIMIT 1000')).rows;
       } catch (e) {
         throw wrapPg(e, 'listing files failed');
       }
       for (const r of rows) yield toRecord(r);
       if (rows.length < 1000) return;
-      after = rows.at(-1)!.file_id;
+      after = [rows.at(-1)!.part_id, rows.at(-1)!.file_id];
     }
   }
 
+  /** Reported gaps in stream, then from_seq order, paged by the primary key (never the whole table at once). */
   async *gaps(): AsyncIterable<ReportedGap> {
     this.assertOpen();
-    let rows: Record<string, string>[];
-    try {
-      rows = (await this.pool.query('SELECT * FROM reported_gaps ORDER BY part_id, resource_kind, resource_name, method, from_seq, to_seq, reason')).rows;
-    } catch (e) {
-      throw wrapPg(e, 'listing reported gaps failed');
-    }
-    for (const r of rows) {
-      yield {
-        part_id: r.part_id!,
-        resource_kind: r.resource_kind!,
-        resource_name: r.resource_name!,
-        method: r.method!,
-        from_seq: Number(r.from_seq),
-        to_seq: Number(r.to_seq),
-        reason: r.reason!,
-        time_us: Number(r.time_us),
-      };
+    const cols = 'part_id, resource_kind, resource_name, method, from_seq, to_seq, reason';
+    let after: unknown[] | undefined;
+    for (;;) {
+      let rows: Record<string, string>[];
+      try {
+        rows = after
+          ? (await this.pool.query(`SELECT * FROM reported_gaps WHERE (${cols}) > ($1, $2, $3, $4, $5, $6, $7) ORDER BY ${cols} LIMIT 5000`, after)).rows
+          : (await this.pool.query(`SELECT * FROM reported_gaps ORDER BY ${cols} LIMIT 5000`)).rows;
+      } catch (e) {
+        throw wrapPg(e, 'listing reported gaps failed');
+      }
+      for (const r of rows) {
+        yield {
+          part_id: r.part_id!,
+          resource_kind: r.resource_kind!,
+          resource_name: r.resource_name!,
+          method: r.method!,
+          from_seq: Number(r.from_seq),
+          to_seq: Number(r.to_seq),
+          reason: r.reason!,
+          time_us: Number(r.time_us),
+        };
+      }
+      if (rows.length < 5000) return;
+      const l = rows.at(-1)!;
+      after = [l.part_id, l.resource_kind, l.resource_name, l.method, l.from_seq, l.to_seq, l.reason];
     }
   }
 
   async readBytes(rec: FileRecord): Promise<Uint8Array> {
     this.assertOpen();
     try {
-      const { rows } = await this.pool.query<{ data: Buffer }>('SELECT data FROM file_chunks WHERE file_id = $1 ORDER BY chunk_no', [rec.file_id]);
+      const { rows } = await this.pool.query<{ data: Buffer }>('SELECT data FROM file_chunks WHERE part_id = $1 AND file_id = $2 ORDER BY chunk_no', [rec.part_id, rec.file_id]);
       return Buffer.concat(rows.map((r) => r.data));
     } catch (e) {
       throw wrapPg(e, `reading ${rec.file_id} failed`);
@@ -409,7 +423,7 @@ export class PgStorage implements IngestStorage {
   }
 
   /** The decoded readings of one stored capture file, in file order (from the `readings` table). */
-  async *readingsOf(fileId: string): AsyncIterable<PgReadingRow> {
+  async *readingsOf(partId: string, fileId: string): AsyncIterable<PgReadingRow> {
     this.assertOpen();
     let after = -1;
     for (;;) {
@@ -418,8 +432,8 @@ export class PgStorage implements IngestStorage {
         rows = (
           await this.pool.query(
             `SELECT ord, part_id, resource_kind, resource, method, seq, time_requested_us, time_received_us, data, file_id, mime_type
-             FROM readings WHERE file_id = $1 AND ord > $2 ORDER BY ord LIMIT 5000`,
-            [fileId, after],
+             FROM readings WHERE part_id = $1 AND file_id = $2 AND ord > $3 ORDER BY ord LIMIT 5000`,
+            [partId, fileId, after],
           )
         ).rows;
       } catch (e) {
@@ -442,6 +456,72 @@ export class PgStorage implements IngestStorage {
       }
       if (rows.length < 5000) return;
       after = rows.at(-1)!.ord as number;
+    }
+  }
+
+  // ── keys: the registry is a table every node reads (the server mirrors it, see KeyMirror).
+
+  /** Every key, for the server's mirror (KeyMirror refreshes it every few seconds). */
+  async listKeys(): Promise<DeviceKey[]> {
+    this.assertOpen();
+    try {
+      const { rows } = await this.pool.query<{ key_id: string; part_id: string; secret_sha256: string; created_at_ms: string; revoked_at_ms: string | null }>('SELECT * FROM device_keys ORDER BY key_id');
+      return rows.map((r) => {
+        const k: DeviceKey = { key_id: r.key_id, part_id: r.part_id, secret_sha256: r.secret_sha256, created_at_ms: Number(r.created_at_ms) };
+        if (r.revoked_at_ms !== null) k.revoked_at_ms = Number(r.revoked_at_ms);
+        return k;
+      });
+    } catch (e) {
+      throw wrapPg(e, 'listing device keys failed');
+    }
+  }
+
+  /** Keys as last mirrored; the server installs a mirror (`useKeyMirror`), the CLI reads the table. */
+  lookupKey(keyId: string): DeviceKey | undefined {
+    return this.mirror?.get(keyId);
+  }
+
+  private mirror: Map<string, DeviceKey> | undefined;
+
+  anyKeys(): boolean {
+    return (this.mirror?.size ?? 0) > 0;
+  }
+
+  /** Reload the in-memory key mirror from the table. */
+  async refreshKeys(): Promise<void> {
+    const keys = await this.listKeys();
+    this.mirror = new Map(keys.map((k) => [k.key_id, k]));
+  }
+
+  async createKey(partId: string): Promise<NewDeviceKey> {
+    this.assertOpen();
+    const { record, secret } = newDeviceKey(partId);
+    try {
+      await this.pool.query('INSERT INTO device_keys (key_id, part_id, secret_sha256, created_at_ms) VALUES ($1, $2, $3, $4)', [record.key_id, record.part_id, record.secret_sha256, record.created_at_ms]);
+    } catch (e) {
+      throw wrapPg(e, 'creating a device key failed');
+    }
+    return { key_id: record.key_id, part_id: partId, secret };
+  }
+
+  async revokeKey(keyId: string): Promise<boolean> {
+    this.assertOpen();
+    try {
+      const r = await this.pool.query('UPDATE device_keys SET revoked_at_ms = $2 WHERE key_id = $1 AND revoked_at_ms IS NULL', [keyId, Date.now()]);
+      return (r.rowCount ?? 0) > 0;
+    } catch (e) {
+      throw wrapPg(e, 'revoking a device key failed');
+    }
+  }
+
+  async tokenSecret(): Promise<string> {
+    this.assertOpen();
+    try {
+      await this.pool.query("INSERT INTO ingest_meta (name, value) VALUES ('token_secret', $1) ON CONFLICT DO NOTHING", [randomBytes(32).toString('base64url')]);
+      const { rows } = await this.pool.query<{ value: string }>("SELECT value FROM ingest_meta WHERE name = 'token_secret'");
+      return rows[0]!.value;
+    } catch (e) {
+      throw wrapPg(e, 'reading the token secret failed');
     }
   }
 
