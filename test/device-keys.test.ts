@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportReadings, makeDevCert, type ExportTarget } from '@edgecap/ingest';
 import { pgUnavailableReason, startPgCluster, type PgCluster } from '../packages/ingest/dist/pg/cluster.js';
 import { cli, freePort, runCli, tmpdir, waitFor, writeJson, type Child } from './helpers.js';
+import { health, makeClient } from '../packages/ingest/test/helpers.js';
 
 const unavailable = pgUnavailableReason();
 let cluster: PgCluster | undefined;
@@ -30,6 +31,24 @@ function listFilesUnder(dir: string): string[] {
   return fs.readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => e.name);
 }
 
+describe('fleet keys', () => {
+  it('edgecap ingest --api-key A --api-key B,C (and EDGECAP_API_KEY) accepts every one of them', async () => {
+    const root = tmpdir('fleet-keys');
+    const port = await freePort();
+    const ingest = runCli(['ingest', '--listen', `127.0.0.1:${port}`, '--insecure', '--data', path.join(root, 'ingest'), '--api-key', 'key-a', '--api-key', 'key-b,key-c'], { env: { EDGECAP_API_KEY: 'key-env' } });
+    const client = makeClient(`127.0.0.1:${port}`);
+    try {
+      await waitFor('ingest', () => ingest.stdout.some((l) => l.startsWith('listening')) || (ingest.proc.exitCode !== null && Promise.reject(new Error(ingest.stderr.join('\n')))));
+      for (const k of ['key-a', 'key-b', 'key-c', 'key-env']) expect(await health(client, k), k).toMatchObject({ ok: true });
+      expect(await health(client, 'key-d')).toMatchObject({ ok: false, code: 16 });
+    } finally {
+      client.close();
+      ingest.proc.kill('SIGTERM');
+      await ingest.exited;
+    }
+  });
+});
+
 for (const storage of ['files', 'postgres'] as const) {
   describe(`device keys end to end (${storage})`, () => {
     it('edgecap run with a device key syncs as its part (edgecap and viam protocols); another part is refused; a revoked key stops within 5 s', async (ctx) => {
@@ -46,7 +65,7 @@ for (const storage of ['files', 'postgres'] as const) {
       const a = await create(`${storage}-robot-a`);
       const v = await create(`${storage}-robot-v`);
       const port = await freePort();
-      const ingest = runCli(['ingest', '--listen', `127.0.0.1:${port}`, '--tls-cert', cert.certFile, '--tls-key', cert.keyFile, ...store, ...(storage === 'postgres' ? ['--data', path.join(root, 'scratch')] : [])]);
+      const ingest = runCli(['ingest', '--listen', `127.0.0.1:${port}`, '--tls-cert', cert.certFile, '--tls-key', cert.keyFile, ...store, ...(storage === 'postgres' ? ['--storage', 'postgres', '--data', path.join(root, 'scratch')] : [])]);
       const edges: Child[] = [];
       try {
         await waitFor('ingest', () => ingest.stdout.some((l) => l.startsWith('listening')) || (ingest.proc.exitCode !== null && Promise.reject(new Error(ingest.stderr.join('\n')))));
