@@ -62,6 +62,14 @@ async function spawnIngest(dataDir: string, args: string[], shellPrefix = ''): P
 
 let certOf: (dataDir: string) => ReturnType<typeof makeDevCert>;
 
+async function waitFor(cond: () => Promise<boolean> | boolean, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error('timed out');
+    await sleep(100);
+  }
+}
+
 function stagingFiles(dataDir: string): string[] {
   return fs.readdirSync(path.join(dataDir, 'staging'));
 }
@@ -223,6 +231,33 @@ describe('ingest trust: bounded resources', () => {
       await server.stop();
     }
   });
+
+  it('60 open uploads of 30 MiB each do not hold their bytes in memory (RSS stays low)', async () => {
+    const dataDir = path.join(dir, 'open-uploads');
+    const server = await spawnIngest(dataDir, ['--limit', 'progressWindowMs=600000', '--limit', 'maxUploadsPerKey=100']);
+    try {
+      const cl = makeClient(`localhost:${server.port}`, cert.caFile);
+      clients.push(cl);
+      const piece = Buffer.alloc(1024 * 1024, 3);
+      const calls = Array.from({ length: 60 }, (_, i) => {
+        const call = cl.Upload(auth(), () => undefined);
+        call.write({ metadata: { file_id: `open-${i}`, part_id: 'robot-1', data_type: 'DATA_TYPE_FILE', file_name: `open-${i}.bin`, size: 31 * 1024 * 1024, sha256: Buffer.alloc(32), source: 'x', tags: [] } });
+        return call;
+      });
+      // 30 MiB into each, in 1 MiB chunks, then nothing (never finished)
+      for (let mb = 0; mb < 30; mb++) for (const c of calls) c.write({ chunk: piece });
+      await waitFor(async () => {
+        const staged = stagingFiles(dataDir).map((f) => fs.statSync(path.join(dataDir, 'staging', f)).size);
+        return staged.length === 60 && staged.every((n) => n === 30 * 1024 * 1024);
+      }, 120_000);
+      const hwmKb = Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${server.child.pid}/status`, 'utf8'))![1]);
+      // 1.8 GiB received and open; what the server holds is bounded by its windows, not the uploads
+      expect(hwmKb * 1024).toBeLessThan(400 * 1024 * 1024);
+      for (const c of calls) c.cancel();
+    } finally {
+      await server.stop();
+    }
+  }, 180_000);
 
   it('20,000 hostile connections (idle, or an upload that never finishes): RSS stays under 1 GiB and an honest edge still uploads', async () => {
     const dataDir = path.join(dir, 'flood');
