@@ -24,7 +24,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { EdgecapError, ErrorCodes, logger } from '@edgecap/core';
-import { readCaptureBytes } from '@edgecap/format';
+import { RecordStream, type RecordEvent } from '@edgecap/format';
 import { stringify, toExportable } from '../json.js';
 import { segmentOf } from '../paths.js';
 import type { ExportedReading } from '../report.js';
@@ -246,7 +246,7 @@ export class PgStorage implements IngestStorage {
         return { status: 'already_have', record: have };
       }
       await this.insertChunks(client, staged, rec.part_id, rec.file_id);
-      if (rec.data_type !== 'file') await this.insertReadings(client, await staged.read(), rec);
+      if (rec.data_type !== 'file') await this.insertReadings(client, staged, rec);
       await client.query('COMMIT');
       log.debug({ file_id: rec.file_id, size: rec.size }, 'committed');
       return { status: 'committed', record };
@@ -285,47 +285,65 @@ export class PgStorage implements IngestStorage {
     }
   }
 
-  private async insertReadings(client: pg.PoolClient, bytes: Uint8Array, rec: NewFileRecord): Promise<void> {
-    const sum = readCaptureBytes(bytes);
-    const mimeDefault = sum.header?.mime_type;
-    const items: { ord: number; it: BinaryItem }[] = [];
+  /**
+   * Decode the staged capture file chunk by chunk (RecordStream) and insert its readings in
+   * batches, each batch's binary items right after it: memory is bounded by a batch, not the file.
+   */
+  private async insertReadings(client: pg.PoolClient, staged: StagedFile, rec: NewFileRecord): Promise<void> {
+    const stream = new RecordStream(staged.file);
+    let mimeDefault: string | undefined;
+    let ord = 0;
+    let items: { ord: number; it: BinaryItem }[] = [];
+    let itemBytes = 0;
     // Column arrays for INSERT ... SELECT FROM unnest(...): one statement per batch.
     // Timestamps via to_timestamp(µs / 1e6): exact to the µs for this range (< 2^53 µs); the
     // integer *_us columns stay the authoritative values.
     let cols = { o: [] as number[], s: [] as number[], q: [] as number[], r: [] as number[], m: [] as (string | null)[], d: [] as string[] };
     const flush = async (): Promise<void> => {
-      if (cols.o.length === 0) return;
-      await client.query({
-        name: 'edgecap_readings',
-        text: `INSERT INTO readings (file_id, ord, part_id, resource_kind, resource, method, seq, time_requested, time_received, time_requested_us, time_received_us, tags, mime_type, data)
-         SELECT $1, x.o, $2, $3, $4, $5, x.s, to_timestamp(x.q / 1e6::float8), to_timestamp(x.r / 1e6::float8), x.q, x.r, $6, x.m, x.d
-         FROM unnest($7::integer[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::jsonb[]) AS x(o, s, q, r, m, d)`,
-        values: [rec.file_id, rec.part_id, rec.resource_kind, rec.resource_name, rec.method, rec.tags, cols.o, cols.s, cols.q, cols.r, cols.m, cols.d],
-      });
-      cols = { o: [], s: [], q: [], r: [], m: [], d: [] };
+      if (cols.o.length > 0) {
+        await client.query({
+          name: 'edgecap_readings',
+          text: `INSERT INTO readings (file_id, ord, part_id, resource_kind, resource, method, seq, time_requested, time_received, time_requested_us, time_received_us, tags, mime_type, data)
+           SELECT $1, x.o, $2, $3, $4, $5, x.s, to_timestamp(x.q / 1e6::float8), to_timestamp(x.r / 1e6::float8), x.q, x.r, $6, x.m, x.d
+           FROM unnest($7::integer[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::jsonb[]) AS x(o, s, q, r, m, d)`,
+          values: [rec.file_id, rec.part_id, rec.resource_kind, rec.resource_name, rec.method, rec.tags, cols.o, cols.s, cols.q, cols.r, cols.m, cols.d],
+        });
+        cols = { o: [], s: [], q: [], r: [], m: [], d: [] };
+      }
+      for (const { ord: o, it } of items) {
+        await client.query({
+          name: 'edgecap_binary_item',
+          text: 'INSERT INTO binary_items (part_id, file_id, ord, item, sha256, size, mime_type, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)',
+          values: [rec.part_id, rec.file_id, o, it.item, it.sha256, it.bytes.length, it.mime ?? null, Buffer.from(it.bytes.buffer, it.bytes.byteOffset, it.bytes.byteLength)],
+        });
+      }
+      items = [];
+      itemBytes = 0;
     };
-    for (let ord = 0; ord < sum.readings.length; ord++) {
-      const r = sum.readings[ord]!;
+    const take = (ev: RecordEvent): void => {
+      if (ev.kind === 'header') mimeDefault = ev.header.mime_type;
+      if (ev.kind !== 'reading') return;
+      const r = ev.reading;
       const mime = r.mime_type ?? mimeDefault;
       const its: BinaryItem[] = [];
       const d = toJson(r.data, its, mime);
-      for (const it of its) items.push({ ord, it });
-      cols.o.push(ord);
+      for (const it of its) {
+        items.push({ ord, it });
+        itemBytes += it.bytes.length;
+      }
+      cols.o.push(ord++);
       cols.s.push(r.seq);
       cols.q.push(r.time_requested_us);
       cols.r.push(r.time_received_us);
       cols.m.push(mime ?? null);
       cols.d.push(stringify(d === undefined ? null : d) ?? 'null');
-      if (cols.o.length >= READING_BATCH) await flush();
+    };
+    for await (const chunk of staged.chunks()) {
+      stream.push(chunk as Uint8Array, take);
+      if (cols.o.length >= READING_BATCH || itemBytes >= 16 * 1024 * 1024) await flush();
     }
+    stream.finish(take);
     await flush();
-    for (const { ord, it } of items) {
-      await client.query({
-        name: 'edgecap_binary_item',
-        text: 'INSERT INTO binary_items (part_id, file_id, ord, item, sha256, size, mime_type, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)',
-        values: [rec.part_id, rec.file_id, ord, it.item, it.sha256, it.bytes.length, it.mime ?? null, Buffer.from(it.bytes.buffer, it.bytes.byteOffset, it.bytes.byteLength)],
-      });
-    }
   }
 
   async putGaps(gaps: ReportedGap[]): Promise<number> {
