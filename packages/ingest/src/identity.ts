@@ -95,7 +95,9 @@ export function makeIdentity(o: IdentityOptions): Identity {
       if (type === ROBOT_SECRET_CREDENTIALS) {
         // entity = the part id; the secret must be a live device key of that part.
         const k = matchDeviceSecret(o.registry, payload);
-        return k && k.part_id === entity ? { signWith: o.tokenSecret, part: k.part_id } : undefined;
+        if (!k) return undefined;
+        actAs(device(k), entity, 'Authenticate');
+        return { signWith: o.tokenSecret, part: k.part_id };
       }
       return undefined;
     },

@@ -174,7 +174,8 @@ describe('ingest trust: per-device identity and per-part dedup', () => {
     expect(t.token).toBeTruthy();
     expect(await authenticate(keyB.key_id, 'api-key', keyA.secret)).toEqual({ code: grpc.status.UNAUTHENTICATED });
     expect((await authenticate('robot-a', 'robot-secret', keyA.secret)).token).toBeTruthy();
-    expect(await authenticate('robot-b', 'robot-secret', keyA.secret)).toEqual({ code: grpc.status.UNAUTHENTICATED });
+    expect(await authenticate('robot-b', 'robot-secret', keyA.secret)).toEqual({ code: grpc.status.PERMISSION_DENIED });
+    expect(await authenticate('robot-a', 'robot-secret', 'eks_0000000000000000_' + 'x'.repeat(43))).toEqual({ code: grpc.status.UNAUTHENTICATED });
     const c = makeCapture({ seqs: [0], name: 'tok' });
     expect(await upload(client, captureMeta(c, 'robot-b'), c.bytes, { key: t.token! })).toMatchObject({ ok: false, code: grpc.status.PERMISSION_DENIED });
     expect(await upload(client, captureMeta(c, 'robot-a'), c.bytes, { key: t.token! })).toMatchObject({ ok: true, res: { status: 'UPLOAD_STATUS_COMMITTED' } });

@@ -149,7 +149,8 @@ export interface Authenticated {
 export interface AuthServiceOptions {
   /**
    * Check a credential (type api-key: entity = key id; robot-secret: entity = part id) and say
-   * how to sign its token; undefined refuses it.
+   * how to sign its token; undefined refuses it (UNAUTHENTICATED); an error with a gRPC `status`
+   * refuses it with that status (PERMISSION_DENIED: a valid key of another part).
    */
   authenticate(entity: string, type: string, payload: string): Authenticated | undefined;
   ttlMs?: number;
@@ -169,8 +170,15 @@ export function authServiceHandlers(o: AuthServiceOptions): grpc.UntypedServiceI
         return refuse(grpc.status.UNAUTHENTICATED, `unsupported credentials type ${JSON.stringify(type)}: use "${API_KEY_CREDENTIALS}" or "${ROBOT_SECRET_CREDENTIALS}"`);
       }
       if (entity.length > 1024 || (credentials?.payload.length ?? 0) > 1024) return refuse(grpc.status.INVALID_ARGUMENT, 'entity or credentials longer than 1024 characters');
-      const ok = o.authenticate(entity, type, credentials!.payload);
-      if (!ok) return refuse(grpc.status.UNAUTHENTICATED, type === API_KEY_CREDENTIALS ? 'invalid API key' : 'invalid robot secret for this part');
+      let ok: Authenticated | undefined;
+      try {
+        ok = o.authenticate(entity, type, credentials!.payload);
+      } catch (e) {
+        // a valid credential that may not speak for this entity (another part's key)
+        const code = (e as { status?: grpc.status }).status;
+        return refuse(typeof code === 'number' ? code : grpc.status.UNAUTHENTICATED, (e as Error).message);
+      }
+      if (!ok) return refuse(grpc.status.UNAUTHENTICATED, type === API_KEY_CREDENTIALS ? 'invalid API key' : 'invalid robot secret');
       o.onAuthenticate?.(entity, true);
       cb(null, { access_token: issueAccessToken(entity, ok.signWith, o.ttlMs ?? DEFAULT_ACCESS_TOKEN_TTL_MS, Date.now(), ok.part) });
     },
