@@ -44,5 +44,42 @@ for (const name of fs.readdirSync(path.join(root, 'packages'))) {
     }
   }
 }
+
+// One owner per state machine (ARCHITECTURE 16): the edge state's LMDB databases (the file ledger's
+// files/ids/totals, seqs, gaps) are private to packages/store. No other package opens LMDB or
+// reaches into a StateStore's databases; they call its named transitions. (ingest keeps its own
+// server-side LMDB index.)
+const LMDB_OWNERS = new Set(['store', 'ingest']);
+const RAW = [
+  [/from 'lmdb'|import\('lmdb'\)|require\('lmdb'\)/, 'imports lmdb'],
+  [/\b(transactionSync|openDB|getRange|putSync|removeSync|getKeys|ifVersion)\b/, 'calls an LMDB database API'],
+  [/\.(claimedBy|lease)\b/, "reads a claim's owner (a claim rule of its own: ask the ledger, holderOf / canClaimDelete)"],
+  [/\b\w*[sS]tore\w*!?\??\.(files|ids|seqs|gaps|root|ledger|totalsDb)\b|\[['"](files|ids|seqs|gaps|root|ledger|totalsDb)['"]\]/, "reads a StateStore's private database"],
+];
+let raw = 0;
+for (const name of fs.readdirSync(path.join(root, 'packages'))) {
+  if (LMDB_OWNERS.has(name)) continue;
+  const walk = (dir) => {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) {
+        if (e.name !== 'gen') walk(p);
+      } else if (e.name.endsWith('.ts')) {
+        fs.readFileSync(p, 'utf8').split('\n').forEach((line, i) => {
+          const code = line.trim();
+          if (code.startsWith('*') || code.startsWith('//') || code.startsWith('/*')) return;
+          for (const [re, what] of RAW) {
+            if (re.test(code)) {
+              console.error(`${path.relative(root, p)}:${i + 1} ${what} (the edge state is packages/store's: use its transitions): ${code}`);
+              raw++;
+            }
+          }
+        });
+      }
+    }
+  };
+  walk(path.join(root, 'packages', name, 'src'));
+}
+bad += raw;
 if (bad) process.exit(1);
-console.log(`layers ok: ${Object.keys(LAYER).length} packages, imports point down`);
+console.log(`layers ok: ${Object.keys(LAYER).length} packages, imports point down; the edge state's LMDB is packages/store's alone`);

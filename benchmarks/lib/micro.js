@@ -90,8 +90,8 @@ export async function micro({ dir, timeMs = 600 }) {
     store.claimUpload(`/capture/f${k++}.capture`, 'run', { id: `id${k}`, source: 'capture', size: 1000 });
   });
   let u = 0;
-  add('store: updateFile committed (1 sync txn)', 1, 0, () => {
-    store.updateFile(`/capture/f${u++ % Math.max(1, k)}.capture`, { status: 'committed' });
+  add('store: releaseUploads (1 sync txn)', 1, 0, () => {
+    store.releaseUploads([`/capture/f${u++ % Math.max(1, k)}.capture`], 'run');
   });
   const key = { kind: 'bench', name: 'r', method: 'Readings' };
   let seq = 0;

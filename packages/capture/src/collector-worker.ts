@@ -18,6 +18,15 @@ export const collectorApi = {
       return { ok: false, error: toWire(e) };
     }
   },
+  /**
+   * The writer thread was replaced: oversize frames go to `port` from now on. Returns the last
+   * token sent to the old one (those bytes died with it).
+   */
+  rebindWriter(port: MessagePort): number {
+    bulk?.close();
+    bulk = port;
+    return collector?.lastOversizeToken ?? 0;
+  },
   start(streams: CollectorStreamStart[]): void {
     collector!.start(streams);
   },

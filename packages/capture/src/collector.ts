@@ -59,6 +59,7 @@ export class Collector {
   private loop: Promise<void> | undefined;
   private ring: RingProducer | undefined;
   private readonly nap = new Int32Array(new SharedArrayBuffer(4));
+  private readonly tokens = { v: 0 };
 
   constructor(
     private readonly init: CollectorInit,
@@ -83,7 +84,7 @@ export class Collector {
       ring: this.ring,
       enc: new FrameEncoder(),
       res: new Int32Array(this.init.resSab),
-      nextToken: { v: 0 },
+      nextToken: this.tokens,
       sendOversize: (token, frame) => this.sendOversize({ ringId, token, frame }),
     };
     const now = performance.now();
@@ -174,6 +175,11 @@ export class Collector {
         }
       } while (s.deadline <= now && s.deadline < other && now <= yieldAt && !this.stopping);
     }
+  }
+
+  /** Token of the last oversize frame sent (tokens only grow). */
+  get lastOversizeToken(): number {
+    return this.tokens.v >>> 0;
   }
 
   get resourceKind(): string {

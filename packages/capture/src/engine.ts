@@ -4,18 +4,33 @@
  *   start(resources) ─► writer worker (1) ◄── rings ── collector workers (1 per resource)
  *                                          ◄── rings ── push() (1 ring per pushed stream)
  *   control: comlink; bulk data: SAB rings (+ MessagePort for oversize frames); stats: SAB counters
+ *
+ * Supervision (managed-worker.ts: one host, one restart policy): every call to a thread is
+ * raced against its exit and a timeout; a thread that dies (or leaves a call unanswered) is
+ * reported, terminated and restarted with backoff.
+ *   collector died   its ring is retired (the writer drains what it published); what it
+ *                    numbered but never published is a 'collector_crash' gap; restarted.
+ *   collector hung   at stop: terminated after its timeout, same retirement, 'collector_timeout'.
+ *   writer died      the rings keep filling (ring_full drops, explained in-band); its .prog files
+ *                    are recovered (seqs persisted, then renamed); a new writer takes every ring
+ *                    over from where the dead one released it, told each stream's resumeFrom
+ *                    (Stat.WRITTEN_SEQ / recovered files): frames below it are skipped, seqs
+ *                    between it and the first frame read are a 'writer_crash' gap.
+ *   writer hung at stop  terminated; the same recovery, and every stream's rest is a
+ *                    'writer_crash' gap; stop() rejects with the timeout.
  */
 import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
-import { Backoff, DEFAULTS, EdgecapError, ErrorCodes, fromWire, logger, nowMicros, streamKeyString, type StreamKey } from '@edgecap/core';
-import { FrameEncoder, recoverCaptureDir, type RecoveryResult } from '@edgecap/format';
+import { DEFAULTS, EdgecapError, ErrorCodes, fromWire, IN_PROGRESS_EXT, logger, nowMicros, streamKeyString, type StreamKey } from '@edgecap/core';
+import { FrameEncoder, listFiles, recoverCaptureDir, type RecoveryResult } from '@edgecap/format';
 import { createRingBuffer, Doorbell, RingProducer } from '@edgecap/ring';
 import type { StateStore } from '@edgecap/store';
 import type { CollectorApi } from './collector-worker.js';
 import { Comlink } from './comlink.js';
 import { StreamEmitter } from './emitter.js';
 import { newResSab, newStatsSab, ResSlot, Stat } from './layout.js';
-import { ManagedWorker } from './managed-worker.js';
+import { DEFAULT_RESTART, ManagedWorker, Restarter, type RestartPolicy } from './managed-worker.js';
 import { enabledMethods } from './resource.js';
 import type { ResourceSpec, StreamInfo, WriterEvent } from './types.js';
 import type { WriterApi } from './writer-worker.js';
@@ -24,10 +39,10 @@ const log = logger('capture.engine');
 
 /** How long a collector may take to finish its in-flight call at stop before it is terminated. */
 const COLLECTOR_STOP_TIMEOUT_MS = 3_000;
-/** A crashed collector is restarted after 1 s, doubling up to 1 min; one that ran this long starts over at 1 s. */
-const RESTART = { initialMs: 1_000, maxMs: 60_000, stableMs: 60_000 };
 /** The writer drains, flushes, syncs and renames everything at stop: give it time. */
 const WRITER_STOP_TIMEOUT_MS = 60_000;
+/** Every oversize token a dead collector ever sent (tokens are u32). */
+const ALL_TOKENS = 0xffff_ffff;
 
 export interface CaptureOptions {
   captureDir: string;
@@ -41,6 +56,16 @@ export interface CaptureOptions {
   fsyncIntervalMs?: number;
   /** Ring size of a pushed stream (default DEFAULTS.capture_queue_size). */
   pushQueueBytes?: number;
+  /** Restart backoff of crashed threads (default 1 s doubling to 1 min; reset after 1 min up). */
+  restart?: Partial<RestartPolicy>;
+  /** A control call unanswered this long means the thread is hung (default 30 s). */
+  callTimeoutMs?: number;
+  /** Collector stop (its in-flight resource call) before it is terminated (default 3 s). */
+  collectorStopTimeoutMs?: number;
+  /** Writer stop (drain, flush, sync, rename) before it is terminated (default 60 s). */
+  writerStopTimeoutMs?: number;
+  /** Crash fixtures only: the writer thread's entry module (one that wraps the real one). */
+  writerUrl?: URL;
 }
 
 export interface StreamStats {
@@ -71,8 +96,11 @@ interface StreamEntry {
   resource: string;
   kind: string;
   method: string;
+  key: StreamKey;
   statsSab: SharedArrayBuffer;
   stats: Float64Array;
+  /** Seqs below this that are on no disk are explained by gaps this engine recorded. */
+  explainedTo: number;
 }
 
 interface CollectorEntry {
@@ -81,7 +109,20 @@ interface CollectorEntry {
   kind: string;
   mw: ManagedWorker<CollectorApi>;
   ringId: number;
-  startedAt: number;
+}
+
+/** A ring the engine created; the writer (this one or the next) reads it until it is retired. */
+interface RingEntry {
+  id: number;
+  sab: SharedArrayBuffer;
+  infos: StreamInfo[];
+  /** The producing collector (undefined: a push ring, produced on this thread). */
+  collector: ManagedWorker<CollectorApi> | undefined;
+  /** The writer that reads it. */
+  addedTo: ManagedWorker<WriterApi> | undefined;
+  /** Its producer is gone: retire it, then explain what the producer numbered past the writer. */
+  retire: { reason: string; graceful: boolean; numbered: Map<string, number> } | undefined;
+  retiring: boolean;
 }
 
 type EngineState = 'idle' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -92,13 +133,20 @@ const writerUrl = new URL('./writer-worker.js', import.meta.url);
 export class CaptureEngine extends EventEmitter {
   private state: EngineState = 'idle';
   private readonly bell = new Doorbell();
+  /** The current writer thread (maybe failed, waiting for its restart). */
   private writer: ManagedWorker<WriterApi> | undefined;
+  /** The current writer is up and has every ring. */
+  private writerLive = false;
+  /** Why the writer last died (stop() rejects with it when no writer could finish the job). */
+  private writerError: EdgecapError | undefined;
+  /** 1 for the first writer; a later one resumes streams from their resumeFrom. */
+  private writerGeneration = 0;
   private readonly collectors = new Map<string, CollectorEntry>();
-  /** Restart backoff per resource whose collector crashed. */
-  private readonly restarts = new Map<string, { backoff: Backoff; timer: NodeJS.Timeout | undefined }>();
+  private readonly restarter: Restarter;
+  private readonly rings = new Map<number, RingEntry>();
   private readonly streams = new Map<string, StreamEntry>();
   private readonly resWords = new Map<string, { sab: SharedArrayBuffer; words: Int32Array }>();
-  private readonly pushStreams = new Map<string, { em: StreamEmitter; ring: RingProducer }>();
+  private readonly pushStreams = new Map<string, { em: StreamEmitter; ring: RingProducer; ringId: number }>();
   private readonly pending = new Set<Promise<unknown>>();
   private readonly ports: MessagePort[] = [];
   private pushPort: MessagePort | undefined;
@@ -106,9 +154,12 @@ export class CaptureEngine extends EventEmitter {
   private readonly pushToken = { v: 0 };
   private nextRingId = 1;
   private specs: ResourceSpec[] = [];
+  /** Per stream, the seq after the highest one found in a dead writer's recovered files. */
+  private readonly recoveredNext = new Map<string, number>();
 
   constructor(private readonly opts: CaptureOptions) {
     super();
+    this.restarter = new Restarter({ ...DEFAULT_RESTART, ...opts.restart });
   }
 
   private fail(err: Error): void {
@@ -116,38 +167,17 @@ export class CaptureEngine extends EventEmitter {
     else log.error({ err }, 'capture engine error (no error listener)');
   }
 
+  private track<T>(p: Promise<T>): Promise<T> {
+    this.pending.add(p);
+    void p.finally(() => this.pending.delete(p)).catch(() => {});
+    return p;
+  }
+
   async start(resources: ResourceSpec[]): Promise<void> {
     if (this.state !== 'idle') throw new EdgecapError(ErrorCodes.STATE, `capture engine cannot start from state ${this.state}`);
     this.state = 'starting';
-    const o = this.opts;
-    const mw = new ManagedWorker<WriterApi>(writerUrl, 'edgecap-writer', (e) => this.fail(e));
-    this.writer = mw;
-    const events = new MessageChannel();
-    events.port1.on('message', (ev: WriterEvent) => {
-      if (ev.type === 'file-finished') this.emit('file-finished', { path: ev.path, header: ev.header, readings: ev.readings });
-      else this.emit('write-error', { code: ev.code, message: ev.message, path: ev.path });
-    });
-    this.ports.push(events.port1);
     try {
-      await mw.api.init(
-        {
-          captureDir: o.captureDir,
-          partId: o.partId,
-          tags: o.tags,
-          maxFileBytes: o.maxFileBytes ?? DEFAULTS.maximum_capture_file_size_bytes,
-          maxFileAgeMs: o.maxFileAgeMs ?? DEFAULTS.maximum_capture_file_age_ms,
-          flushIntervalMs: o.flushIntervalMs ?? DEFAULTS.flush_interval_ms,
-          fsyncIntervalMs: o.fsyncIntervalMs ?? DEFAULTS.fsync_interval_ms,
-          bellSab: this.bell.sab,
-        },
-        o.store.dir,
-        Comlink.transfer(events.port2, [events.port2 as never]) as unknown as never,
-      );
-      mw.started();
-      const bulk = new MessageChannel();
-      this.pushPort = bulk.port1;
-      this.ports.push(bulk.port1);
-      await mw.api.addBulkPort(Comlink.transfer(bulk.port2, [bulk.port2 as never]) as unknown as never);
+      await this.startWriter();
       this.state = 'running';
       await this.startCollectors(resources);
       this.specs = resources;
@@ -156,6 +186,189 @@ export class CaptureEngine extends EventEmitter {
       throw e;
     }
   }
+
+  // ── the writer ────────────────────────────────────────────────────────────────────────────
+
+  /** Start a writer thread and hand it every ring; the first one, or a replacement. */
+  private async startWriter(): Promise<void> {
+    const o = this.opts;
+    const generation = ++this.writerGeneration;
+    const mw: ManagedWorker<WriterApi> = new ManagedWorker<WriterApi>(o.writerUrl ?? writerUrl, 'edgecap-writer', (e) => this.writerCrashed(mw, e), this.workerOpts());
+    this.writer = mw;
+    const events = new MessageChannel();
+    events.port1.on('message', (ev: WriterEvent) => {
+      if (ev.type === 'file-finished') this.emit('file-finished', { path: ev.path, header: ev.header, readings: ev.readings });
+      else this.emit('write-error', { code: ev.code, message: ev.message, path: ev.path });
+    });
+    this.ports.push(events.port1);
+    await mw.call('init', [
+      {
+        captureDir: o.captureDir,
+        partId: o.partId,
+        tags: o.tags,
+        maxFileBytes: o.maxFileBytes ?? DEFAULTS.maximum_capture_file_size_bytes,
+        maxFileAgeMs: o.maxFileAgeMs ?? DEFAULTS.maximum_capture_file_age_ms,
+        flushIntervalMs: o.flushIntervalMs ?? DEFAULTS.flush_interval_ms,
+        fsyncIntervalMs: o.fsyncIntervalMs ?? DEFAULTS.fsync_interval_ms,
+        bellSab: this.bell.sab,
+      },
+      o.store.dir,
+      Comlink.transfer(events.port2, [events.port2 as never]) as unknown as never,
+    ]);
+    // push oversize frames: tokens up to here went to the dead writer (none for the first)
+    const bulk = new MessageChannel();
+    this.pushPort?.close();
+    this.pushPort = bulk.port1;
+    this.ports.push(bulk.port1);
+    const pushLost = generation > 1 ? this.pushToken.v >>> 0 : -1;
+    await mw.call('addBulkPort', [Comlink.transfer(bulk.port2, [bulk.port2 as never]) as unknown as never]);
+    // every ring (including ones registered meanwhile)
+    for (;;) {
+      const todo = [...this.rings.values()].filter((r) => r.addedTo !== mw);
+      if (todo.length === 0) break;
+      for (const r of todo) await this.addRingTo(mw, r, generation > 1, pushLost);
+    }
+    mw.started();
+    this.writerLive = true;
+    await this.processRetirements();
+  }
+
+  private workerOpts(): { callTimeoutMs?: number } {
+    return this.opts.callTimeoutMs !== undefined ? { callTimeoutMs: this.opts.callTimeoutMs } : {};
+  }
+
+  /** The writer thread died or hung: report it; while running, restart it with backoff. */
+  private writerCrashed(mw: ManagedWorker<WriterApi>, err: EdgecapError): void {
+    this.fail(err);
+    if (mw === this.writer) this.writerError = err;
+    if (mw !== this.writer || !this.writerLive) return; // a failed (re)start: its caller handles it
+    this.writerLive = false;
+    if (this.state !== 'running') return; // stop() finishes without it
+    const { attempt, delayMs } = this.restarter.schedule(
+      'writer',
+      performance.now() - mw.startedAt,
+      (n) => this.restartWriter(n),
+      () => this.state === 'running' && !this.writerLive,
+    );
+    log.warn({ attempt, delayMs }, 'writer thread died; restarting it');
+  }
+
+  private async restartWriter(attempt: number): Promise<void> {
+    await this.writer?.stop();
+    this.recoverOrphans();
+    if (this.state !== 'running') return;
+    await this.startWriter();
+    this.emit('writer-restarted', { attempt });
+  }
+
+  /**
+   * No writer runs (it died): close what it left open, recover its .prog files the way the
+   * writer commits (seqs persisted, then renamed), announce them, note how far each stream got.
+   */
+  private recoverOrphans(): void {
+    closeLeakedFds(listFiles(this.opts.captureDir, IN_PROGRESS_EXT));
+    const results = recoverAtStartup(this.opts.captureDir, this.opts.store);
+    for (const r of results) {
+      if (!r.key || r.lastSeq === undefined) continue;
+      const k = streamKeyString(r.key);
+      this.recoveredNext.set(k, Math.max(this.recoveredNext.get(k) ?? 0, r.lastSeq + 1));
+      if (r.finished) this.emit('file-finished', { path: r.finished, header: undefined, readings: r.readings });
+    }
+    if (results.length) log.info({ files: results.length }, 'recovered the dead writer thread\'s in-progress files');
+  }
+
+  /** Everything below is in a file or explained: where a replacement writer resumes the stream. */
+  private resumeFrom(s: StreamEntry): number {
+    return Math.max(s.stats[Stat.WRITTEN_SEQ]!, this.recoveredNext.get(streamKeyString(s.key)) ?? 0, s.explainedTo);
+  }
+
+  private async addRingTo(w: ManagedWorker<WriterApi>, r: RingEntry, resume: boolean, pushLost: number): Promise<void> {
+    let lost = -1;
+    let infos = r.infos;
+    if (resume) {
+      if (!r.collector) lost = pushLost;
+      else {
+        // the collector's oversize frames go to this writer from now on
+        const bulk = new MessageChannel();
+        await w.call('addBulkPort', [Comlink.transfer(bulk.port2, [bulk.port2 as never]) as unknown as never]);
+        try {
+          if (!r.collector.alive) throw new EdgecapError(ErrorCodes.WORKER_EXITED, 'collector gone');
+          lost = await r.collector.call('rebindWriter', [Comlink.transfer(bulk.port1, [bulk.port1 as never]) as unknown as never]);
+        } catch {
+          bulk.port1.close();
+          lost = ALL_TOKENS;
+        }
+      }
+      infos = r.infos.map((i) => ({ ...i, resumeFrom: this.resumeFrom(this.streams.get(streamKeyString(i.key))!) }));
+    }
+    await w.call('addRing', [r.id, r.sab, infos, lost]);
+    r.addedTo = w;
+  }
+
+  /** Hand a new ring to the live writer (a writer started later takes it from the registry). */
+  private async registerRing(r: RingEntry): Promise<void> {
+    this.rings.set(r.id, r);
+    const w = this.writer;
+    if (!w || !this.writerLive) return;
+    try {
+      await this.addRingTo(w, r, this.writerGeneration > 1, -1);
+    } catch (e) {
+      if (w.alive) throw e;
+      // the writer died meanwhile: its replacement takes the ring
+    }
+    await this.processRetirements();
+  }
+
+  /** The ring's producer is gone (terminated, or stopped and closed it): retire it and account. */
+  private async retireRing(ringId: number, reason: string, graceful = false): Promise<void> {
+    const r = this.rings.get(ringId);
+    if (!r) return;
+    // what the producer numbered, now final (a restarted collector numbers on from here)
+    const numbered = new Map(r.infos.map((i) => [streamKeyString(i.key), this.streams.get(streamKeyString(i.key))!.stats[Stat.NEXT_SEQ]!]));
+    r.retire = { reason, graceful, numbered };
+    await this.processRetirements();
+  }
+
+  /** Retire, on the live writer, every ring whose producer is gone. Never throws. */
+  private async processRetirements(): Promise<void> {
+    const w = this.writer;
+    if (!w || !this.writerLive) return; // the next writer retires them
+    for (const r of [...this.rings.values()]) {
+      if (!r.retire || r.retiring || r.addedTo !== w) continue;
+      r.retiring = true;
+      let got: { key: StreamKey; nextSeq: number }[];
+      try {
+        got = await w.call('retireRing', [r.id, r.retire.graceful]);
+      } catch (e) {
+        r.retiring = false;
+        log.warn({ err: e, ring: r.id }, 'could not retire a ring; the next writer will');
+        return;
+      }
+      this.rings.delete(r.id);
+      for (const { key, nextSeq } of got) {
+        const s = this.streams.get(streamKeyString(key));
+        if (!s) continue;
+        const written = Math.max(nextSeq, this.opts.store.nextSeq(key));
+        const numbered = r.retire.numbered.get(streamKeyString(key)) ?? s.stats[Stat.NEXT_SEQ]!;
+        this.explain(s, written, numbered - 1, r.retire.reason);
+      }
+    }
+  }
+
+  /** Record [from, to] of a stream as a gap with a reason (minus what this engine already explained). */
+  private explain(s: StreamEntry, from: number, to: number, reason: string): void {
+    from = Math.max(from, s.explainedTo);
+    if (from > to) return;
+    try {
+      this.opts.store.recordGap({ ...s.key, from_seq: from, to_seq: to, reason, time_us: nowMicros() });
+      s.explainedTo = to + 1;
+      log.warn({ stream: streamKeyString(s.key), from, to, reason }, 'seqs recorded as a gap');
+    } catch (e) {
+      this.fail(new EdgecapError(ErrorCodes.WRITE_FAILED, `could not record a ${reason} gap [${from}, ${to}] of ${streamKeyString(s.key)}: ${(e as Error).message}`, { cause: e }));
+    }
+  }
+
+  // ── collectors ────────────────────────────────────────────────────────────────────────────
 
   private resWord(name: string): { sab: SharedArrayBuffer; words: Int32Array } {
     let r = this.resWords.get(name);
@@ -168,11 +381,14 @@ export class CaptureEngine extends EventEmitter {
   }
 
   private streamEntry(resource: string, kind: string, method: string): StreamEntry {
-    const k = `${kind}/${resource}/${method}`;
+    const key = { kind, name: resource, method };
+    const k = streamKeyString(key);
     let s = this.streams.get(k);
     if (!s) {
       const statsSab = newStatsSab();
-      s = { resource, kind, method, statsSab, stats: new Float64Array(statsSab) };
+      s = { resource, kind, method, key, statsSab, stats: new Float64Array(statsSab), explainedTo: 0 };
+      // everything below the persisted seq is in earlier files: a dead writer never lost it
+      s.stats[Stat.WRITTEN_SEQ] = this.opts.store.nextSeq(key);
       this.streams.set(k, s);
     }
     return s;
@@ -180,24 +396,31 @@ export class CaptureEngine extends EventEmitter {
 
   /** Seq to start a stream at: persisted next seq, or further if this engine already went past it. */
   private startSeq(key: StreamKey, s: StreamEntry): number {
-    return Math.max(this.opts.store.nextSeq(key), s.stats[Stat.NEXT_SEQ]!);
+    return Math.max(this.opts.store.nextSeq(key), s.stats[Stat.NEXT_SEQ]!, s.explainedTo);
   }
 
   private async startCollector(spec: ResourceSpec): Promise<void> {
     const methods = enabledMethods(spec);
     if (methods.length === 0) return;
-    const writer = this.writer!;
     const ringBytes = Math.max(...methods.map((m) => m.queueBytes ?? DEFAULTS.capture_queue_size));
     const ringSab = createRingBuffer(ringBytes);
     const ringId = this.nextRingId++;
-    const mw: ManagedWorker<CollectorApi> = new ManagedWorker<CollectorApi>(collectorUrl, `edgecap-collector-${spec.name}`, (e) => this.collectorCrashed(spec.name, mw, e));
+    const mw: ManagedWorker<CollectorApi> = new ManagedWorker<CollectorApi>(collectorUrl, `edgecap-collector-${spec.name}`, (e) => this.collectorCrashed(spec.name, mw, e), this.workerOpts());
+    let registered = false;
     try {
       const bulk = new MessageChannel();
-      await writer.api.addBulkPort(Comlink.transfer(bulk.port2, [bulk.port2 as never]) as unknown as never);
-      const r = await mw.api.load(
+      const w = this.writer;
+      if (w && this.writerLive) {
+        try {
+          await w.call('addBulkPort', [Comlink.transfer(bulk.port2, [bulk.port2 as never]) as unknown as never]);
+        } catch (e) {
+          if (w.alive) throw e; // else the replacement writer rebinds this collector
+        }
+      }
+      const r = await mw.call('load', [
         { spec, ringId, ringSab, bellSab: this.bell.sab, resSab: this.resWord(spec.name).sab },
         Comlink.transfer(bulk.port1, [bulk.port1 as never]) as unknown as never,
-      );
+      ]);
       if (!r.ok) throw fromWire(r.error);
       const infos: StreamInfo[] = [];
       const starts = methods.map((m, index) => {
@@ -207,12 +430,14 @@ export class CaptureEngine extends EventEmitter {
         infos.push({ index, key, statsSab: s.statsSab, ...(mime ? { mimeType: mime } : spec.model === 'sim:camera' ? { mimeType: 'image/jpeg' } : {}), ...(m.additionalParams ? { params: m.additionalParams } : {}) });
         return { method: m.method, index, startSeq: this.startSeq(key, s), statsSab: s.statsSab };
       });
-      await writer.api.addRing(ringId, ringSab, infos);
-      await mw.api.start(starts);
+      registered = true;
+      await this.registerRing({ id: ringId, sab: ringSab, infos, collector: mw, addedTo: undefined, retire: undefined, retiring: false });
+      await mw.call('start', [starts]);
       mw.started();
-      this.collectors.set(spec.name, { spec, hash: JSON.stringify(spec), kind: r.kind, mw, ringId, startedAt: Date.now() });
+      this.collectors.set(spec.name, { spec, hash: JSON.stringify(spec), kind: r.kind, mw, ringId });
     } catch (e) {
       await mw.stop();
+      if (registered) await this.retireRing(ringId, 'collector_crash');
       throw e;
     }
   }
@@ -230,62 +455,45 @@ export class CaptureEngine extends EventEmitter {
   }
 
   /**
-   * A collector thread died (an uncaught exception in the resource's own callbacks, out of
-   * memory): report it, then restart it with backoff. Its stream keeps its seq numbering;
-   * whatever the dead thread numbered but never published is recorded as a gap.
+   * A collector thread died or hung (an uncaught exception in the resource's own callbacks, out
+   * of memory, a call unanswered): report it, then restart it with backoff. Its stream keeps its
+   * seq numbering; whatever the dead thread numbered but never published is recorded as a gap.
    */
-  private collectorCrashed(name: string, mw: ManagedWorker<CollectorApi>, err: EdgecapError, retry = false): void {
+  private collectorCrashed(name: string, mw: ManagedWorker<CollectorApi>, err: EdgecapError): void {
     this.fail(err);
     const c = this.collectors.get(name);
     if (this.state !== 'running' || c?.mw !== mw) return;
-    let r = this.restarts.get(name);
-    if (!r) this.restarts.set(name, (r = { backoff: new Backoff({ initialMs: RESTART.initialMs, maxMs: RESTART.maxMs }), timer: undefined }));
-    if (!retry && Date.now() - c.startedAt >= RESTART.stableMs) r.backoff.succeed();
-    const delay = r.backoff.fail();
-    log.warn({ resource: name, attempt: r.backoff.attempts, delayMs: delay }, 'collector crashed; restarting it');
-    clearTimeout(r.timer);
-    r.timer = setTimeout(() => {
-      r.timer = undefined;
-      const p = this.restartCollector(name, mw).catch((e: unknown) => {
-        log.error({ err: e, resource: name }, 'collector restart failed');
-        // still the dead entry (not stopped or reconfigured meanwhile): try again, later
-        if (this.collectors.get(name)?.mw === mw) this.collectorCrashed(name, mw, e instanceof EdgecapError ? e : new EdgecapError(ErrorCodes.WORKER_EXITED, String(e)), true);
-      });
-      this.pending.add(p);
-      void p.finally(() => this.pending.delete(p));
-    }, delay);
+    const { attempt, delayMs } = this.restarter.schedule(
+      `collector:${name}`,
+      performance.now() - mw.startedAt,
+      (n) => this.restartCollector(name, mw, n),
+      () => this.state === 'running' && this.collectors.get(name)?.mw === mw,
+    );
+    log.warn({ resource: name, attempt, delayMs }, 'collector crashed; restarting it');
   }
 
-  private async restartCollector(name: string, dead: ManagedWorker<CollectorApi>): Promise<void> {
+  private async restartCollector(name: string, dead: ManagedWorker<CollectorApi>, attempt: number): Promise<void> {
     const c = this.collectors.get(name);
     if (this.state !== 'running' || c?.mw !== dead) return; // stopped or reconfigured meanwhile
     await dead.stop();
-    const retired = await this.writer!.api.retireRing(c.ringId);
-    // Numbered by the dead thread but never published (a ring-full gap it still held): explained.
-    for (const { key, nextSeq } of retired) {
-      const s = this.streams.get(streamKeyString(key));
-      if (!s) continue;
-      const written = Math.max(nextSeq, this.opts.store.nextSeq(key));
-      const numbered = s.stats[Stat.NEXT_SEQ]!;
-      if (numbered > written) this.opts.store.recordGap({ ...key, from_seq: written, to_seq: numbered - 1, reason: 'collector_crash', time_us: nowMicros() });
-    }
+    await this.retireRing(c.ringId, 'collector_crash');
     if (this.state !== 'running' || this.collectors.get(name)?.mw !== dead) return;
     // The dead entry stays until startCollector replaces it, so reconfigure never starts a twin.
     await this.startCollector(c.spec);
-    this.emit('collector-restarted', { resource: name, attempt: this.restarts.get(name)?.backoff.attempts ?? 1 });
+    this.emit('collector-restarted', { resource: name, attempt });
   }
 
   private async stopCollector(name: string): Promise<void> {
+    this.restarter.cancel(`collector:${name}`);
     const c = this.collectors.get(name);
-    const r = this.restarts.get(name);
-    if (r) {
-      clearTimeout(r.timer);
-      this.restarts.delete(name);
-    }
     if (!c) return;
     this.collectors.delete(name);
     // A resource method stuck for good must not hold stop()/reconfigure() hostage.
-    await c.mw.stop(() => c.mw.api.stop(), COLLECTOR_STOP_TIMEOUT_MS);
+    const res = await c.mw.stop('stop', this.opts.collectorStopTimeoutMs ?? COLLECTOR_STOP_TIMEOUT_MS);
+    if (res.outcome === 'timeout' || res.outcome === 'failed') this.fail(res.error!);
+    // The same accounting on every path: what it numbered and never published is explained.
+    const reason = res.outcome === 'graceful' ? 'ring_full' : res.outcome === 'timeout' ? 'collector_timeout' : 'collector_crash';
+    await this.retireRing(c.ringId, reason, res.outcome === 'graceful');
   }
 
   /** Restart only resources whose spec changed (or that were added/removed); others keep streaming. */
@@ -316,14 +524,14 @@ export class CaptureEngine extends EventEmitter {
       const sab = createRingBuffer(qb);
       const ringId = this.nextRingId++;
       const ring = new RingProducer(sab, this.bell);
-      const port = this.pushPort!;
       const em = new StreamEmitter(
         {
           ring,
           enc: this.pushEnc,
           res: this.resWord(resource).words,
           nextToken: this.pushToken,
-          sendOversize: (token, frame) => port.postMessage({ ringId, token, frame }, [frame.buffer as ArrayBuffer]),
+          // the port of the current writer (a replacement gets a new one)
+          sendOversize: (token, frame) => this.pushPort?.postMessage({ ringId, token, frame }, [frame.buffer as ArrayBuffer]),
         },
         0,
         s.statsSab,
@@ -331,10 +539,8 @@ export class CaptureEngine extends EventEmitter {
         opts.mimeType,
       );
       const info: StreamInfo = { index: 0, key, statsSab: s.statsSab, ...(opts.mimeType ? { mimeType: opts.mimeType } : {}) };
-      const p = this.writer!.api.addRing(ringId, sab, [info]);
-      this.pending.add(p);
-      void p.finally(() => this.pending.delete(p)).catch((e: unknown) => this.fail(e as Error));
-      ps = { em, ring };
+      this.track(this.registerRing({ id: ringId, sab, infos: [info], collector: undefined, addedTo: undefined, retire: undefined, retiring: false })).catch((e: unknown) => this.fail(e as Error));
+      ps = { em, ring, ringId };
       this.pushStreams.set(mapKey, ps);
     }
     const now = nowMicros();
@@ -373,33 +579,101 @@ export class CaptureEngine extends EventEmitter {
     return this.state === 'running';
   }
 
-  /** Stop collectors, close push rings, let the writer drain, flush and rename every file. */
+  /**
+   * Stop collectors, close push rings, let the writer drain, flush and rename every file.
+   * Always returns: every thread gets a bounded stop and is then terminated. Rejects with the
+   * first error (a writer that did not stop cleanly: its files are recovered and what it lost is
+   * recorded as 'writer_crash' gaps before that).
+   */
   async stop(): Promise<void> {
     if (this.state === 'stopped' || this.state === 'stopping') return;
+    const wasRunning = this.state === 'running';
     this.state = 'stopping';
     const errors: unknown[] = [];
+    this.restarter.cancelAll();
+    await this.restarter.idle();
+    if (wasRunning && this.writer && !this.writerLive) {
+      // the writer died and its restart was pending: bring one up now, to drain the rings
+      try {
+        await this.writer.stop();
+        this.recoverOrphans();
+        await this.startWriter();
+      } catch (e) {
+        errors.push(e);
+      }
+    }
     await Promise.all([...this.collectors.keys()].map((n) => this.stopCollector(n).catch((e: unknown) => errors.push(e))));
     for (const ps of this.pushStreams.values()) {
       await ps.em.flushPendingGap();
       ps.ring.close();
     }
     await Promise.allSettled([...this.pending]);
+    for (const ps of this.pushStreams.values()) await this.retireRing(ps.ringId, 'ring_full', true);
     const w = this.writer;
-    if (w) await w.stop(() => w.api.stop(), WRITER_STOP_TIMEOUT_MS).catch((e: unknown) => errors.push(e));
+    let clean = !w;
+    if (w && this.writerLive) {
+      const res = await w.stop('stop', this.opts.writerStopTimeoutMs ?? WRITER_STOP_TIMEOUT_MS);
+      clean = res.outcome === 'graceful';
+      if (!clean) errors.push(res.error ?? new EdgecapError(ErrorCodes.WORKER_EXITED, `writer ${res.outcome} at stop`));
+    } else if (w) {
+      await w.stop();
+      errors.push(this.writerError ?? new EdgecapError(ErrorCodes.WORKER_EXITED, 'no writer thread was running at stop'));
+    }
+    this.writerLive = false;
+    if (!clean) this.finishWithoutWriter(errors);
     for (const p of this.ports) p.close();
     this.state = 'stopped';
     if (errors.length) throw errors[0];
   }
+
+  /**
+   * The writer did not stop cleanly (died, hung, never came back): recover its files, and
+   * record what no file holds as 'writer_crash' gaps, so every seq stays accounted for.
+   */
+  private finishWithoutWriter(errors: unknown[]): void {
+    try {
+      this.recoverOrphans();
+    } catch (e) {
+      // the .prog files stay for start-up recovery; a gap now could cover seqs they hold
+      errors.push(e);
+      return;
+    }
+    for (const s of this.streams.values()) this.explain(s, this.resumeFrom(s), s.stats[Stat.NEXT_SEQ]! - 1, 'writer_crash');
+    this.rings.clear();
+  }
 }
 
 /**
- * Start-up recovery (never on reconfigure): finalize every orphaned .prog (torn tail cut) and
- * advance each stream's persisted seq past what is on disk, so no seq is ever reused.
+ * Close the file descriptors a dead writer thread left open on these files (fds belong to the
+ * process, not the thread). Linux (/proc/self/fd); elsewhere they stay open until exit.
  */
-export function recoverAtStartup(captureDir: string, store: StateStore): RecoveryResult[] {
-  const results = recoverCaptureDir(captureDir);
-  for (const r of results) {
-    if (r.key && r.lastSeq !== undefined) store.advanceSeqSync(r.key, r.lastSeq + 1);
+function closeLeakedFds(files: readonly string[]): void {
+  if (files.length === 0 || process.platform !== 'linux') return;
+  const want = new Set(files);
+  let fds: string[];
+  try {
+    fds = fs.readdirSync('/proc/self/fd');
+  } catch {
+    return;
   }
-  return results;
+  for (const fd of fds) {
+    try {
+      if (want.has(fs.readlinkSync(`/proc/self/fd/${fd}`))) fs.closeSync(Number(fd));
+    } catch {
+      /* gone meanwhile, or not a file */
+    }
+  }
+}
+
+/** The slice of StateStore recovery needs (tests pass one that fails). */
+export type RecoverySeqStore = Pick<StateStore, 'advanceSeqsSync'>;
+
+/**
+ * Start-up recovery (never on reconfigure; also after the writer thread died): finalize every
+ * orphaned .prog (torn tail cut). In the writer's order: each stream's persisted seq is advanced
+ * past what its files hold (one transaction) BEFORE any is renamed, so no seq is ever reused;
+ * when that fails nothing is renamed and the error propagates.
+ */
+export function recoverAtStartup(captureDir: string, store: RecoverySeqStore): RecoveryResult[] {
+  return recoverCaptureDir(captureDir, (seqs) => store.advanceSeqsSync(seqs));
 }

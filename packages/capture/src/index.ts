@@ -1,4 +1,4 @@
-export { CaptureEngine, recoverAtStartup, type CaptureOptions, type StreamStats, type PushOptions } from './engine.js';
+export { CaptureEngine, recoverAtStartup, type CaptureOptions, type StreamStats, type PushOptions, type RecoverySeqStore } from './engine.js';
 export type { CaptureMethodSpec, ResourceSpec, WriterEvent, StreamInfo } from './types.js';
 export { Writer, realFs, type WriterFs, type SeqSink, type WriterOptions, type WriterDeps } from './writer.js';
 export { Collector, type CollectorInit, type CollectorStreamStart } from './collector.js';
@@ -6,5 +6,5 @@ export { StreamEmitter, type EmitterShared } from './emitter.js';
 export { loadResource, enabledMethods, BUILTIN_MODELS } from './resource.js';
 export { type ResourceCtx, type LoadedResource } from './sims.js';
 export { HttpResourceError } from './http.js';
-export { ManagedWorker, type WorkerState } from './managed-worker.js';
+export { ManagedWorker, Restarter, DEFAULT_RESTART, type WorkerState, type StopOutcome, type StopResult, type RestartPolicy } from './managed-worker.js';
 export { Stat, RecType, RecFlag, RecOff, REC_PREFIX_BYTES, newStatsSab, newResSab } from './layout.js';

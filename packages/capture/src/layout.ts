@@ -15,6 +15,9 @@ export const RecFlag = { BINARY: 1, READING: 2 } as const;
 /**
  * Per-stream stats (Float64, each slot written by exactly one thread).
  * collector/push side: CAPTURED, DROPPED, MISSED, NEXT_SEQ; writer side: the rest.
+ * WRITTEN_SEQ outlives the writer thread (the engine owns the memory): after the writer died,
+ * everything from it up was either re-read from the ring or lost with the thread. The engine
+ * seeds it with the stream's persisted seq before any writer sees the stream.
  */
 export const Stat = {
   CAPTURED: 0,
@@ -26,6 +29,8 @@ export const Stat = {
   DROPPED_ON_WRITE_ERROR: 6,
   PERSISTED_SEQ: 7,
   CAPTURE_ERRORS: 8,
+  /** Seq after the last frame written to a file (or explained by a written GAP frame). */
+  WRITTEN_SEQ: 9,
 } as const;
 export const STAT_SLOTS = 10;
 

@@ -1,9 +1,20 @@
 /**
- * A worker thread with an explicit lifecycle: starting → started → stopping → stopped, and
- * failed when it exits or throws without being asked to stop (surfaced via onUnexpected).
+ * The one worker host of the capture package: every thread (each collector, the writer) is
+ * started, called, stopped and restarted through this file.
+ *
+ *   ManagedWorker   lifecycle starting → started → stopping → stopped, and failed when the
+ *                   thread exits, throws, or leaves a call unanswered without being asked to stop
+ *                   (surfaced via onUnexpected; the thread is then terminated).
+ *     call()        every control call is raced against the thread's exit and a timeout: it
+ *                   always settles (a dead or hung thread never holds its caller).
+ *     stop()        graceful call raced the same way, then terminate (itself bounded); says how
+ *                   it went, so the owner can account for what a thread that did not stop
+ *                   cleanly left behind.
+ *   Restarter       the one restart policy: backoff 1 s doubling to 1 min with jitter; a thread
+ *                   that ran stableMs starts over at 1 s; a failed restart is retried, later.
  */
 import { Worker } from 'node:worker_threads';
-import { EdgecapError, ErrorCodes, logger } from '@edgecap/core';
+import { Backoff, EdgecapError, ErrorCodes, logger } from '@edgecap/core';
 import { Comlink, nodeEndpoint, type Remote } from './comlink.js';
 
 const log = logger('capture.worker');
@@ -18,32 +29,70 @@ const ALLOWED: Record<WorkerState, readonly WorkerState[]> = {
   failed: ['stopping', 'stopped'],
 };
 
+/** A control call not answered in this long means the thread is hung (overridable per call). */
+export const DEFAULT_CALL_TIMEOUT_MS = 30_000;
+/** worker.terminate() of a thread stuck in a native call may never finish: wait this long. */
+const TERMINATE_TIMEOUT_MS = 5_000;
+
+/**
+ * How a stop went. graceful: the stop call answered. timeout: it did not answer in time (the
+ * thread was terminated mid-work). failed: the stop call threw. dead: the thread was already
+ * gone, or died during the call.
+ */
+export type StopOutcome = 'graceful' | 'timeout' | 'failed' | 'dead';
+
+export interface StopResult {
+  outcome: StopOutcome;
+  /** Why it was not graceful. */
+  error?: EdgecapError;
+}
+
+export interface ManagedWorkerOptions {
+  callTimeoutMs?: number;
+}
+
+type Method<T> = { [K in keyof T]: T[K] extends (...a: never[]) => unknown ? K : never }[keyof T];
+type Args<T, K extends keyof T> = T[K] extends (...a: infer A) => unknown ? A : never;
+type Result<T, K extends keyof T> = T[K] extends (...a: never[]) => infer R ? Awaited<R> : never;
+
 export class ManagedWorker<T> {
   private st: WorkerState = 'starting';
   readonly worker: Worker;
-  readonly api: Remote<T>;
+  private readonly api: Remote<T>;
+  /** Resolves (never rejects) once the thread is gone, with the reason. */
+  readonly gone: Promise<EdgecapError>;
+  private goneWith: ((e: EdgecapError) => void) | undefined;
+  private readonly callTimeoutMs: number;
+  /** performance.now() when the thread reached `started` (the restart policy resets after a stable run). */
+  startedAt = 0;
 
   constructor(
     url: URL,
     readonly name: string,
-    onUnexpected: (err: EdgecapError) => void,
+    private readonly onUnexpected: (err: EdgecapError) => void,
+    o: ManagedWorkerOptions = {},
   ) {
+    this.callTimeoutMs = o.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
+    this.gone = new Promise((r) => (this.goneWith = r));
     this.worker = new Worker(url, { name });
     this.api = Comlink.wrap<T>(nodeEndpoint(this.worker));
     this.worker.on('error', (e) => {
-      if (this.st === 'stopping' || this.st === 'stopped') return;
-      this.to('failed');
-      onUnexpected(new EdgecapError(ErrorCodes.WORKER_EXITED, `worker ${name} crashed: ${e.message}`, { cause: e, details: { worker: name } }));
+      this.unexpected(new EdgecapError(ErrorCodes.WORKER_EXITED, `worker ${name} crashed: ${e.message}`, { cause: e, details: { worker: name } }));
     });
     this.worker.on('exit', (code) => {
-      if (this.st === 'stopping' || this.st === 'stopped' || this.st === 'failed') return;
-      this.to('failed');
-      onUnexpected(new EdgecapError(ErrorCodes.WORKER_EXITED, `worker ${name} exited unexpectedly (code ${code})`, { details: { worker: name, code } }));
+      const err = new EdgecapError(ErrorCodes.WORKER_EXITED, `worker ${name} exited unexpectedly (code ${code})`, { details: { worker: name, code } });
+      this.unexpected(err);
+      this.goneWith?.(err);
     });
   }
 
   get state(): WorkerState {
     return this.st;
+  }
+
+  /** Up and answering (not stopping, not failed). */
+  get alive(): boolean {
+    return this.st === 'starting' || this.st === 'started';
   }
 
   private to(next: WorkerState): void {
@@ -54,32 +103,183 @@ export class ManagedWorker<T> {
     this.st = next;
   }
 
+  /** An exit, an uncaught error or a hung call nobody asked for: failed, surfaced once, terminated. */
+  private unexpected(err: EdgecapError): void {
+    if (this.st === 'stopping' || this.st === 'stopped' || this.st === 'failed') return;
+    this.to('failed');
+    void this.terminate();
+    this.onUnexpected(err);
+  }
+
   started(): void {
     this.to('started');
+    this.startedAt = performance.now();
   }
 
   /**
-   * Run the graceful stop (if the worker is alive), then terminate the thread. A graceful stop
-   * that does not finish in `timeoutMs` (a resource method that never returns) is abandoned:
-   * stop() and reconfigure() must always return.
+   * Call `method` in the thread. Rejects with WORKER_EXITED when the thread is gone (or dies
+   * before answering) and when it does not answer within `timeoutMs` (the thread is then
+   * treated as hung: failed, terminated, reported). Errors the method itself throws pass through.
    */
-  async stop(graceful?: () => Promise<void>, timeoutMs = 10_000): Promise<void> {
-    if (this.st === 'stopped' || this.st === 'stopping') return;
-    const alive = this.st !== 'failed';
-    this.to('stopping');
+  async call<K extends Method<T>>(method: K, args: Args<T, K>, timeoutMs = this.callTimeoutMs): Promise<Result<T, K>> {
+    if (this.st === 'stopped' || this.st === 'failed') {
+      throw new EdgecapError(ErrorCodes.WORKER_EXITED, `worker ${this.name} is ${this.st}; ${String(method)}() not sent`, { details: { worker: this.name } });
+    }
     let timer: NodeJS.Timeout | undefined;
+    const fn = this.api[method as keyof Remote<T>] as unknown as (...a: unknown[]) => Promise<Result<T, K>>;
+    const answer = fn(...(args as unknown[]));
+    answer.catch(() => undefined); // may settle after the race was lost
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const err = new EdgecapError(ErrorCodes.WORKER_EXITED, `worker ${this.name} did not answer ${String(method)}() within ${timeoutMs} ms; terminating it`, {
+          details: { worker: this.name, method: String(method), timeoutMs, timeout: true },
+        });
+        this.unexpected(err);
+        reject(err);
+      }, timeoutMs);
+    });
+    const exited = this.gone.then((e): never => {
+      throw new EdgecapError(ErrorCodes.WORKER_EXITED, `worker ${this.name} exited before answering ${String(method)}(): ${e.message}`, { cause: e, details: { worker: this.name, method: String(method) } });
+    });
     try {
-      if (alive && graceful) {
-        const timedOut = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), timeoutMs)));
-        if ((await Promise.race([graceful().then(() => 'ok' as const), timedOut])) === 'timeout') {
-          log.error({ worker: this.name, timeoutMs }, 'worker did not stop in time; terminating it');
-        }
-      }
+      return await Promise.race([answer, timedOut, exited]);
     } finally {
       clearTimeout(timer);
+    }
+  }
+
+  private terminating: Promise<void> | undefined;
+
+  /** worker.terminate(), bounded: a thread stuck in a native call must not hold anyone. */
+  private terminate(): Promise<void> {
+    if (!this.terminating) {
+      let timer: NodeJS.Timeout | undefined;
+      this.terminating = Promise.race([
+        this.worker.terminate().then(
+          () => undefined,
+          () => undefined,
+        ),
+        new Promise<void>((r) => {
+          timer = setTimeout(() => {
+            log.error({ worker: this.name }, 'worker did not terminate in time; abandoning it');
+            r();
+          }, TERMINATE_TIMEOUT_MS);
+        }),
+      ]).finally(() => clearTimeout(timer));
+    }
+    return this.terminating;
+  }
+
+  /**
+   * Run the graceful stop call (if the thread is alive), raced against its exit and
+   * `timeoutMs`, then terminate the thread. Always returns; says how it went.
+   */
+  async stop(method?: Method<T>, timeoutMs = 10_000): Promise<StopResult> {
+    if (this.st === 'stopped' || this.st === 'stopping') return { outcome: 'dead' };
+    const wasAlive = this.st !== 'failed';
+    this.to('stopping');
+    let res: StopResult = { outcome: 'dead' };
+    try {
+      if (wasAlive && method !== undefined) {
+        try {
+          await this.call(method, [] as unknown as Args<T, typeof method>, timeoutMs);
+          res = { outcome: 'graceful' };
+        } catch (e) {
+          const err = e instanceof EdgecapError ? e : new EdgecapError(ErrorCodes.WORKER_EXITED, `worker ${this.name}: ${String(method)}() failed: ${(e as Error).message}`, { cause: e });
+          const timeout = err.details?.timeout === true;
+          const exited = err.code === ErrorCodes.WORKER_EXITED && !timeout && err.details?.worker === this.name;
+          res = { outcome: timeout ? 'timeout' : exited ? 'dead' : 'failed', error: err };
+          if (timeout) log.error({ worker: this.name, timeoutMs }, 'worker did not stop in time; terminating it');
+        }
+      } else if (wasAlive) res = { outcome: 'graceful' };
+    } finally {
       this.api[Comlink.releaseProxy]();
-      await this.worker.terminate();
+      await this.terminate();
       this.st = 'stopped';
     }
+    return res;
+  }
+}
+
+export interface RestartPolicy {
+  /** First restart after this long, doubling per consecutive failure … */
+  initialMs: number;
+  /** … up to this. */
+  maxMs: number;
+  /** A thread that ran this long before dying starts over at initialMs. */
+  stableMs: number;
+}
+
+export const DEFAULT_RESTART: RestartPolicy = { initialMs: 1_000, maxMs: 60_000, stableMs: 60_000 };
+
+/**
+ * The one restart policy, for every supervised thread (collectors by resource, the writer).
+ * schedule() after a thread died; the restart runs after the backoff delay and, when it
+ * throws, is scheduled again (while `wanted()`), later.
+ */
+export class Restarter {
+  private readonly entries = new Map<string, { backoff: Backoff; timer: NodeJS.Timeout | undefined; run: (() => void) | undefined }>();
+  private readonly inflight = new Set<Promise<void>>();
+
+  constructor(private readonly policy: RestartPolicy = DEFAULT_RESTART) {}
+
+  attempts(key: string): number {
+    return this.entries.get(key)?.backoff.attempts ?? 0;
+  }
+
+  pending(key: string): boolean {
+    return this.entries.get(key)?.timer !== undefined;
+  }
+
+  /**
+   * `ranForMs`: how long the dead thread had run (undefined: the previous restart attempt
+   * failed). `restart(attempt)` starts the replacement; `wanted()` says whether one is still
+   * needed (not stopped, not replaced meanwhile).
+   */
+  schedule(key: string, ranForMs: number | undefined, restart: (attempt: number) => Promise<void>, wanted: () => boolean): { attempt: number; delayMs: number } {
+    let r = this.entries.get(key);
+    if (!r) this.entries.set(key, (r = { backoff: new Backoff({ initialMs: this.policy.initialMs, maxMs: this.policy.maxMs }), timer: undefined, run: undefined }));
+    if (ranForMs !== undefined && ranForMs >= this.policy.stableMs) r.backoff.succeed();
+    const delayMs = r.backoff.fail();
+    const attempt = r.backoff.attempts;
+    const entry = r;
+    clearTimeout(entry.timer);
+    entry.run = () => {
+      clearTimeout(entry.timer);
+      entry.timer = undefined;
+      entry.run = undefined;
+      if (!wanted()) return;
+      const p = restart(attempt).catch((e: unknown) => {
+        log.error({ err: e, worker: key, attempt }, 'worker restart failed');
+        if (wanted()) this.schedule(key, undefined, restart, wanted);
+      });
+      this.inflight.add(p);
+      void p.finally(() => this.inflight.delete(p));
+    };
+    entry.timer = setTimeout(entry.run, delayMs);
+    return { attempt, delayMs };
+  }
+
+  /** Run a scheduled restart now (skip the rest of its delay); false when none is scheduled. */
+  hurry(key: string): boolean {
+    const run = this.entries.get(key)?.run;
+    if (!run) return false;
+    run();
+    return true;
+  }
+
+  cancel(key: string): void {
+    const r = this.entries.get(key);
+    if (r) clearTimeout(r.timer);
+    this.entries.delete(key);
+  }
+
+  cancelAll(): void {
+    for (const k of [...this.entries.keys()]) this.cancel(k);
+  }
+
+  /** Every restart already running has settled. */
+  async idle(): Promise<void> {
+    while (this.inflight.size) await Promise.allSettled([...this.inflight]);
   }
 }

@@ -28,6 +28,8 @@ export interface StreamInfo {
   mimeType?: string;
   params?: Record<string, unknown>;
   statsSab: SharedArrayBuffer;
+  /** Set when this writer replaces one that died: every seq below is in a file or explained. */
+  resumeFrom?: number;
 }
 
 /** A frame too large for the ring, sent by message in ring order (see README). */

@@ -14,11 +14,11 @@ export const writerApi = {
     writer = new Writer(o, { store, emit: (ev: WriterEvent) => events.postMessage(ev) });
     writer.start();
   },
-  addRing(id: number, sab: SharedArrayBuffer, streams: StreamInfo[]): void {
-    writer!.addRing(id, sab, streams);
+  addRing(id: number, sab: SharedArrayBuffer, streams: StreamInfo[], lostTokensUpTo?: number): void {
+    writer!.addRing(id, sab, streams, lostTokensUpTo);
   },
-  retireRing(id: number): ReturnType<Writer['retireRing']> {
-    return writer!.retireRing(id);
+  retireRing(id: number, graceful?: boolean): ReturnType<Writer['retireRing']> {
+    return writer!.retireRing(id, graceful);
   },
   /** A port over which producers send OversizeMessage. */
   addBulkPort(port: MessagePort): void {

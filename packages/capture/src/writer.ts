@@ -16,6 +16,17 @@
  * (fdatasync'ed and closed at once) since the last flush tick share ONE LMDB transaction at
  * that tick, then are renamed in order (commitFinished): a finished file is renamed at most
  * flush_interval_ms/2 after its rotation.
+ *
+ * A file given up after a write error (abandonFile) is cut back to its last good frame, closed,
+ * and salvaged at the next flush tick (re-synced, then the same persist-then-rename): it is
+ * syncable without waiting for a restart.
+ *
+ * Restarted writer (the previous thread died): the engine recovered the dead writer's .prog
+ * files and hands each stream's `resumeFrom` (everything below is in a file or explained). The
+ * rings still hold what the dead thread had not consumed: frames below resumeFrom are skipped
+ * (on disk already: consumed but not yet released when the thread died); a first frame above it
+ * means the dead thread lost [resumeFrom, first) in memory: recorded as a 'writer_crash' gap.
+ * OVERSIZE markers whose bytes went to the dead thread (token <= lostTokensUpTo) are gaps too.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -56,12 +67,14 @@ export const realFs: WriterFs = {
   fdatasync: (fd, cb) => fs.fdatasync(fd, cb),
 };
 
+/** How long retireRing(graceful) waits for a closed ring to drain on its own. */
+const RETIRE_WAIT_MS = 2_000;
 /** Rotated files whose fdatasync is still running, at most (then the writer waits for the oldest). */
 const MAX_SYNCING = 16;
 
 export interface SeqSink {
   advanceSeqSync(key: StreamKey, next: number): void;
-  /** Record a gap that no file will carry (drops still pending when the writer stops). */
+  /** Record a gap that no file will carry (drops still pending at stop, losses of a dead writer). */
   recordGap?(g: { kind: string; name: string; method: string; from_seq: number; to_seq: number; reason: string; time_us: number }): void;
   /** Several streams in ONE synchronous transaction (optional: else one advanceSeqSync each). */
   advanceSeqsSync?(entries: readonly { key: StreamKey; next: number }[]): void;
@@ -119,6 +132,8 @@ class WStream {
   gapFrom = -1;
   gapTo = -1;
   lastErrCode = '';
+  /** Restarted writer: seqs below this are in a file or explained; -1 once the first frame came. */
+  resumeFrom = -1;
   readonly stats: Float64Array;
   constructor(readonly info: StreamInfo) {
     this.stats = new Float64Array(info.statsSab);
@@ -151,6 +166,8 @@ class WStream {
 
 interface WRing {
   id: number;
+  /** OVERSIZE tokens up to this were sent to a dead writer thread: their bytes never come. */
+  lostTokensUpTo: number;
   /** Waiting for the bytes of an OVERSIZE marker (so not "work" until they arrive). */
   blocked: boolean;
   consumer: RingConsumer;
@@ -169,6 +186,10 @@ export class Writer {
   private readonly tickMs: number;
   private finished: Finished[] = [];
   private syncing = 0;
+  /** Files given up after a write error, cut back to their last good frame, waiting to be salvaged. */
+  private abandoned: { s: WStream; path: string; goodEnd: number; header: CaptureFileHeader | undefined; readings: number; nextSeq: number; cut: boolean }[] = [];
+  /** How far each stream of a dropped ring got, until the engine asks (retireRing). */
+  private readonly retired = new Map<number, { key: StreamKey; nextSeq: number }[]>();
 
   constructor(
     private readonly o: WriterOptions,
@@ -180,7 +201,8 @@ export class Writer {
     this.tickMs = Math.max(1, o.flushIntervalMs / 2);
   }
 
-  addRing(id: number, sab: SharedArrayBuffer, infos: StreamInfo[]): void {
+  /** `lostTokensUpTo`: OVERSIZE tokens of this ring whose bytes went to a dead writer thread. */
+  addRing(id: number, sab: SharedArrayBuffer, infos: StreamInfo[], lostTokensUpTo = -1): void {
     const streams: WStream[] = [];
     for (const info of infos) {
       const k = streamKeyString(info.key);
@@ -188,10 +210,14 @@ export class Writer {
       if (!s) {
         s = new WStream(info);
         this.streams.set(k, s);
+        if (info.resumeFrom !== undefined) {
+          s.resumeFrom = info.resumeFrom;
+          s.nextSeq = info.resumeFrom;
+        }
       }
       streams[info.index] = s;
     }
-    this.rings.push({ id, blocked: false, consumer: new RingConsumer(sab), streams });
+    this.rings.push({ id, lostTokensUpTo, blocked: false, consumer: new RingConsumer(sab), streams });
     this.bell.ring(true);
   }
 
@@ -231,6 +257,7 @@ export class Writer {
       let now = performance.now();
       if (now >= nextFlush) {
         this.flushAll(now);
+        this.salvageAbandoned();
         this.commitFinished();
         nextFlush += this.tickMs;
         if (nextFlush <= now) nextFlush = now + this.tickMs;
@@ -266,7 +293,16 @@ export class Writer {
     this.flushAll(performance.now());
     for (const s of this.streams.values()) this.finalize(s);
     await this.settleAll();
+    this.salvageAbandoned();
     this.commitFinished();
+    // Streams nothing arrived for since this writer replaced a dead one: what their producers
+    // numbered from resumeFrom on died with that thread.
+    for (const s of this.streams.values()) {
+      if (s.resumeFrom < 0) continue;
+      const numbered = s.stats[Stat.NEXT_SEQ]!;
+      if (numbered > s.resumeFrom) this.lostToCrash(s, s.resumeFrom, numbered - 1);
+      s.resumeFrom = -1;
+    }
     // Readings dropped on a write error whose GAP frame had no later write to ride on: record
     // the gap in the state store, so the drop stays explained.
     for (const s of this.streams.values()) {
@@ -291,6 +327,11 @@ export class Writer {
         const firstSeq = dv.getFloat64(off + RecOff.firstSeq, true);
         const count = dv.getUint32(off + RecOff.count, true);
         let frame: Uint8Array;
+        if (type === RecType.OVERSIZE && s && dv.getUint32(off + RecOff.body, true) <= r.lostTokensUpTo) {
+          // its bytes were posted to the writer thread that died
+          if (this.resume(s, firstSeq, count)) this.lostToCrash(s, firstSeq, firstSeq + count - 1);
+          return true;
+        }
         if (type === RecType.OVERSIZE) {
           const k = `${r.id}:${dv.getUint32(off + RecOff.body, true)}`;
           const f = this.oversize.get(k);
@@ -307,6 +348,7 @@ export class Writer {
           log.error({ ring: r.id }, 'record for an unknown stream index; dropped');
           return true;
         }
+        if (s.resumeFrom >= 0 && !this.resume(s, firstSeq, count)) return true;
         this.appendFrame(s, frame, firstSeq, count, (flags & RecFlag.READING) !== 0, (flags & RecFlag.BINARY) !== 0);
         return true;
       });
@@ -315,11 +357,40 @@ export class Writer {
     return total;
   }
 
+  /**
+   * First frames of a stream after a writer restart: false = skip it (already in a file: the
+   * dead thread consumed it without releasing it); a frame past resumeFrom makes the seqs
+   * between a 'writer_crash' gap (they died in the dead thread's memory).
+   */
+  private resume(s: WStream, firstSeq: number, count: number): boolean {
+    if (s.resumeFrom < 0) return true;
+    if (firstSeq + count <= s.resumeFrom) return false;
+    if (firstSeq > s.resumeFrom) this.lostToCrash(s, s.resumeFrom, firstSeq - 1);
+    s.resumeFrom = -1;
+    return true;
+  }
+
+  private lostToCrash(s: WStream, from: number, to: number): void {
+    if (from > to) return;
+    if (to + 1 > s.nextSeq) s.nextSeq = to + 1;
+    log.warn({ stream: streamKeyString(s.key), from, to }, 'readings lost with a dead writer thread');
+    try {
+      this.deps.store.recordGap?.({ ...s.key, from_seq: from, to_seq: to, reason: 'writer_crash', time_us: nowMicros() });
+    } catch (e) {
+      log.error({ err: e, stream: streamKeyString(s.key), from, to }, 'could not record a writer_crash gap');
+    }
+  }
+
   /** Remove rings; streams no longer fed by any ring get their files finished now. */
   private dropRings(which: (r: (typeof this.rings)[number]) => boolean): void {
     const gone = this.rings.filter(which);
     this.rings = this.rings.filter((r) => !which(r));
     for (const r of gone) {
+      // how far each stream got; a stream nothing arrived for since a restart got to resumeFrom
+      this.retired.set(
+        r.id,
+        r.streams.filter((s): s is WStream => s !== undefined).map((s) => ({ key: s.key, nextSeq: Math.max(s.nextSeq, s.resumeFrom) })),
+      );
       for (const s of r.streams) {
         if (!s || this.rings.some((x) => x.streams.includes(s))) continue;
         this.flush(s);
@@ -333,12 +404,25 @@ export class Writer {
    * published, drop it, and say how far each of its streams got (the seq after the last one
    * written), so the engine can explain what the dead producer numbered but never published.
    */
-  retireRing(id: number): { key: StreamKey; nextSeq: number }[] {
-    const r = this.rings.find((x) => x.id === id);
-    if (!r) return [];
-    this.drainAll();
-    this.dropRings((x) => x === r);
-    return r.streams.filter((s): s is WStream => s !== undefined).map((s) => ({ key: s.key, nextSeq: s.nextSeq }));
+  async retireRing(id: number, graceful = false): Promise<{ key: StreamKey; nextSeq: number }[]> {
+    let r = this.rings.find((x) => x.id === id);
+    if (r && graceful) {
+      // closed by a producer that stopped cleanly: let the loop drain it (an oversize frame's
+      // bytes may still be on their way), bounded
+      const until = performance.now() + RETIRE_WAIT_MS;
+      while (this.rings.includes(r) && !this.stopping && performance.now() < until) await new Promise((res) => setTimeout(res, 5));
+      r = this.rings.find((x) => x.id === id);
+    }
+    if (r) {
+      this.drainAll();
+      if (this.rings.includes(r)) this.dropRings((x) => x === r);
+      // the engine explains the rest from here: no writer_crash gap on top of its own
+      for (const s of r.streams) if (s) s.resumeFrom = -1;
+    }
+    // also a ring that ended (closed and drained) before the engine asked
+    const out = this.retired.get(id) ?? [];
+    this.retired.delete(id);
+    return out;
   }
 
   private appendFrame(s: WStream, frame: Uint8Array, firstSeq: number, count: number, reading: boolean, binary: boolean): void {
@@ -451,6 +535,7 @@ export class Writer {
     s.goodEnd += total;
     s.fileReadings += s.batchReadings;
     s.stats[Stat.BYTES] = s.stats[Stat.BYTES]! + total;
+    s.stats[Stat.WRITTEN_SEQ] = Math.max(s.stats[Stat.WRITTEN_SEQ]!, s.nextSeq);
     s.unsynced = true;
     s.gapFrom = -1;
     s.lastErrCode = '';
@@ -476,15 +561,22 @@ export class Writer {
     }
   }
 
-  /** Close a file after an error. A file with no good frame is removed; a torn one stays .prog for recovery. */
+  /**
+   * Close a file after an error. A file with no good frame is removed; one with good frames is
+   * cut back to them and salvaged at the next flush tick (salvageAbandoned): re-synced, its seq
+   * persisted, renamed. Until then (or if salvaging keeps failing) it is a .prog that start-up
+   * recovery finishes.
+   */
   private abandonFile(s: WStream, removeIfEmpty = false): void {
     const fd = s.fd;
     s.fd = -1;
+    let cut = false;
     if (s.goodEnd > 0) {
       try {
         this.fs.ftruncateSync(fd, s.goodEnd);
+        cut = true;
       } catch {
-        /* the .prog keeps a torn tail; start-up recovery cuts it */
+        /* the .prog keeps a torn tail; salvage (or start-up recovery) cuts it */
       }
     }
     try {
@@ -492,13 +584,46 @@ export class Writer {
     } catch {
       /* already counted */
     }
-    if (removeIfEmpty && s.goodEnd === 0) {
+    if (s.goodEnd === 0) {
+      if (removeIfEmpty) {
+        try {
+          this.fs.unlinkSync(s.path);
+        } catch {
+          /* recovery at start-up removes a header-less .prog */
+        }
+      }
+      return;
+    }
+    this.abandoned.push({ s, path: s.path, goodEnd: s.goodEnd, header: s.header, readings: s.fileReadings, nextSeq: s.nextSeq, cut });
+  }
+
+  private salvageFailing = false;
+
+  /**
+   * Abandoned files, cut back to their last good frame and synced again, join the files waiting
+   * for commitFinished (persist seq, then rename). One that still fails waits for the next tick.
+   */
+  private salvageAbandoned(): void {
+    if (this.abandoned.length === 0) return;
+    const left: typeof this.abandoned = [];
+    for (const a of this.abandoned) {
       try {
-        this.fs.unlinkSync(s.path);
-      } catch {
-        /* recovery at start-up removes a header-less .prog */
+        const fd = this.fs.openSync(a.path, 'r+', FILE_MODE);
+        try {
+          if (!a.cut) this.fs.ftruncateSync(fd, a.goodEnd);
+          a.cut = true;
+          this.fs.fdatasyncSync(fd);
+        } finally {
+          this.fs.closeSync(fd);
+        }
+        this.finished.push({ s: a.s, path: a.path, header: a.header, readings: a.readings, nextSeq: a.nextSeq, failed: false, settled: true, done: undefined });
+      } catch (e) {
+        if (!this.salvageFailing) log.warn({ err: e, path: a.path }, 'could not salvage a file abandoned after a write error; retrying');
+        left.push(a);
       }
     }
+    this.salvageFailing = left.length > 0;
+    this.abandoned = left;
   }
 
   /**

@@ -46,3 +46,40 @@ export function expectContiguous(readings: Reading[], from: number): void {
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Every seq of every stream, from `from(stream)` to its nextSeq, is either on disk (exactly
+ * once) or explained by a gap (a GAP frame in a file, or one recorded in the state store) —
+ * never both, never neither. No .prog is left. Returns the reasons of the gaps, per stream.
+ */
+export function expectAccounted(
+  dir: string,
+  store: StateStore,
+  stats: readonly { kind: string; resource: string; method: string; nextSeq: number }[],
+  from: (key: string) => number = () => 0,
+): Map<string, Set<string>> {
+  const disk = readBack(dir);
+  if (readBack(dir, '.prog').size !== 0) throw new Error('.prog files left behind');
+  const stored = store.unreportedGaps();
+  const reasons = new Map<string, Set<string>>();
+  for (const s of stats) {
+    const k = `${s.kind}/${s.resource}/${s.method}`;
+    const d = disk.get(k);
+    const seqs = d?.readings.map((r) => r.seq) ?? [];
+    const onDisk = new Set(seqs);
+    if (onDisk.size !== seqs.length) throw new Error(`${k}: a seq is on disk twice`);
+    const explained = new Set<number>();
+    const rs = new Set<string>();
+    for (const g of [...(d?.gaps ?? []), ...stored.filter((g) => `${g.kind}/${g.name}/${g.method}` === k)]) {
+      rs.add(g.reason);
+      for (let q = g.from_seq; q <= g.to_seq; q++) {
+        if (onDisk.has(q)) throw new Error(`${k}: seq ${q} is on disk and explained by a ${g.reason} gap`);
+        explained.add(q);
+      }
+    }
+    for (let q = from(k); q < s.nextSeq; q++) if (!onDisk.has(q) && !explained.has(q)) throw new Error(`${k}: seq ${q} is neither on disk nor explained (nextSeq ${s.nextSeq})`);
+    for (const q of seqs) if (q >= s.nextSeq) throw new Error(`${k}: seq ${q} on disk was never numbered`);
+    reasons.set(k, rs);
+  }
+  return reasons;
+}

@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { realFs, StreamEmitter, Writer, newStatsSab, Stat, type WriterEvent, type WriterFs } from '@edgecap/capture';
-import { FrameEncoder } from '@edgecap/format';
+import { FrameEncoder, listFiles } from '@edgecap/format';
 import { createRingBuffer, Doorbell, RingProducer } from '@edgecap/ring';
 import { readBack, sleep, tmpDir } from './helpers.js';
 
@@ -89,5 +89,58 @@ describe('writer under write errors (injected fs)', () => {
     expect(onDisk.at(-1)).toBe(produced - 1);
     expect(Math.max(...persisted)).toBe(produced);
     for (const f of d.files) expect(fs.statSync(f).size).toBeGreaterThan(0);
+  });
+});
+
+describe('a file abandoned after a write error', () => {
+  it('is cut back, closed, and finished (seq persisted, renamed) while the writer keeps running: syncable without a restart', async () => {
+    const dir = tmpDir('abandon');
+    const bell = new Doorbell();
+    const open = new Set<number>();
+    let failSyncs = 1;
+    const ffs: WriterFs = {
+      ...realFs,
+      openSync(p, f, m) {
+        const fd = realFs.openSync(p, f, m);
+        open.add(fd);
+        return fd;
+      },
+      closeSync(fd) {
+        open.delete(fd);
+        realFs.closeSync(fd);
+      },
+      fdatasyncSync(fd) {
+        if (failSyncs-- > 0) throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+        realFs.fdatasyncSync(fd);
+      },
+    };
+    const events: WriterEvent[] = [];
+    const persisted: number[] = [];
+    const store = { advanceSeqSync: (_k: unknown, n: number) => void persisted.push(n) };
+    const w = new Writer(
+      { captureDir: dir, partId: 'p', tags: [], maxFileBytes: 1 << 20, maxFileAgeMs: 60_000, flushIntervalMs: 20, fsyncIntervalMs: 50, bellSab: bell.sab },
+      { fs: ffs, store, emit: (e) => events.push(e) },
+    );
+    const ringSab = createRingBuffer(1 << 16);
+    const statsSab = newStatsSab();
+    w.addRing(1, ringSab, [{ index: 0, key: { kind: 'sensor', name: 'x', method: 'Readings' }, statsSab }]);
+    w.start();
+    const ring = new RingProducer(ringSab, bell);
+    const em = new StreamEmitter({ ring, enc: new FrameEncoder(), sendOversize: () => {}, nextToken: { v: 0 } }, 0, statsSab, 0, undefined);
+    for (let i = 0; i < 100; i++) expect(em.emit({ i }, 1, 2)).toBe(true);
+    // the periodic fdatasync fails: the file is given up ... and finished at a later tick
+    for (let i = 0; i < 50 && listFiles(dir, '.capture').length === 0; i++) await sleep(20);
+    expect(events.some((e) => e.type === 'write-error' && e.code === 'EIO')).toBe(true);
+    expect(listFiles(dir, '.prog')).toEqual([]);
+    const done = listFiles(dir, '.capture');
+    expect(done).toHaveLength(1);
+    expect(events.filter((e) => e.type === 'file-finished').map((e) => (e as { path: string }).path)).toEqual(done);
+    expect(open.size).toBe(0); // its descriptor was closed
+    expect(persisted.at(-1)).toBe(100); // seq persisted before the rename
+    const d = readBack(dir).get('sensor/x/Readings')!;
+    expect(d.readings.map((r) => r.seq)).toEqual([...Array(100).keys()]);
+    ring.close();
+    await w.stop();
+    expect(listFiles(dir, '.prog')).toEqual([]);
   });
 });

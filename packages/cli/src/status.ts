@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { FINISHED_EXT, IN_PROGRESS_EXT } from '@edgecap/core';
 import { listFiles } from '@edgecap/format';
-import { openStateStore, defaultStateDir, type FileStatus } from '@edgecap/store';
+import { openStateStore, defaultStateDir } from '@edgecap/store';
 import { loadConfigFile } from '@edgecap/datamanager';
 import { fmtBytes, table } from './util.js';
 
@@ -23,12 +23,11 @@ export async function status(configFile: string, out: NodeJS.WritableStream): Pr
   out.write(table(['stream', 'finished files', 'in progress', 'bytes'], [...perStream].map(([k, v]) => [k, v.finished, v.prog, fmtBytes(v.bytes)])) + '\n\n');
   const store = openStateStore(c.state_dir ?? defaultStateDir(c.capture_dir));
   try {
-    const counts = new Map<FileStatus, number>();
-    for (const { value } of store.files.getRange()) counts.set(value.status, (counts.get(value.status) ?? 0) + 1);
+    const counts = store.fileStatusCounts();
     out.write(table(['checkpoint status', 'files'], [...counts]) + '\n');
     const synced = store.syncedTotals();
     out.write(`synced and deleted so far: ${synced.files} files, ${fmtBytes(synced.bytes)}\n\n`);
-    const seqs = [...store.seqs.getRange()].map(({ key, value }) => [key, value]);
+    const seqs = store.nextSeqs();
     out.write(table(['stream', 'next seq'], seqs) + '\n');
     const gaps = store.unreportedGaps();
     if (gaps.length) out.write(`\n${gaps.length} explained gap(s) not yet reported to the ingest server\n`);

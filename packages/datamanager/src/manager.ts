@@ -38,6 +38,8 @@ export interface DataManagerEvents {
   'write-error': [{ code: string; message: string; path?: string }];
   /** A collector thread that crashed (reported as `error`) is running again. */
   'collector-restarted': [{ resource: string; attempt: number }];
+  /** The writer thread died (reported as `error`); a new one took over every ring. */
+  'writer-restarted': [{ attempt: number }];
   error: [Error];
 }
 
@@ -115,7 +117,7 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
       try {
         this.runId = randomUUID();
         this.store = openStateStore(this.stateDir);
-        this.lock = tryLock(this.stateDir);
+        this.lock = tryLock(this.stateDir, this.store);
         if (!this.lock.owned && !this.config.capture_disabled) {
           throw new EdgecapError(ErrorCodes.STATE, `${this.config.capture_dir} is being captured into by another edgecap process (pid ${this.lock.pid})`);
         }
@@ -168,7 +170,7 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
     const store = this.requireStarted('startCapture');
     if (this.capture) return;
     if (!this.lock?.owned) {
-      this.lock = tryLock(this.stateDir);
+      this.lock = tryLock(this.stateDir, store);
       if (!this.lock.owned) throw new EdgecapError(ErrorCodes.STATE, `${this.config.capture_dir} is being captured into by another edgecap process (pid ${this.lock.pid})`);
     }
     // No writer of ours is running: anything still in progress is an orphan (e.g. a writer that died).
@@ -190,6 +192,7 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
     });
     engine.on('write-error', (e: { code: string; message: string; path?: string }) => this.emit('write-error', e));
     engine.on('collector-restarted', (e: { resource: string; attempt: number }) => this.emit('collector-restarted', e));
+    engine.on('writer-restarted', (e: { attempt: number }) => this.emit('writer-restarted', e));
     engine.on('error', (e: Error) => this.fail(e));
     this.capture = engine;
     await engine.start(toResourceSpecs(c));

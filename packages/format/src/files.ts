@@ -101,12 +101,19 @@ export interface RecoveryResult {
   problems: number;
 }
 
+/** A stream's next seq, as start-up recovery must persist it before any rename. */
+export interface RecoveredSeq {
+  key: StreamKey;
+  next: number;
+}
+
 /**
- * Start-up recovery of one orphaned `.prog`: verify frame by frame, cut a torn tail at the
- * last good frame, fdatasync, rename to `.capture`. A file with no valid header (crash before
- * the first write completed) holds no readings and is removed.
+ * First half of recovering one orphaned `.prog`: verify frame by frame, cut a torn tail at the
+ * last good frame, fdatasync. It is NOT renamed yet (`finished` names where it will go): the
+ * caller persists the seqs first, exactly as the writer does before each rename. A file with no
+ * valid header (crash before the first write completed) holds no readings and is removed.
  */
-export function recoverInProgress(file: string): RecoveryResult {
+export function prepareInProgress(file: string): RecoveryResult {
   const bytes = fs.readFileSync(file);
   const s = readCaptureBytes(bytes, file);
   const base = { file, readings: s.readings.length, problems: s.problems.length, cutBytes: bytes.length - s.goodEnd };
@@ -121,21 +128,51 @@ export function recoverInProgress(file: string): RecoveryResult {
   } finally {
     fs.closeSync(fd);
   }
-  const finished = finishedPathOf(file);
-  fs.renameSync(file, finished);
   // The highest seq, not the last: the stream continues past everything the file holds.
   let maxSeq = -1;
   for (const r of s.readings) if (r.seq > maxSeq) maxSeq = r.seq;
   for (const g of s.gaps) if (g.to_seq > maxSeq) maxSeq = g.to_seq;
   return {
     ...base,
-    finished,
+    finished: finishedPathOf(file),
     lastSeq: maxSeq >= 0 ? maxSeq : undefined,
     key: { kind: s.header.kind, name: s.header.name, method: s.header.method },
   };
 }
 
-/** Recover every `.prog` under the capture dir (call at process start, never on reconfigure). */
-export function recoverCaptureDir(captureDir: string): RecoveryResult[] {
-  return listFiles(captureDir, IN_PROGRESS_EXT).map(recoverInProgress);
+/** Per stream, the seq after the highest one the recovered files hold. */
+export function recoveredSeqs(results: readonly RecoveryResult[]): RecoveredSeq[] {
+  const out = new Map<string, RecoveredSeq>();
+  for (const r of results) {
+    if (!r.key || r.lastSeq === undefined) continue;
+    const k = `${r.key.kind}/${r.key.name}/${r.key.method}`;
+    const cur = out.get(k);
+    if (!cur || cur.next < r.lastSeq + 1) out.set(k, { key: r.key, next: r.lastSeq + 1 });
+  }
+  return [...out.values()];
+}
+
+/**
+ * Start-up recovery of one orphaned `.prog` with nothing to persist first (tests, tools):
+ * prepareInProgress, then the rename to `.capture`.
+ */
+export function recoverInProgress(file: string): RecoveryResult {
+  const r = prepareInProgress(file);
+  if (r.finished) fs.renameSync(file, r.finished);
+  return r;
+}
+
+/**
+ * Recover every `.prog` under the capture dir (call when no writer runs: at process start, or
+ * after the writer thread died; never on reconfigure). In the writer's order: every file is cut
+ * and synced, then `persist` stores each stream's next seq (one call, before any rename), then
+ * the files are renamed. When `persist` throws nothing is renamed: the files stay `.prog` (their
+ * seqs are read again by the next recovery) and the error propagates.
+ */
+export function recoverCaptureDir(captureDir: string, persist?: (seqs: RecoveredSeq[]) => void): RecoveryResult[] {
+  const results = listFiles(captureDir, IN_PROGRESS_EXT).map(prepareInProgress);
+  const seqs = recoveredSeqs(results);
+  if (persist && seqs.length > 0) persist(seqs);
+  for (const r of results) if (r.finished) fs.renameSync(r.file, r.finished);
+  return results;
 }

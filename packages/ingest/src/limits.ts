@@ -189,14 +189,14 @@ export class ProgressWatch {
 interface SessionLike {
   destroyed: boolean;
   destroy(): void;
-  on(ev: 'stream', cb: (s: { on(ev: 'close', cb: () => void): void }) => void): void;
+  on(ev: 'stream', cb: (s: { once(ev: 'close' | 'finish', cb: () => void): void }) => void): void;
   once(ev: 'close', cb: () => void): void;
 }
 
 /**
- * Caps open HTTP/2 sessions: at the cap, a new session first closes the oldest one that has no
- * stream open (an idle or abandoned connection); when every session is busy, the new one is
- * refused. An honest edge that reconnects therefore always gets in past idle hoarders.
+ * Caps open HTTP/2 sessions: at the cap, a new session first closes the oldest one with no call
+ * in progress (idle, abandoned, or holding only answered calls); when every session has a call in
+ * progress, the new one is refused. An honest edge that reconnects therefore always gets in past idle hoarders.
  */
 export class SessionCap {
   private readonly open = new Map<SessionLike, { streams: number }>();
@@ -233,9 +233,16 @@ export class SessionCap {
     this.open.set(s, st);
     s.on('stream', (stream) => {
       st.streams++;
-      stream.on('close', () => {
+      // A call is over once the server has answered it ('finish': its side is ended), even if
+      // the client never ends its own side (a refused upload whose sender keeps the stream).
+      let open = true;
+      const done = (): void => {
+        if (!open) return;
+        open = false;
         st.streams--;
-      });
+      };
+      stream.once('finish', done);
+      stream.once('close', done);
     });
     s.once('close', () => this.open.delete(s));
   }

@@ -120,11 +120,9 @@ export class JanitorCore {
     return r;
   }
 
-  /** A live upload claim of this run, or already committed: claimDelete would refuse it. */
+  /** Not the janitor's to take (a live upload lease of any process, committed, deleted): the ledger's own rule. */
   private heldBySync(file: string): boolean {
-    const st = this.store.files.get(file);
-    if (!st) return false;
-    return (st.status === 'uploading' && st.claimedBy === this.o.runId) || st.status === 'committed' || st.status === 'deleted_by_janitor';
+    return !this.store.canClaimDelete(file, this.o.runId);
   }
 
   private measure(): { usage: number; usedBytes: number; bytes: number; share: number } {
@@ -171,11 +169,11 @@ export class JanitorCore {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
         this.log.error({ file: c.path, err: (e as Error).message }, 'janitor unlink failed; file left pending');
-        this.store.updateFile(c.path, { status: 'pending', claimedBy: undefined, pendingGaps: undefined, reason: `janitor unlink failed: ${(e as Error).message}` });
+        this.store.undoDelete(c.path, this.o.runId, `janitor unlink failed: ${(e as Error).message}`);
         return 'failed';
       }
     }
-    this.store.finishDelete(c.path, 'disk full');
+    this.store.finishDelete(c.path, 'disk full', this.o.runId);
     return 'deleted';
   }
 

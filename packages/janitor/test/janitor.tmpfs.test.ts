@@ -101,8 +101,8 @@ describe('janitor on a real 8 MiB tmpfs (worker thread, real statfs)', () => {
     expect(events).toEqual([{ files: expected.length, bytes: expected.reduce((a, f) => a + f.size, 0) }]);
     expect(janitor.stats()).toMatchObject({ deletedFiles: expected.length, warnings: 0 });
     // Deletions are recorded for sync (status) and ingest (explained gaps).
-    for (const f of expected) expect(store!.files.get(f.path)?.status).toBe('deleted_by_janitor');
-    expect(store!.files.get(claimed.path)?.status).toBe('uploading');
+    for (const f of expected) expect(store!.fileState(f.path)?.status).toBe('deleted_by_janitor');
+    expect(store!.fileState(claimed.path)?.status).toBe('uploading');
     const gaps = store!.unreportedGaps().filter((g) => g.reason === 'janitor');
     expect(gaps.map((g) => [g.name, g.from_seq, g.to_seq]).sort()).toEqual(
       expected.map((f) => [f.path.includes('/imu/') ? 'imu' : 'temp', f.from, f.to]).sort(),

@@ -143,10 +143,10 @@ describe('janitor eligibility (nothing but finished, unclaimed capture files ins
     const r = await j.checkNow();
     expect(r.skippedClaimed).toBeGreaterThanOrEqual(1);
     expect(exists(claimed.path)).toBe(true);
-    expect(store.files.get(claimed.path)?.status).toBe('uploading');
+    expect(store.fileState(claimed.path)?.status).toBe('uploading');
     for (const f of files.slice(1)) {
       expect(exists(f.path)).toBe(false);
-      expect(store.files.get(f.path)?.status).toBe('deleted_by_janitor');
+      expect(store.fileState(f.path)?.status).toBe('deleted_by_janitor');
     }
     expect(exists(prog.path)).toBe(true);
     expect(exists(outFile.path)).toBe(true);
@@ -170,7 +170,7 @@ describe('janitor eligibility (nothing but finished, unclaimed capture files ins
     await core.close();
     expect(files.map((f) => exists(f.path))).toEqual([false, true, false]);
     expect(r.deletedFiles).toBe(2);
-    expect(store.files.get(files[1]!.path)?.status).toBe('uploading');
+    expect(store.fileState(files[1]!.path)?.status).toBe('uploading');
     // No gap was recorded for the file that was not deleted.
     expect(store.unreportedGaps().map((g) => g.from_seq).sort((a, b) => a - b)).toEqual([0, 20]);
   });
@@ -178,7 +178,7 @@ describe('janitor eligibility (nothing but finished, unclaimed capture files ins
   it('never deletes a file the sync already committed, nor excluded paths', async () => {
     const files = makeFiles(3);
     store.claimUpload(files[0]!.path, runId, { id: files[0]!.id, source: 'capture', size: files[0]!.size });
-    store.updateFile(files[0]!.path, { status: 'committed' });
+    store.commitUpload(files[0]!.path, runId, files[0]!.id);
     const j = janitor({ statfs: alwaysFull, deleteEveryNth: 1, excludePaths: [files[1]!.path] });
     await j.checkNow();
     expect(files.map((f) => exists(f.path))).toEqual([true, true, false]);

@@ -34,7 +34,7 @@ describe('janitor worker thread', () => {
       await j.stop();
       expect(r.deletedFiles).toBe(9);
       expect(files.map((f) => exists(f.path))).toEqual(files.map((_, i) => i === 5));
-      expect(store.files.get(files[0]!.path)?.status).toBe('deleted_by_janitor');
+      expect(store.fileState(files[0]!.path)?.status).toBe('deleted_by_janitor');
       expect(store.unreportedGaps()).toHaveLength(9);
     } finally {
       await store.close();

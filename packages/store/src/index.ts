@@ -1,8 +1,17 @@
+export { StateStore, openStateStore, defaultStateDir, type StateStoreOptions } from './store.js';
 export {
-  StateStore,
-  openStateStore,
-  defaultStateDir,
+  TRANSITIONS,
+  DEFAULT_LEASE_MS,
+  IllegalTransitionError,
+  holderOf,
   type FileState,
   type FileStatus,
+  type LedgerState,
   type ExplainedGap,
-} from './store.js';
+  type Lease,
+  type Holder,
+  type TransitionName,
+  type TransitionRule,
+  type UploadClaim,
+} from './ledger.js';
+export { thisProcess, processStartTime, pidAlive, ownerAlive, processStartedAtMs, type LeaseOwner } from './owner.js';

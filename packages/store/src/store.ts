@@ -2,51 +2,23 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { STATE_DIR_NAME, streamKeyString, type StreamKey } from '@edgecap/core';
+import { isThisProcess } from './owner.js';
+import { FileLedger, type ExplainedGap, type FileState, type FileStatus, type Holder, type UploadClaim } from './ledger.js';
 
 /**
  * edgecap's durable edge state, in one LMDB environment shared by every thread and process
- * of one capture dir (LMDB serialises writers; reads are lock-free):
+ * of one capture dir (LMDB serialises writers; reads are lock-free). Every database is private:
  *
  *   seqs   stream key "kind/name/method"  -> next sequence number (persisted by the writer)
- *   files  absolute file path             -> FileState (sync checkpoints, janitor marks)
  *   gaps   "kind/name/method/<from>"      -> ExplainedGap (janitor deletions etc. to report upstream)
- *   ids    "path\0size\0mtimeMs"          -> file id assigned to an arbitrary (non-capture) file
- *   totals "synced"                       -> files and bytes synced and deleted, ever (their records are dropped)
+ *   files  absolute file path             -> FileState   ┐ the file ledger (ledger.ts): the one owner of
+ *   ids    "path\0size\0mtimeMs"          -> file id     │ a file's life; sync and janitor change a file
+ *   totals "synced"                       -> files/bytes ┘ only through its named transitions and leases
  *
- * Two workers that race for one file (sync wants to upload it, janitor to delete it) go
- * through claimUpload/claimDelete, each a single write transaction: only one can win.
+ * Two workers that race for one file (sync wants to upload it, janitor to delete it; in one
+ * process or in two) go through claimUploads/claimDelete, each a single write transaction
+ * that respects every live lease: only one can win.
  */
-export type FileStatus = 'pending' | 'uploading' | 'committed' | 'failed' | 'deleting' | 'deleted_by_janitor';
-
-export interface FileState {
-  id: string;
-  status: FileStatus;
-  source: 'capture' | 'additional';
-  attempts: number;
-  /** ms since epoch before which no retry is made. */
-  nextRetryAt: number;
-  size: number;
-  /** Which run claimed it (uploading/deleting); a claim from an earlier run is stale. */
-  claimedBy?: string;
-  updatedAt: number;
-  reason?: string;
-  /** While `deleting`: the gaps the deletion will create, recorded together with the final mark. */
-  pendingGaps?: Omit<ExplainedGap, 'reported'>[];
-}
-
-export type UploadClaim = Omit<FileState, 'status' | 'claimedBy' | 'updatedAt' | 'attempts' | 'nextRetryAt'>;
-
-export interface ExplainedGap {
-  kind: string;
-  name: string;
-  method: string;
-  from_seq: number;
-  to_seq: number;
-  reason: string;
-  time_us: number;
-  /** True once the ingest server acknowledged the report. */
-  reported: boolean;
-}
 
 /**
  * lmdb-js rejects a failed async commit (ENOSPC, EIO) twice: the write's promise, and a
@@ -63,8 +35,6 @@ async function settle<T>(p: Promise<T>): Promise<T> {
   }
 }
 
-const SYNCED_TOTALS = 'synced';
-
 /** Key of a gap in `gaps`: stream, then from_seq zero-padded so a stream's gaps sort in order. */
 const gapKey = (g: Pick<ExplainedGap, 'kind' | 'name' | 'method' | 'from_seq'>): string => `${g.kind}/${g.name}/${g.method}/${String(g.from_seq).padStart(16, '0')}`;
 
@@ -72,25 +42,51 @@ export function defaultStateDir(captureDir: string): string {
   return path.join(captureDir, STATE_DIR_NAME);
 }
 
-export class StateStore {
-  readonly root: RootDatabase;
-  readonly seqs: Database<number, string>;
-  readonly files: Database<FileState, string>;
-  readonly gaps: Database<ExplainedGap, string>;
-  readonly ids: Database<string, string>;
-  private totalsDb: Database<{ files: number; bytes: number }, string> | undefined;
+export interface StateStoreOptions {
+  /** How long a claim (upload or deletion) lasts unless renewed, ms (default DEFAULT_LEASE_MS). */
+  leaseMs?: number;
+}
 
-  constructor(readonly dir: string) {
+export class StateStore {
+  private readonly root: RootDatabase;
+  private readonly seqs: Database<number, string>;
+  private readonly gaps: Database<ExplainedGap, string>;
+  private totalsDb: Database<{ files: number; bytes: number }, string> | undefined;
+  private readonly ledger: FileLedger;
+
+  constructor(
+    readonly dir: string,
+    opts: StateStoreOptions = {},
+  ) {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     this.root = open({ path: path.join(dir, 'state.lmdb'), maxDbs: 8, compression: false });
     this.seqs = this.root.openDB<number, string>({ name: 'seqs' });
-    this.files = this.root.openDB<FileState, string>({ name: 'files' });
+    const files = this.root.openDB<FileState, string>({ name: 'files' });
     this.gaps = this.root.openDB<ExplainedGap, string>({ name: 'gaps' });
-    this.ids = this.root.openDB<string, string>({ name: 'ids' });
+    const ids = this.root.openDB<string, string>({ name: 'ids' });
+    this.ledger = new FileLedger(
+      {
+        root: this.root,
+        files,
+        ids,
+        // Opened on first use, by the sync engine only: opening a named database that does not
+        // exist yet is a write, and every thread opens this store (the capture writer, on a full disk too).
+        totals: () => (this.totalsDb ??= this.root.openDB<{ files: number; bytes: number }, string>({ name: 'totals' })),
+        recordGap: (g) => this.recordGap(g),
+      },
+      opts.leaseMs,
+    );
   }
+
+  // ── seqs ───────────────────────────────────────────────────────────────────
 
   nextSeq(key: StreamKey): number {
     return this.seqs.get(streamKeyString(key)) ?? 0;
+  }
+
+  /** Every stream's next seq ("kind/name/method" -> seq). */
+  nextSeqs(): [string, number][] {
+    return [...this.seqs.getRange()].map(({ key, value }) => [key, value]);
   }
 
   /**
@@ -122,170 +118,139 @@ export class StateStore {
     });
   }
 
-  /**
-   * Atomically mark `file` as being uploaded by `runId`. Fails (false) when the janitor has
-   * it, it is already committed, or another live claim holds it.
-   */
+  // ── the file ledger (ledger.ts: transitions, leases) ───────────────────────
+
+  /** How long a claim lasts unless renewed, ms. */
+  get leaseMs(): number {
+    return this.ledger.leaseMs;
+  }
+
+  /** A file's record (read-only), undefined if the ledger has none. */
+  fileState(file: string): Readonly<FileState> | undefined {
+    return this.ledger.get(file);
+  }
+
+  /** Who holds `file`, as seen by run `runId` of this process. */
+  fileHolder(file: string, runId: string): Holder {
+    return this.ledger.holder(file, runId);
+  }
+
+  /** Records per status (`edgecap status`). */
+  fileStatusCounts(): Map<FileStatus, number> {
+    return this.ledger.statusCounts();
+  }
+
+  /** Every record (tests, diagnostics). */
+  fileEntries(): Generator<{ file: string; state: Readonly<FileState> }> {
+    return this.ledger.entries();
+  }
+
+  /** Keys of the arbitrary-file id map (tests, diagnostics). */
+  fileIdKeys(): string[] {
+    return this.ledger.idKeys();
+  }
+
+  /** Atomically take `file` for upload by `runId` (see claimUploads). */
   claimUpload(file: string, runId: string, init: UploadClaim): boolean {
     return this.claimUploads([{ file, init }], runId)[0]!;
   }
 
-  /** claimUpload for several files in ONE transaction (one commit for a batch of uploads). */
+  /**
+   * Take each file for upload under a lease of `runId`, in ONE transaction. False for a file
+   * the janitor has, that is committed or failed, or that a live lease (of any process) holds.
+   */
   claimUploads(items: readonly { file: string; init: UploadClaim }[], runId: string): boolean[] {
-    return this.root.transactionSync(() =>
-      items.map(({ file, init }) => {
-        const cur = this.files.get(file);
-        if (cur) {
-          if (cur.status === 'deleted_by_janitor' || cur.status === 'committed' || cur.status === 'failed') return false;
-          // A claim is live only for the run that made it; one left by a crashed run is stale.
-          if ((cur.status === 'uploading' || cur.status === 'deleting') && cur.claimedBy === runId) return false;
-        }
-        this.files.putSync(file, {
-          ...init,
-          status: 'uploading',
-          claimedBy: runId,
-          attempts: cur?.attempts ?? 0,
-          nextRetryAt: cur?.nextRetryAt ?? 0,
-          updatedAt: Date.now(),
-        });
-        return true;
-      }),
-    );
+    return this.ledger.claimUploads(items, runId);
+  }
+
+  /** Extend `runId`'s leases on `files`; returns the files no longer held by it. */
+  renewLeases(files: readonly string[], runId: string): string[] {
+    return this.ledger.renewLeases(files, runId);
   }
 
   /** Give back upload claims of `runId` that were never used (one transaction). */
   releaseUploads(files: readonly string[], runId: string): void {
-    if (files.length === 0) return;
-    this.root.transactionSync(() => {
-      for (const f of files) {
-        const cur = this.files.get(f);
-        if (cur?.status === 'uploading' && cur.claimedBy === runId) this.files.putSync(f, { ...cur, status: 'pending', claimedBy: undefined, updatedAt: Date.now() });
-      }
-    });
+    this.ledger.releaseUploads(files, runId);
+  }
+
+  /** uploading → pending (throws IllegalTransitionError unless `runId` holds it). */
+  releaseUpload(file: string, runId: string, patch?: Partial<Pick<FileState, 'attempts' | 'nextRetryAt' | 'reason'>>, dropIdKey?: string): void {
+    this.ledger.release(file, runId, patch, dropIdKey);
+  }
+
+  /** uploading → committed (throws IllegalTransitionError unless `runId` holds it). */
+  commitUpload(file: string, runId: string, id: string): void {
+    this.ledger.commit(file, runId, id);
+  }
+
+  /** uploading → failed (throws IllegalTransitionError unless `runId` holds it). */
+  failUpload(file: string, runId: string, reason: string): void {
+    this.ledger.fail(file, runId, reason);
+  }
+
+  /** committed | failed → pending, fresh attempts; false if there is no record. */
+  reopenFile(file: string, id?: string): boolean {
+    return this.ledger.reopen(file, id);
+  }
+
+  /** The id of an arbitrary file (key "path\0size\0mtimeMs"), made by `make` on first use. */
+  fileIdFor(key: string, make: () => string): string {
+    return this.ledger.fileIdFor(key, make);
   }
 
   /**
-   * Atomically mark `file` for deletion by the janitor; false while a live upload holds it.
-   * The gaps the deletion creates ride in the claim and are recorded by finishDelete, after the
-   * unlink, in one transaction: a crash in between never reports a file deleted that was not.
+   * Atomically mark `file` for deletion by the janitor; false while a live lease (an upload of
+   * any process, or another deletion) holds it, or it is committed/deleted. The gaps ride in
+   * the claim and are recorded by finishDelete, after the unlink, in one transaction.
    */
   claimDelete(file: string, runId: string, id: string, size: number, gaps: Omit<ExplainedGap, 'reported'>[] = []): boolean {
-    return this.root.transactionSync(() => {
-      const cur = this.files.get(file);
-      if (cur && cur.status === 'uploading' && cur.claimedBy === runId) return false;
-      if (cur && (cur.status === 'committed' || cur.status === 'deleted_by_janitor')) return false;
-      this.files.putSync(file, {
-        pendingGaps: gaps,
-        id: cur?.id ?? id,
-        source: 'capture',
-        size,
-        attempts: cur?.attempts ?? 0,
-        nextRetryAt: 0,
-        status: 'deleting',
-        claimedBy: runId,
-        updatedAt: Date.now(),
-      });
-      return true;
-    });
+    return this.ledger.claimDelete(file, runId, id, size, gaps);
   }
 
-  /** The file is unlinked: record its gaps and mark it deleted, in one transaction. */
-  finishDelete(file: string, reason: string): void {
-    this.root.transactionSync(() => {
-      const cur = this.files.get(file);
-      if (!cur) return;
-      for (const g of cur.pendingGaps ?? []) this.recordGap(g);
-      const { pendingGaps: _, ...rest } = cur;
-      this.files.putSync(file, { ...rest, status: 'deleted_by_janitor', claimedBy: undefined, reason, updatedAt: Date.now() });
-    });
+  /** claimDelete would take `file` for `runId` now (the claim itself re-checks atomically). */
+  canClaimDelete(file: string, runId: string): boolean {
+    return this.ledger.canClaimDelete(file, runId);
   }
 
   /**
-   * Deletions a crashed run left half done: a file already gone gets its gaps recorded; a file
-   * still there goes back to pending (to be synced, or chosen again).
+   * The file is unlinked: record its gaps and mark it deleted, in one transaction. `runId`
+   * must hold the deletion's lease (omitted: whichever run of this process holds it).
    */
+  finishDelete(file: string, reason: string, runId?: string): void {
+    this.ledger.finishDelete(file, runId ?? this.ownRun(file), reason);
+  }
+
+  /** deleting → pending: the unlink failed; the file stays. */
+  undoDelete(file: string, runId: string, reason: string): void {
+    this.ledger.undoDelete(file, runId, reason);
+  }
+
+  private ownRun(file: string): string {
+    const l = this.ledger.get(file)?.lease;
+    return l && isThisProcess(l) ? l.runId : '';
+  }
+
+  /** Deletions whose owner is gone: a file already gone gets its gaps recorded, one still there goes back to pending. */
   settleStaleDeletes(runId: string, exists: (file: string) => boolean): number {
-    let n = 0;
-    for (const { key, value } of this.files.getRange()) {
-      if (value.status !== 'deleting' || value.claimedBy === runId) continue;
-      if (exists(key)) this.updateFile(key, { status: 'pending', claimedBy: undefined, pendingGaps: undefined });
-      else this.finishDelete(key, 'disk full');
-      n++;
-    }
-    return n;
+    return this.ledger.settleStaleDeletes(runId, exists);
   }
 
-  /**
-   * Forget files that were synced and deleted, and the ids of those that were arbitrary files,
-   * in ONE transaction (the sync engine batches its completions: one commit, one fsync, for
-   * many files). A record the janitor holds is kept.
-   */
+  /** Forget files synced and deleted (and ids of arbitrary files), in ONE transaction; see FileLedger.forgetFiles. */
   forgetFiles(files: readonly string[], idKeys: readonly string[] = []): void {
-    if (files.length === 0 && idKeys.length === 0) return;
-    this.root.transactionSync(() => {
-      let n = 0;
-      let bytes = 0;
-      for (const f of files) {
-        const cur = this.files.get(f);
-        if (!cur || cur.status === 'deleting') continue;
-        this.files.removeSync(f);
-        n++;
-        bytes += cur.size;
-      }
-      for (const k of idKeys) this.ids.removeSync(k);
-      const t = this.syncedTotals();
-      this.totals.putSync(SYNCED_TOTALS, { files: t.files + n, bytes: t.bytes + bytes });
-    });
-  }
-
-  /**
-   * Opened on first use, by the sync engine only: opening a named database that does not exist
-   * yet is a write, and every thread opens this store (the capture writer, on a full disk too).
-   */
-  private get totals(): Database<{ files: number; bytes: number }, string> {
-    return (this.totalsDb ??= this.root.openDB<{ files: number; bytes: number }, string>({ name: 'totals' }));
+    this.ledger.forgetFiles(files, idKeys);
   }
 
   /** Files (and their bytes) synced and deleted since this state was created. */
   syncedTotals(): { files: number; bytes: number } {
-    return this.totals.get(SYNCED_TOTALS) ?? { files: 0, bytes: 0 };
+    return this.ledger.syncedTotals();
   }
 
-  /**
-   * Drop the records of files that no longer exist (synced and deleted before their record was
-   * forgotten, moved to failed/, deleted by the janitor or by the user), so the state stays as
-   * large as the backlog on disk. Kept: the janitor's in-flight deletions (settleStaleDeletes
-   * owns them) and live claims of `runId`. Returns how many were dropped.
-   */
+  /** Drop the records of files that no longer exist (live leases and deletions kept); returns how many. */
   sweepVanished(runId: string, exists: (file: string) => boolean): number {
-    const gone: string[] = [];
-    for (const { key, value } of this.files.getRange()) {
-      if (value.status === 'deleting' || value.claimedBy === runId) continue;
-      if (!exists(key)) gone.push(key);
-    }
-    // ids of arbitrary files ("path\0size\0mtime") whose file is gone
-    const goneIds = [...this.ids.getKeys()].filter((k) => !exists(k.slice(0, k.indexOf('\0'))));
-    if (gone.length === 0 && goneIds.length === 0) return 0;
-    let n = 0;
-    this.root.transactionSync(() => {
-      for (const f of gone) {
-        const cur = this.files.get(f);
-        if (!cur || cur.status === 'deleting' || cur.claimedBy === runId || exists(f)) continue;
-        this.files.removeSync(f);
-        n++;
-      }
-      for (const k of goneIds) this.ids.removeSync(k);
-    });
-    return n + goneIds.length;
+    return this.ledger.sweepVanished(runId, exists);
   }
 
-  /** Update fields of a file's state in one transaction (no-op if absent). */
-  updateFile(file: string, patch: Partial<FileState>): void {
-    this.root.transactionSync(() => {
-      const cur = this.files.get(file);
-      if (cur) this.files.putSync(file, { ...cur, ...patch, updatedAt: Date.now() });
-    });
-  }
+  // ── gaps ───────────────────────────────────────────────────────────────────
 
   recordGap(g: Omit<ExplainedGap, 'reported'>): void {
     this.gaps.putSync(gapKey(g), { ...g, reported: false });
@@ -304,6 +269,16 @@ export class StateStore {
     });
   }
 
+  // ── environment ────────────────────────────────────────────────────────────
+
+  /**
+   * Run `fn` holding this state's LMDB write lock: every writer of every process of this state
+   * dir waits meanwhile. For short check-then-act steps outside LMDB (the capture lock file).
+   */
+  withWriteLock<T>(fn: () => T): T {
+    return this.root.transactionSync(fn);
+  }
+
   /** Resolves once everything written so far is on disk. */
   flushed(): Promise<boolean> {
     return settle(this.root.flushed);
@@ -314,6 +289,6 @@ export class StateStore {
   }
 }
 
-export function openStateStore(dir: string): StateStore {
-  return new StateStore(dir);
+export function openStateStore(dir: string, opts?: StateStoreOptions): StateStore {
+  return new StateStore(dir, opts);
 }

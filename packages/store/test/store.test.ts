@@ -12,7 +12,7 @@ describe('StateStore claims', () => {
     const s = openStateStore(tmp());
     expect(s.claimUpload('/f', 'run1', { id: 'a', source: 'capture', size: 1 })).toBe(true);
     expect(s.claimDelete('/f', 'run1', 'a', 1, [gap])).toBe(false);
-    s.updateFile('/f', { status: 'pending', claimedBy: undefined });
+    s.releaseUploads(['/f'], 'run1');
     expect(s.claimDelete('/f', 'run1', 'a', 1, [gap])).toBe(true);
     expect(s.claimUpload('/f', 'run1', { id: 'a', source: 'capture', size: 1 })).toBe(false);
     await s.close();
@@ -24,7 +24,7 @@ describe('StateStore claims', () => {
     expect(s.unreportedGaps()).toEqual([]);
     s.finishDelete('/f', 'disk full');
     expect(s.unreportedGaps()).toEqual([{ ...gap, reported: false }]);
-    expect(s.files.get('/f')?.status).toBe('deleted_by_janitor');
+    expect(s.fileState('/f')?.status).toBe('deleted_by_janitor');
     await s.close();
   });
 
@@ -35,9 +35,9 @@ describe('StateStore claims', () => {
     // a live claim of this run is left alone
     s.claimDelete('/mine', 'run2', 'c', 1, [{ ...gap, name: 'v' }]);
     expect(s.settleStaleDeletes('run2', (f) => f === '/there' || f === '/mine')).toBe(2);
-    expect(s.files.get('/gone')?.status).toBe('deleted_by_janitor');
-    expect(s.files.get('/there')?.status).toBe('pending');
-    expect(s.files.get('/mine')?.status).toBe('deleting');
+    expect(s.fileState('/gone')?.status).toBe('deleted_by_janitor');
+    expect(s.fileState('/there')?.status).toBe('pending');
+    expect(s.fileState('/mine')?.status).toBe('deleting');
     expect(s.unreportedGaps().map((g) => g.name)).toEqual(['t']);
     // the stale upload/delete claims of a crashed run do not block the next run's upload
     expect(s.claimUpload('/there', 'run2', { id: 'b', source: 'capture', size: 1 })).toBe(true);
@@ -50,13 +50,13 @@ describe('StateStore claims', () => {
     s.claimUpload('/live', 'run2', { id: 'b', source: 'capture', size: 1 });
     s.claimDelete('/deleting', 'crashed', 'c', 1, [gap]);
     s.claimUpload('/still-there', 'crashed', { id: 'd', source: 'capture', size: 1 });
-    s.ids.putSync('/still-there\u00001\u00002', 'id-kept');
-    s.ids.putSync('/gone.log\u00001\u00002', 'id-dropped');
+    s.fileIdFor('/still-there\u00001\u00002', () => 'id-kept');
+    s.fileIdFor('/gone.log\u00001\u00002', () => 'id-dropped');
     expect(s.sweepVanished('run2', (f) => f === '/still-there')).toBe(2);
-    expect([...s.ids.getKeys()]).toEqual(['/still-there\u00001\u00002']);
-    expect([...s.files.getKeys()].sort()).toEqual(['/deleting', '/live', '/still-there']);
+    expect(s.fileIdKeys()).toEqual(['/still-there\u00001\u00002']);
+    expect([...s.fileEntries()].map((e) => e.file).sort()).toEqual(['/deleting', '/live', '/still-there']);
     s.forgetFiles(['/live', '/deleting'], []);
-    expect([...s.files.getKeys()].sort()).toEqual(['/deleting', '/still-there']);
+    expect([...s.fileEntries()].map((e) => e.file).sort()).toEqual(['/deleting', '/still-there']);
     expect(s.syncedTotals()).toEqual({ files: 1, bytes: 1 });
     await s.close();
   });
@@ -67,7 +67,7 @@ describe('StateStore claims', () => {
     s.recordGap({ ...gap, from_seq: 20, to_seq: 29 });
     s.markGapsReported([{ ...gap, reported: false }]);
     expect(s.unreportedGaps().map((g) => g.from_seq)).toEqual([20]);
-    expect([...s.gaps.getKeys()].length).toBe(1);
+    expect(s.unreportedGaps().length).toBe(1);
     await s.close();
   });
 

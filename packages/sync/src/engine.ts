@@ -4,7 +4,7 @@
  *            ┌──────────────── SyncEngine (main thread) ────────────────┐
  *   timer ─► │ gate? ─► link backoff ready? ─► Health probe ─► ReportGaps │
  *  syncNow ─►│      ─► scan capture dir + additional_sync_paths          │
- *            │      ─► per file: id (header | store.ids), checkpoint,    │
+ *            │      ─► per file: id (header | fileIdFor), checkpoint,    │
  *            │         per-file nextRetryAt, claimUpload (vs janitor)    │
  *            │      ─► dispatch ≤ threads × 4 at a time ───────┐         │
  *            └────────────────────────────────────────────────│─────────┘
@@ -32,7 +32,7 @@ import path from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import { Piscina } from 'piscina';
 import { Backoff, FAILED_DIR_NAME, DEFAULTS, ErrorCodes, logger, systemClock, type Clock } from '@edgecap/core';
-import { StateStore, type FileState } from '@edgecap/store';
+import { StateStore, holderOf, type FileState } from '@edgecap/store';
 import type { DataSyncClient, Gap } from '@edgecap/proto';
 import { probeViamCaptureFile } from '@edgecap/viam';
 import { SyncError, classifyStatus, statusName, type FailureKind } from './errors.js';
@@ -58,7 +58,11 @@ export interface SyncOptions {
   chunkBytes?: number;
   /** Default true. When false, synced files are kept (checkpoint committed keeps them from re-upload). */
   deleteAfterSync?: boolean;
-  /** Run id shared with the janitor of the same process (claims from another run id are stale). Default random. */
+  /**
+   * Run id shared with the janitor of the same process. Claims are leases naming (run id, pid,
+   * process start time): another live process's are respected, a dead one's and an earlier
+   * run's of this process are taken over. Default random.
+   */
   runId?: string;
   /** Injectable clock (backoff, file ages, retry times). */
   clock?: Clock;
@@ -78,6 +82,8 @@ export interface SyncOptions {
   probeIntervalMs?: number;
   /** Upload call deadline, ms (default 120 s + 1 s per 256 KiB). */
   uploadDeadlineMs?: number;
+  /** How long an upload claim lasts unless renewed, ms (default the store's DEFAULT_LEASE_MS); renewed every third of it. */
+  leaseMs?: number;
 }
 
 export interface SyncResult {
@@ -213,6 +219,8 @@ export class SyncEngine extends EventEmitter {
   /** The ONE connectivity backoff: while it is not ready, no file is attempted. */
   private readonly link: Backoff;
   private store: StateStore | undefined;
+  /** Files this engine holds an upload lease on (claimed, not yet settled): renewed while the round runs. */
+  private readonly leased = new Set<string>();
   private pool: Piscina | undefined;
   private client: DataSyncClient | undefined;
   /**
@@ -267,7 +275,7 @@ export class SyncEngine extends EventEmitter {
 
   private open(): StateStore {
     if (!this.store) {
-      this.store = new StateStore(this.opts.stateDir);
+      this.store = new StateStore(this.opts.stateDir, this.opts.leaseMs === undefined ? {} : { leaseMs: this.opts.leaseMs });
       try {
         const n = this.store.sweepVanished(this.runId, (f) => fs.existsSync(f));
         if (n > 0) log.debug({ records: n }, 'dropped the state of files no longer on disk');
@@ -444,6 +452,7 @@ export class SyncEngine extends EventEmitter {
     this.abort = abort;
     const held: Work[] = []; // claimed for upload, not yet handed to a runner
     let watchdog: NodeJS.Timeout | undefined;
+    let renew: NodeJS.Timeout | undefined;
     try {
       // viam.app.datasync.v1 has no Health or ReportGaps: there the uploads themselves probe the link.
       const viam = this.opts.ingest.protocol === 'viam';
@@ -484,6 +493,8 @@ export class SyncEngine extends EventEmitter {
         seen = progress;
       }, this.probeIntervalMs);
       watchdog.unref?.();
+      renew = setInterval(() => this.renewLeases(store), Math.max(10, store.leaseMs / 3));
+      renew.unref?.();
 
       // Files are scanned and decided lazily, as uploads need them: memory and the time to the
       // first upload do not grow with the backlog.
@@ -513,7 +524,9 @@ export class SyncEngine extends EventEmitter {
           try {
             done = await this.uploadOne(store, w, abort.signal, res);
             progress++;
+            this.leased.delete(w.c.path);
           } catch (e) {
+            this.leased.delete(w.c.path);
             // e.g. the state store cannot write (disk full): this file waits for the next round,
             // and the round's other uploads are still awaited before it ends.
             res.errors.push(`${w.c.path}: ${(e as Error).message}`);
@@ -538,12 +551,24 @@ export class SyncEngine extends EventEmitter {
     } finally {
       if (this.abort === abort) this.abort = undefined;
       if (watchdog) clearInterval(watchdog);
+      if (renew) clearInterval(renew);
       this.walk = undefined;
+      for (const w of held) this.leased.delete(w.c.path);
       try {
         store.releaseUploads(held.map((w) => w.c.path), this.runId);
       } catch (e) {
         log.warn({ err: e }, 'could not release unused upload claims (they go stale at the next start)');
       }
+    }
+  }
+
+  /** Keep the upload leases of this round's claims alive (an upload can outlast one lease). */
+  private renewLeases(store: StateStore): void {
+    try {
+      const lost = store.renewLeases([...this.leased], this.runId);
+      if (lost.length > 0) log.warn({ files: lost.length }, 'upload leases lost (expired and taken over by another process)');
+    } catch (e) {
+      log.warn({ err: e }, 'could not renew upload leases');
     }
   }
 
@@ -640,7 +665,7 @@ export class SyncEngine extends EventEmitter {
     let files = 0;
     let bytes = 0;
     for (const c of this.candidates(this.clock.now())) {
-      const rec = this.store?.files.get(c.path);
+      const rec = this.store?.fileState(c.path);
       if (rec && (rec.status === 'deleting' || rec.status === 'deleted_by_janitor' || rec.status === 'failed')) continue;
       if (rec?.status === 'committed' && this.opts.deleteAfterSync === false) continue;
       files++;
@@ -685,7 +710,7 @@ export class SyncEngine extends EventEmitter {
         if (vm) {
           const vid = `viam-${createHash('sha256').update(`${c.path}\0${c.size}\0${Math.floor(c.mtimeMs)}`).digest('hex').slice(0, 32)}`;
           const vmeta: UploadTask['meta'] = { file_id: vid, part_id: this.opts.partId, resource_kind: vm.component_type, resource_name: vm.component_name, method: vm.method_name, data_type: vm.type === 'DATA_TYPE_BINARY_SENSOR' ? 'DATA_TYPE_BINARY' : 'DATA_TYPE_TABULAR', tags: [...this.opts.tags], file_name: c.rel, source: 'capture' };
-          const vrec = store.files.get(c.path);
+          const vrec = store.fileState(c.path);
           const go = vrec ? this.eligible(store, c, vrec, vid, now, res) : 'go';
           if (go !== 'skip') pending(c);
           if (go !== 'go') continue;
@@ -698,7 +723,7 @@ export class SyncEngine extends EventEmitter {
           continue;
         }
         if ('reason' in h) {
-          const rec = store.files.get(c.path);
+          const rec = store.fileState(c.path);
           if (rec && (rec.status === 'deleting' || rec.status === 'deleted_by_janitor')) continue;
           if (store.claimUpload(c.path, this.runId, { id: rec?.id ?? `unreadable:${randomUUID()}`, source: 'capture', size: c.size })) {
             this.moveToFailed(store, c, `unreadable capture header: ${h.reason}`);
@@ -722,16 +747,10 @@ export class SyncEngine extends EventEmitter {
       } else {
         idKey = `${c.path}\0${c.size}\0${Math.floor(c.mtimeMs)}`;
         const key = idKey;
-        id = store.root.transactionSync(() => {
-          const cur = store.ids.get(key);
-          if (cur) return cur;
-          const fresh = randomUUID();
-          store.ids.putSync(key, fresh);
-          return fresh;
-        });
+        id = store.fileIdFor(key, randomUUID);
         meta = { file_id: id, part_id: this.opts.partId, data_type: 'DATA_TYPE_FILE', tags: [...this.opts.tags], file_name: c.rel, source: c.root };
       }
-      const rec = store.files.get(c.path);
+      const rec = store.fileState(c.path);
       const go = rec ? this.eligible(store, c, rec, id, now, res) : 'go';
       if (go !== 'skip') pending(c);
       if (go !== 'go') continue;
@@ -750,22 +769,32 @@ export class SyncEngine extends EventEmitter {
         return 'skip'; // the janitor has it
       case 'failed':
         if (rec.id === id) return 'skip';
-        store.updateFile(c.path, { status: 'pending', id, attempts: 0, nextRetryAt: 0, reason: undefined as unknown as string });
-        return 'go';
+        return this.reopen(store, c, id);
       case 'committed':
         // The file exists again (kept by deleteAfterSync=false, or new content at the same path).
         if (this.opts.deleteAfterSync === false && rec.id === id) return 'skip';
-        store.updateFile(c.path, { status: 'pending', id, attempts: 0, nextRetryAt: 0 });
-        return 'go';
+        return this.reopen(store, c, id);
       case 'uploading':
-        if (rec.claimedBy === this.runId) return 'skip'; // in flight in this run
-        return 'go'; // stale claim from a crashed run: restart from the beginning
+        // In flight in this run, or in another live process: not ours. A stale lease (its owner
+        // died, or it expired): restart from the beginning.
+        return holderOf(rec, this.runId) === 'stale' ? 'go' : 'skip';
       case 'pending':
         if (rec.nextRetryAt > now) {
           res.deferred++;
           return 'later';
         }
         return 'go';
+    }
+  }
+
+  /** committed | failed → pending for new content; 'skip' if another process changed it meanwhile. */
+  private reopen(store: StateStore, c: Candidate, id: string): 'go' | 'skip' {
+    try {
+      store.reopenFile(c.path, id);
+      return 'go';
+    } catch (e) {
+      if ((e as { code?: string }).code !== ErrorCodes.ILLEGAL_TRANSITION) throw e;
+      return 'skip';
     }
   }
 
@@ -788,7 +817,10 @@ export class SyncEngine extends EventEmitter {
       if (take.length === 0) return;
       const won = store.claimUploads(take.map((w) => ({ file: w.c.path, init: { id: w.id, source: w.c.source, size: w.c.size } })), this.runId);
       take.forEach((w, i) => {
-        if (won[i]) held.push(w);
+        if (won[i]) {
+          held.push(w);
+          this.leased.add(w.c.path);
+        }
         else {
           // the janitor (or a live claim) has it: not pending for us
           walk.files--;
@@ -812,7 +844,7 @@ export class SyncEngine extends EventEmitter {
       out = await runUnlessAborted(this.pool!.run(task) as Promise<UploadOutcome>, signal);
     } catch (e) {
       // Aborted by stop(), or the worker died: the file restarts from its beginning next run.
-      store.updateFile(c.path, { status: 'pending', claimedBy: undefined as unknown as string });
+      store.releaseUpload(c.path, this.runId);
       res.deferred++;
       if (!signal.aborted) res.errors.push(`upload worker failed for ${c.path}: ${(e as Error).message}`);
       return 'retry';
@@ -837,12 +869,8 @@ export class SyncEngine extends EventEmitter {
       if (deleted) this.forget(c.path, w.idKey);
       else if (changed) {
         log.info({ file: c.path, why: changed }, 'file changed after it was read: kept; its new content goes out as a new file');
-        store.root.transactionSync(() => {
-          if (w.idKey !== undefined) store.ids.removeSync(w.idKey);
-          const cur = store.files.get(c.path);
-          if (cur) store.files.putSync(c.path, { ...cur, status: 'pending', attempts: 0, nextRetryAt: 0, claimedBy: undefined, updatedAt: Date.now() });
-        });
-      } else store.updateFile(c.path, { status: 'committed', id: w.id, attempts: 0, nextRetryAt: 0, claimedBy: undefined as unknown as string });
+        store.releaseUpload(c.path, this.runId, { attempts: 0, nextRetryAt: 0 }, w.idKey);
+      } else store.commitUpload(c.path, this.runId, w.id);
       if (!changed) this.settle(c);
       this.link.succeed();
       this.offline = false;
@@ -858,17 +886,17 @@ export class SyncEngine extends EventEmitter {
       this.emit('file-synced', { path: c.path, fileId: w.id, status: out.status, bytes: out.bytes } satisfies FileSyncedEvent);
       return 'ok';
     }
-    const rec = store.files.get(c.path);
+    const rec = store.fileState(c.path);
     if (out.kind === 'link' || out.kind === 'auth' || out.kind === 'server') {
       // Nothing wrong with the bytes: the file waits, however long, and never goes to failed/.
       // A server fault (its storage, fds, load) also starts the file's own backoff (unbounded),
       // so one file the server keeps choking on does not hold up the others.
-      const patch: Partial<FileState> = { status: 'pending', claimedBy: undefined as unknown as string };
+      const patch: Partial<Pick<FileState, 'attempts' | 'nextRetryAt' | 'reason'>> = {};
       if (out.kind === 'server') {
         const attempts = (rec?.attempts ?? 0) + 1;
         Object.assign(patch, { attempts, nextRetryAt: this.clock.now() + this.fileDelay(attempts), reason: `${statusName(out.grpcCode)}: ${out.message}` });
       }
-      store.updateFile(c.path, patch);
+      store.releaseUpload(c.path, this.runId, patch);
       this.linkFailure(out.kind, { code: out.grpcCode, message: out.message }, res);
       res.deferred++;
       return 'link';
@@ -881,7 +909,7 @@ export class SyncEngine extends EventEmitter {
       return 'failed';
     }
     if (out.kind === 'local' && out.errno === 'ENOENT') {
-      store.updateFile(c.path, { status: 'pending', claimedBy: undefined as unknown as string });
+      store.releaseUpload(c.path, this.runId);
       return 'skip'; // vanished under us
     }
     // One attempt went wrong on our side: the file retries on its own backoff. Only a file that
@@ -895,7 +923,7 @@ export class SyncEngine extends EventEmitter {
       res.failed++;
       return 'failed';
     }
-    store.updateFile(c.path, { status: 'pending', attempts, nextRetryAt: this.clock.now() + this.fileDelay(attempts), claimedBy: undefined as unknown as string, reason: out.message });
+    store.releaseUpload(c.path, this.runId, { attempts, nextRetryAt: this.clock.now() + this.fileDelay(attempts), reason: out.message });
     res.errors.push(`${c.path}: ${out.message}`);
     this.lastError = `${c.path}: ${out.message}`;
     res.deferred++;
@@ -963,7 +991,7 @@ export class SyncEngine extends EventEmitter {
     } catch (e) {
       log.error({ err: e, file: c.path }, 'could not move failed file');
     }
-    store.updateFile(c.path, { status: 'failed', reason, claimedBy: undefined as unknown as string });
+    store.failUpload(c.path, this.runId, reason);
     this.st.failedFiles++;
     this.lastError = `${c.path}: ${reason}`;
     log.warn({ file: c.path, dest }, reason);
@@ -1024,7 +1052,11 @@ export class SyncEngine extends EventEmitter {
         continue;
       }
       fs.rmSync(reasonFile, { force: true });
-      store.updateFile(src, { status: 'pending', attempts: 0, nextRetryAt: 0, reason: undefined as unknown as string, claimedBy: undefined as unknown as string });
+      try {
+        store.reopenFile(src);
+      } catch (e) {
+        log.warn({ err: e, file: src }, 'moved back, but its record could not be reopened (another process holds it)');
+      }
       this.failedOnDisk = Math.max(0, this.failedOnDisk - 1);
       out.moved++;
       log.info({ file: src, from: f }, 'failed file moved back for another try');

@@ -89,7 +89,7 @@ describe('crash/resume: SIGKILL mid-upload, restart', () => {
     await run2.exited;
     expect(server.stored.has(midUpload.id)).toBe(false);
     const store = new StateStore(stateDir);
-    expect(store.files.get(midUpload.path)?.status).toBe('uploading'); // a stale claim from a dead run
+    expect(store.fileState(midUpload.path)?.status).toBe('uploading'); // a stale claim from a dead run
     await store.close();
 
     // Run 3: no faults → everything goes, exactly once.

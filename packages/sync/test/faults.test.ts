@@ -101,7 +101,7 @@ describe('faults', () => {
       await engine.stop();
     }
     const store = new StateStore(stateDir);
-    expect(store.files.get(f.path)).toBeUndefined(); // synced, deleted, state dropped
+    expect(store.fileState(f.path)).toBeUndefined(); // synced, deleted, state dropped
     await store.close();
   });
 
@@ -163,7 +163,7 @@ describe('faults', () => {
       await engine.stop();
     }
     const store = new StateStore(stateDir);
-    expect(store.files.get(path.join(extra, 'dir', 'bad.bin'))?.status).toBe('failed');
+    expect(store.fileState(path.join(extra, 'dir', 'bad.bin'))?.status).toBe('failed');
     await store.close();
   });
 
@@ -201,7 +201,7 @@ describe('faults', () => {
     expect(r.deferred).toBe(1);
     expect(fs.existsSync(f.path)).toBe(true);
     const store = new StateStore(stateDir);
-    expect(store.files.get(f.path)?.status).toBe('pending');
+    expect(store.fileState(f.path)?.status).toBe('pending');
     await store.close();
     server.faults = {};
     const again = new SyncEngine(opts);

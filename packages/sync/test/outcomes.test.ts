@@ -221,7 +221,7 @@ describe('verdicts about the bytes go to failed/, visibly, and can be retried', 
       await again.stop();
     }
     const store = new StateStore(stateDir);
-    expect(store.files.get(cap.path)).toBeUndefined();
+    expect(store.fileState(cap.path)).toBeUndefined();
     await store.close();
   });
 });

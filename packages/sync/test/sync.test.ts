@@ -115,9 +115,9 @@ describe.skipIf(!tlsOk)('sync over TLS against a real gRPC server', () => {
     // Synced and deleted: their state went with them (the state is as large as the backlog).
     const store = new StateStore(stateDir);
     try {
-      for (const c of caps) expect(store.files.get(c.path)).toBeUndefined();
-      expect([...store.files.getKeys()]).toEqual([]);
-      expect([...store.ids.getKeys()]).toEqual([]);
+      for (const c of caps) expect(store.fileState(c.path)).toBeUndefined();
+      expect([...store.fileEntries()].map((e) => e.file)).toEqual([]);
+      expect(store.fileIdKeys()).toEqual([]);
     } finally {
       await store.close();
     }
