@@ -42,7 +42,10 @@ describe('edgecap CLI as a subprocess', () => {
       const end = await run.exited;
       expect(end.code).toBe(0);
       expect(run.stderr.join('\n')).toMatch(/stopped; \d+ readings flushed to disk, 0 dropped \(ring full\), 0 dropped \(write errors\)/);
+      // a clean stop with the ingest reachable syncs what it just closed: nothing is left
+      expect(run.stderr.join('\n')).toMatch(/at stop [1-9]\d* synced, 0 left for next time/);
       expect(listFiles(path.join(root, 'capture'), '.prog')).toEqual([]);
+      expect(listFiles(path.join(root, 'capture'), '.capture')).toEqual([]);
       // Everything left on disk is finished and clean, and a sync drains it.
       for (const f of listFiles(path.join(root, 'capture'), '.capture')) expect(readCaptureFile(f).problems).toEqual([]);
       const st = await cli(['status', '--config', config]);

@@ -58,7 +58,7 @@ export async function run(configFile: string, opts: { metrics?: string }, stop: 
   clearInterval(tick);
   if (logTick) clearInterval(logTick);
   if (err.isTTY) err.write('\n');
-  err.write(`edgecap: ${sig} received, stopping (flushing files, finishing uploads)...\n`);
+  err.write(`edgecap: ${sig} received, stopping (flushing files, then one last sync round)...\n`);
   const syncStats = dm.stats().sync;
   await dm.stop();
   metrics?.close();
@@ -67,7 +67,9 @@ export async function run(configFile: string, opts: { metrics?: string }, stop: 
   const flushed = streams.reduce((a, x) => a + x.captured - x.droppedOnWriteError, 0);
   const ringDrops = streams.reduce((a, x) => a + x.dropped, 0);
   const writeDrops = streams.reduce((a, x) => a + x.droppedOnWriteError, 0);
-  const synced = syncStats.enabled ? `${syncStats.uploadedFiles} files synced this run` : 'sync was off';
+  const final = dm.stats().stopped;
+  const atStop = final ? `; at stop ${final.synced} synced, ${final.left} left for next time${final.timedOut ? ' (stop_sync_timeout_ms reached)' : ''}` : '';
+  const synced = syncStats.enabled ? `${syncStats.uploadedFiles} files synced before stop${atStop}` : 'sync was off';
   err.write(`edgecap: stopped; ${flushed} readings flushed to disk, ${ringDrops} dropped (ring full), ${writeDrops} dropped (write errors), ${synced}\n`);
   return 0;
 }

@@ -71,6 +71,8 @@ export const configSchema = z
     sync_interval_mins: z.number().positive().default(DEFAULTS.sync_interval_mins),
     /** While the ingest is unreachable: one Health probe this often, whatever the backoff; an answer syncs at once. */
     sync_probe_interval_ms: z.number().int().min(100).max(10_000).default(5000),
+    /** At a clean stop, a last sync round for the files capture just closed, bounded by this (0: none). */
+    stop_sync_timeout_ms: z.number().int().min(0).max(600_000).default(10_000),
     additional_sync_paths: z.array(z.string().min(1)).default([]),
     file_last_modified_millis: z.number().int().nonnegative().default(DEFAULTS.file_last_modified_millis),
     delete_every_nth_when_disk_full: z.number().int().min(2).default(DEFAULTS.delete_every_nth_when_disk_full),

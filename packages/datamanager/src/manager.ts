@@ -26,6 +26,17 @@ export interface DataManagerStats {
   janitor: JanitorStats | undefined;
   mongo: { inserted: number; failed: number; dropped: number } | undefined;
   recovered: { files: number; readings: number; cutBytes: number };
+  /** After a stop with sync running: what the last round sent and what waits for the next start. */
+  stopped?: StopReport;
+}
+
+export interface StopReport {
+  /** Files the last round at stop uploaded (or found already stored). */
+  synced: number;
+  /** Finished files left on disk for the next start. */
+  left: number;
+  /** True when stop_sync_timeout_ms cut the last round short. */
+  timedOut: boolean;
 }
 
 export interface DataManagerEvents {
@@ -389,6 +400,7 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
       janitor: this.janitor?.stats(),
       mongo: this.mongo?.stats(),
       recovered: this.recovered,
+      ...(this.stopReport ? { stopped: this.stopReport } : {}),
     };
   }
 
@@ -400,10 +412,36 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
     });
   }
 
+  private stopReport: StopReport | undefined;
+
+  /**
+   * A clean stop syncs what capture just closed: one more round once every file is closed,
+   * bounded by stop_sync_timeout_ms (the in-flight upload is then abandoned and restarts from
+   * its beginning next time), and says what is left.
+   */
+  private async finalSync(): Promise<void> {
+    const s = this.syncEngine;
+    const ms = this.config.stop_sync_timeout_ms;
+    if (!s || !this.syncScheduled || ms <= 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), ms);
+    });
+    const round = s.syncNow().then(
+      (r) => r,
+      () => undefined,
+    );
+    const r = await Promise.race([round, timeout]);
+    clearTimeout(timer);
+    const st = s.stats();
+    this.stopReport = { synced: r === 'timeout' || !r ? 0 : r.uploaded + r.alreadyHad, left: st.pendingFiles, timedOut: r === 'timeout' };
+    this.log.info(this.stopReport, 'last sync round at stop');
+  }
+
   private async shutdown(): Promise<void> {
     this.state = 'stopping';
     const errors: unknown[] = [];
-    for (const step of [() => this.doStopCapture(), () => this.doStopSync(), async () => this.mongo?.close()]) {
+    for (const step of [() => this.doStopCapture(), () => this.finalSync(), () => this.doStopSync(), async () => this.mongo?.close()]) {
       try {
         await step();
       } catch (e) {
