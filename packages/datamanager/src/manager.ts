@@ -329,7 +329,13 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
    * Sync now, even while scheduled sync is off; resolves with what was uploaded. `retryFailed`
    * first moves the files in failed/ back (`edgecap sync --retry-failed`).
    */
-  async sync(opts: { retryFailed?: boolean } = {}): Promise<SyncResult & { retried?: RetryFailedResult }> {
+  sync(opts: { retryFailed?: boolean } = {}): Promise<SyncResult & { retried?: RetryFailedResult }> {
+    // In line with start/stop: a sync asked for during or after stop() is refused, never run on
+    // a closed store (it used to reopen the pool and LMDB).
+    return this.serial(() => this.doSync(opts));
+  }
+
+  private async doSync(opts: { retryFailed?: boolean }): Promise<SyncResult & { retried?: RetryFailedResult }> {
     this.requireStarted('sync');
     const run = async (s: SyncEngine): Promise<SyncResult & { retried?: RetryFailedResult }> => {
       const retried = opts.retryFailed ? await s.retryFailed() : undefined;

@@ -138,6 +138,30 @@ describe('DataManager', () => {
     await dm.stop();
   });
 
+  it('sync() runs in line with stop(): one asked for during or after stop is refused, the store is not reopened', async () => {
+    const dir = tmp('sync-stop');
+    const dm = new DataManager({
+      capture_dir: dir,
+      part_id: 'sync-stop',
+      sync_disabled: true,
+      ingest: { address: server.address, insecure: true, api_key: 'k' },
+      resources: [{ name: 'temp', model: 'sim:sensor', capture_methods: [{ method: 'Readings', capture_frequency_hz: 100 }] }],
+    });
+    await dm.start();
+    await sleep(300);
+    const during = dm.sync(); // queued before stop: runs, then stop
+    const stopping = dm.stop();
+    const after = dm.sync(); // queued behind stop: refused
+    await expect(during).resolves.toMatchObject({ uploaded: expect.any(Number) });
+    await stopping;
+    await expect(after).rejects.toMatchObject({ code: 'EDGECAP_ERR_STATE' });
+    await expect(dm.sync()).rejects.toMatchObject({ code: 'EDGECAP_ERR_STATE' });
+    // nothing holds the state dir open: another manager can take it at once
+    const again = new DataManager({ capture_dir: dir, part_id: 'sync-stop', sync_disabled: true, resources: [] });
+    await again.start();
+    await again.stop();
+  });
+
   it('an invalid config throws ConfigError listing every bad field', () => {
     expect(() => new DataManager({ capture_dir: 1, resources: [{ name: 'x', model: 'sim:sensor', capture_methods: [{ method: 'Readings', capture_frequency_hz: -1 }] }] })).toThrow(
       /capture_dir[\s\S]*resources\[0\]\.capture_methods\[0\]\.capture_frequency_hz/,
