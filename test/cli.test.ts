@@ -64,6 +64,20 @@ describe('edgecap CLI as a subprocess', () => {
     }
   });
 
+  it('status lists the files in failed/ with their reasons', async () => {
+    const root = tmpdir('cli-failed');
+    const capture = path.join(root, 'capture');
+    const failedDir = path.join(capture, '.edgecap', 'failed', 'sensor', 'temp', 'Readings');
+    fs.mkdirSync(failedDir, { recursive: true });
+    fs.writeFileSync(path.join(failedDir, 'bad.capture'), 'not a capture file');
+    fs.writeFileSync(path.join(failedDir, 'bad.capture.reason'), 'INVALID_ARGUMENT: not a valid edgecap capture file\nsource: sensor/temp/Readings/bad.capture\n');
+    const config = writeJson(path.join(root, 'edgecap.json'), { capture_dir: capture, resources: [] });
+    const st = await cli(['status', '--config', config]);
+    expect(st.code).toBe(0);
+    expect(st.stdout).toMatch(/failed \(not retried until `edgecap sync --retry-failed`\): 1 file\(s\)/);
+    expect(st.stdout).toMatch(/failed\/sensor\/temp\/Readings\/bad\.capture .*INVALID_ARGUMENT: not a valid edgecap capture file/);
+  });
+
   it('invalid configs: each gives the expected message and exit code 2', async () => {
     const root = tmpdir('cli-bad');
     const cases: [unknown, RegExp][] = [

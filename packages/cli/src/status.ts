@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import { FINISHED_EXT, IN_PROGRESS_EXT } from '@edgecap/core';
 import { listFiles } from '@edgecap/format';
 import { openStateStore, defaultStateDir } from '@edgecap/store';
-import { loadConfigFile } from '@edgecap/datamanager';
+import { listFailed, loadConfigFile } from '@edgecap/datamanager';
 import { fmtBytes, table } from './util.js';
 
 /** `edgecap status --config FILE`: what is on disk, what is pending, the checkpoints. */
@@ -31,6 +31,11 @@ export async function status(configFile: string, out: NodeJS.WritableStream): Pr
     out.write(table(['stream', 'next seq'], seqs) + '\n');
     const gaps = store.unreportedGaps();
     if (gaps.length) out.write(`\n${gaps.length} explained gap(s) not yet reported to the ingest server\n`);
+    // failed/: files the ingest (or the local reader) judged bad, each with its reason
+    const stateDir = c.state_dir ?? defaultStateDir(c.capture_dir);
+    const failed = listFailed(stateDir);
+    out.write(`\nfailed (not retried until \`edgecap sync --retry-failed\`): ${failed.length} file(s)\n`);
+    if (failed.length) out.write(table(['file', 'reason'], failed.map((f) => [f.file.slice(stateDir.length + 1), f.reason])) + '\n');
   } finally {
     await store.close();
   }

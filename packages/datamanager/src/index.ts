@@ -9,3 +9,4 @@ export {
   type ResourceConfig,
 } from './config.js';
 export { createMetricsRegistry } from './metrics.js';
+export { listFailed } from '@edgecap/sync';

@@ -47,6 +47,7 @@ export function createMetricsRegistry(stats: () => DataManagerStats): Registry {
   simple('edgecap_sync_uploaded_files_total', 'Files committed by the ingest server', (s) => sync(s)?.uploadedFiles);
   simple('edgecap_sync_uploaded_bytes_total', 'Bytes committed by the ingest server', (s) => sync(s)?.uploadedBytes);
   simple('edgecap_sync_failed_files_total', 'Files moved to failed/', (s) => sync(s)?.failedFiles);
+  simple('edgecap_sync_failed_files', 'Files in failed/ now (a verdict about their bytes; edgecap sync --retry-failed puts them back)', (s) => sync(s)?.failedOnDisk);
   simple('edgecap_sync_next_retry_timestamp_seconds', 'When sync retries after an error', (s) => {
     const t = sync(s)?.nextRetryAt;
     return t ? t / 1000 : 0;

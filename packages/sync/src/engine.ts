@@ -177,6 +177,21 @@ function* failedEntries(dir: string): Generator<string> {
   }
 }
 
+/** What sits in `<stateDir>/failed/`: each file with the reason its `.reason` sidecar gives. */
+export function listFailed(stateDir: string): { file: string; reason: string }[] {
+  const out: { file: string; reason: string }[] = [];
+  for (const f of failedEntries(path.join(stateDir, FAILED_DIR_NAME))) {
+    let reason = '';
+    try {
+      reason = fs.readFileSync(`${f}.reason`, 'utf8').split('\n')[0] ?? '';
+    } catch {
+      /* no sidecar */
+    }
+    out.push({ file: f, reason });
+  }
+  return out;
+}
+
 /** Pending files and bytes as counted, and the monotonic `settled` totals at that moment. */
 interface Count {
   files: number;

@@ -1,4 +1,4 @@
-export { SyncEngine, type SyncOptions, type SyncResult, type SyncStats, type FileSyncedEvent, type SyncErrorEvent, type FileFailedEvent, type RetryFailedResult, DEFAULT_PROBE_INTERVAL_MS } from './engine.js';
+export { SyncEngine, type SyncOptions, type SyncResult, type SyncStats, type FileSyncedEvent, type SyncErrorEvent, type FileFailedEvent, type RetryFailedResult, DEFAULT_PROBE_INTERVAL_MS, listFailed } from './engine.js';
 export { type IngestTarget, checkTarget, isLoopback, DEFAULT_CHUNK_BYTES, FLOW_CONTROL_WINDOW, MAX_MESSAGE_BYTES } from './target.js';
 export { SyncError, SyncConfigError, classifyStatus, statusName, type FailureKind } from './errors.js';
 export { uploadFile, type UploadTask, type UploadOutcome } from './upload.js';
