@@ -80,9 +80,19 @@ const results = {
   sections: {},
 };
 
+/** With --only, the sections not run keep their figures from the last full run (marked as carried). */
+const previous = (() => {
+  try {
+    return only ? JSON.parse(fs.readFileSync(path.join(BENCH_DIR, 'results', quick ? 'quick.json' : 'latest.json'), 'utf8')) : undefined;
+  } catch {
+    return undefined;
+  }
+})();
+
 async function section(name, fn) {
   if (only && !only.includes(name)) {
-    results.sections[name] = { ok: false, skipped: true, error: 'not run (--only)' };
+    const prev = previous?.sections?.[name];
+    results.sections[name] = prev?.ok ? { ...prev, carriedFrom: prev.carriedFrom ?? previous.date } : { ok: false, skipped: true, error: 'not run (--only)' };
     return;
   }
   const t0 = Date.now();
@@ -254,6 +264,15 @@ await section('postgres', async () => {
   if (rows.length !== 2) throw new Error(`unexpected pg-ingest output: ${out}`);
   for (const r of rows) step(`   ${r.nodes} node(s): ${fmt(r.perSec)} readings/s`);
   return { header: out.split('\n')[0], rows };
+});
+
+await section('ingest-latency', async () => {
+  // Health latency at the ingest while a 512 MiB capture file arrives, against the idle latency of
+  // the same run (issue #12's bar: within 200 ms).
+  const out = execFileSync(process.execPath, [path.join(ROOT_DIR, 'packages/ingest/bench/health-latency.js'), '--readings', quick ? '16' : '65'], { encoding: 'utf8', timeout: 600_000 });
+  const r = JSON.parse(out.trim().split('\n').at(-1));
+  step(`   idle p99 ${fmt(r.idle.p99)} ms; during the upload p50 ${fmt(r.during.p50)} / p99 ${fmt(r.during.p99)} / max ${fmt(r.during.max)} ms`);
+  return r;
 });
 
 if (P.profile || args.includes('--profile')) {
