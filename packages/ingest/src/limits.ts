@@ -60,7 +60,8 @@ export function defaultLimits(fdLimit = openFileLimit()): IngestLimits {
   // storage, logs and the database.
   const budget = Math.max(64, fdLimit - 64);
   return {
-    maxConnections: Math.max(16, Math.min(10_000, Math.floor(budget * 0.5))),
+    // ~80–100 KB of RSS per open TLS/HTTP2 connection (Node 20–26): 8,000 keep a node under 1 GiB.
+    maxConnections: Math.max(16, Math.min(8_000, Math.floor(budget * 0.5))),
     idleConnectionMs: 5 * 60_000,
     maxConcurrentUploads: Math.max(8, Math.min(1024, Math.floor(budget * 0.25))),
     maxUploadsPerConnection: 64,

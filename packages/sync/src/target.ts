@@ -19,7 +19,11 @@ export interface IngestTarget {
    * sends the token; unset, it sends the key itself as the bearer credential.
    */
   apiKeyId?: string;
-  /** TLS server name to verify (and :authority) when it differs from the address host. */
+  /**
+   * TLS server name to verify (and :authority) when it differs from the address host. A host
+   * name is also sent as SNI; an IP (here or in `address`) is checked against the certificate's
+   * IP SANs and never sent as SNI (RFC 6066; Node 26 refuses it: patches/README.md).
+   */
   serverName?: string;
   /** Wire protocol: edgecap.sync.v1 (default) or viam-server's viam.app.datasync.v1 (see @edgecap/viam). */
   protocol?: 'edgecap' | 'viam';
