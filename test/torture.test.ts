@@ -9,9 +9,11 @@ import { runScenario, runSlowConsumer, resultTable, type ScenarioOptions, type S
 const long = process.env.EDGECAP_TORTURE === 'long';
 const scenarios: ScenarioOptions[] = [
   // Edge kills leave the edge time to start, capture and sync between kills.
-  { name: 'edge-crash-loop', fault: 'edge', rounds: long ? 200 : 30, minGapMs: 900, maxGapMs: 2000 },
+  // Start-up to the first reading now takes 1–5 s on a loaded 2-core host (writer supervision,
+  // ledger and lock set-up; issue #14 measures it): kills 0.9–2 s apart left no time to flush.
+  { name: 'edge-crash-loop', fault: 'edge', rounds: long ? 200 : 30, minGapMs: 2500, maxGapMs: 4000 },
   { name: 'ingest-crash-loop', fault: 'ingest', rounds: long ? 60 : 8 },
-  { name: 'both-crash-loop', fault: 'both', rounds: long ? 60 : 8, minGapMs: 900, maxGapMs: 2000 },
+  { name: 'both-crash-loop', fault: 'both', rounds: long ? 60 : 8, minGapMs: 2500, maxGapMs: 4000 },
   { name: 'network-faults', fault: 'network', rounds: long ? 90 : 12 },
   { name: 'disk-full', fault: 'disk-full', rounds: long ? 60 : 16, minGapMs: 800, maxGapMs: 1200 },
 ];
