@@ -25,6 +25,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { EdgecapError, ErrorCodes, logger } from '@edgecap/core';
@@ -137,6 +138,49 @@ const CONFLICTS = 'conflicts';
 const INDEX = 'index.lmdb';
 /** Index layout version: 2 keys files by part + id (1 keyed them by id alone). */
 const SCHEMA = 2;
+
+/**
+ * Every async LMDB write goes through this. lmdb-js answers a failed commit (full disk, EIO)
+ * with "Commit failed" and hangs the real error on a second promise (`commitError`) that
+ * nobody awaits: unhandled, it kills the process. Here that second promise is consumed and
+ * its errno becomes the thrown error's `code` (ENOSPC → the server answers UNAVAILABLE, a
+ * status the edge retries). The environment recovers once space is back (tested).
+ */
+async function lmdbWrite<T>(write: () => Promise<T>): Promise<T> {
+  try {
+    return await write();
+  } catch (e) {
+    const pending = (e as { commitError?: unknown } | undefined)?.commitError;
+    if (!(pending instanceof Promise)) throw e;
+    // Rejected in the same native callback that rejected `e`, so it has settled by now; the
+    // timeout only guards against a future lmdb-js that settles it later or never.
+    const cause = await Promise.race([
+      pending.then(() => undefined, (c: unknown) => c),
+      new Promise<undefined>((r) => setTimeout(() => r(undefined), 1000).unref()),
+    ]);
+    throw new StorageWriteError(cause);
+  }
+}
+
+/**
+ * An index write that did not commit. Its `cause` carries the errno name as `code` (ENOSPC,
+ * EIO, ...), which is what the server maps to a retryable status.
+ */
+export class StorageWriteError extends EdgecapError {
+  constructor(lmdbError: unknown) {
+    const errno = (lmdbError as { code?: unknown } | undefined)?.code;
+    // LMDB's own "map full" (MDB_MAP_FULL) is a full store, like a full disk.
+    const name = typeof errno === 'number' ? (errnoName(errno) ?? (errno === -30792 ? 'ENOSPC' : 'EIO')) : typeof errno === 'string' ? errno : 'EIO';
+    const message = (lmdbError as Error | undefined)?.message ?? 'commit failed';
+    super(ErrorCodes.WRITE_FAILED, `ingest index write failed (${name}): ${message}`, { cause: Object.assign(new Error(message), { code: name }) });
+    this.name = 'StorageWriteError';
+  }
+}
+
+function errnoName(n: number): string | undefined {
+  for (const [k, v] of Object.entries(os.constants.errno)) if (v === n) return k;
+  return undefined;
+}
 
 /** The index key of a file: dedup is per part. */
 export const fileKey = (partId: string, fileId: string): string => `${partId}\0${fileId}`;
@@ -256,7 +300,9 @@ export class FileStorage implements IngestStorage {
   constructor(readonly dataDir: string) {
     fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     for (const d of [STAGING, BLOBS, FILES]) fs.mkdirSync(path.join(dataDir, d), { recursive: true, mode: 0o700 });
-    this.root = open({ path: path.join(dataDir, INDEX), maxDbs: 6, compression: false });
+    // No event-turn batching: its implicit batch promise is one more that a failed commit
+    // rejects with nobody listening (an unhandled rejection, the process dies).
+    this.root = open({ path: path.join(dataDir, INDEX), maxDbs: 6, compression: false, eventTurnBatching: false });
     this.fileDb = this.root.openDB<FileRecord, string>({ name: 'files' });
     this.gapDb = this.root.openDB<ReportedGap, string>({ name: 'gaps' });
     this.keyDb = this.root.openDB<DeviceKey, string>({ name: 'keys' });
@@ -420,11 +466,16 @@ export class FileStorage implements IngestStorage {
     if (placed.length === 0) return;
     try {
       await Promise.all([...new Set(placed.map((p) => p.dir).filter((d) => d !== ''))].map((d) => fsyncDir(d)));
-      await this.root.transaction(() => {
-        for (const p of placed) if (p.dir !== '') this.fileDb.put(fileKey(p.record.part_id, p.record.file_id), p.record);
+      await lmdbWrite(async () => {
+        await this.root.transaction(() => {
+          for (const p of placed) if (p.dir !== '') this.fileDb.put(fileKey(p.record.part_id, p.record.file_id), p.record);
+        });
+        await this.root.flushed;
       });
-      await this.root.flushed;
     } catch (e) {
+      // The placed files have no index entry: unlink them now (recover() would at the next
+      // start), or a full disk stays full with bytes nobody can see.
+      await Promise.all(placed.filter((p) => p.dir !== '').map((p) => fsp.rm(path.join(this.dataDir, p.record.path), { force: true }).catch(() => undefined)));
       for (const p of placed) p.item.reject(e);
       return;
     }
@@ -451,8 +502,10 @@ export class FileStorage implements IngestStorage {
   async createKey(partId: string): Promise<NewDeviceKey> {
     this.assertOpen();
     const { record, secret } = newDeviceKey(partId);
-    await this.keyDb.put(record.key_id, record);
-    await this.root.flushed;
+    await lmdbWrite(async () => {
+      await this.keyDb.put(record.key_id, record);
+      await this.root.flushed;
+    });
     return { key_id: record.key_id, part_id: partId, secret };
   }
 
@@ -462,41 +515,49 @@ export class FileStorage implements IngestStorage {
 
   async revokeKey(keyId: string): Promise<boolean> {
     this.assertOpen();
-    const done = await this.root.transaction(() => {
-      const k = this.keyDb.get(keyId);
-      if (!k || k.revoked_at_ms !== undefined) return false;
-      this.keyDb.put(keyId, { ...k, revoked_at_ms: Date.now() });
-      return true;
+    return lmdbWrite(async () => {
+      const done = await this.root.transaction(() => {
+        const k = this.keyDb.get(keyId);
+        if (!k || k.revoked_at_ms !== undefined) return false;
+        this.keyDb.put(keyId, { ...k, revoked_at_ms: Date.now() });
+        return true;
+      });
+      await this.root.flushed;
+      return done;
     });
-    await this.root.flushed;
-    return done;
   }
 
   async tokenSecret(): Promise<string> {
     const have = this.metaDb.get('token_secret');
     if (typeof have === 'string') return have;
     const fresh = randomBytes(32).toString('base64url');
-    await this.metaDb.ifNoExists('token_secret', () => this.metaDb.put('token_secret', fresh));
-    await this.root.flushed;
+    await lmdbWrite(async () => {
+      await this.metaDb.ifNoExists('token_secret', () => this.metaDb.put('token_secret', fresh));
+      await this.root.flushed;
+    });
     return this.metaDb.get('token_secret') as string;
   }
 
   async putGaps(gaps: ReportedGap[]): Promise<number> {
     this.assertOpen();
-    await this.root.transaction(() => {
-      for (const g of gaps) this.gapDb.put(gapKey(g), g);
+    await lmdbWrite(async () => {
+      await this.root.transaction(() => {
+        for (const g of gaps) this.gapDb.put(gapKey(g), g);
+      });
+      await this.root.flushed;
     });
-    await this.root.flushed;
     return gaps.length;
   }
 
   async deleteGaps(gaps: ReportedGap[]): Promise<number> {
     this.assertOpen();
     let n = 0;
-    await this.root.transaction(() => {
-      for (const g of gaps) if (this.gapDb.removeSync(gapKey(g))) n++;
+    await lmdbWrite(async () => {
+      await this.root.transaction(() => {
+        for (const g of gaps) if (this.gapDb.removeSync(gapKey(g))) n++;
+      });
+      await this.root.flushed;
     });
-    await this.root.flushed;
     return n;
   }
 
