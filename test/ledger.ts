@@ -8,9 +8,11 @@
  * different digest than flushed.
  */
 import { createHash } from 'node:crypto';
-import { FINISHED_EXT, IN_PROGRESS_EXT } from '@edgecap/core';
+import fs from 'node:fs';
+import path from 'node:path';
+import { FAILED_DIR_NAME, FINISHED_EXT, IN_PROGRESS_EXT, STATE_DIR_NAME } from '@edgecap/core';
 import { listFiles, readCaptureFile } from '@edgecap/format';
-import { exportReadings } from '@edgecap/ingest';
+import { exportReadings, listReceived } from '@edgecap/ingest';
 
 export function digest(data: unknown): string {
   if (data instanceof Uint8Array) return `bin:${createHash('sha256').update(data).digest('hex')}`;
@@ -26,11 +28,16 @@ export class Ledger {
   corrupt = 0;
   snapshots = 0;
 
+  /** Finished files already read: they never change (a new version is a new name), so each is read once. */
+  private readonly done = new Set<string>();
+
   /** Record every reading currently in capture files (finished or in progress). */
   snapshotDisk(captureDir: string): number {
     let n = 0;
     this.snapshots++;
-    for (const f of [...listFiles(captureDir, FINISHED_EXT), ...listFiles(captureDir, IN_PROGRESS_EXT)]) {
+    const finished = listFiles(captureDir, FINISHED_EXT);
+    for (const f of [...finished.filter((f) => !this.done.has(f)), ...listFiles(captureDir, IN_PROGRESS_EXT)]) {
+      if (f.endsWith(FINISHED_EXT)) this.done.add(f);
       let s;
       try {
         s = readCaptureFile(f);
@@ -102,5 +109,70 @@ export class Ledger {
       if (missing.length) out.set(k, missing);
     }
     return out;
+  }
+}
+
+/** Files in a failed/ tree (`<state dir>/failed`, default `<capture dir>/.edgecap/failed`), not their `.reason` sidecars. */
+export function countFailed(captureDir: string, stateDir = path.join(captureDir, STATE_DIR_NAME)): string[] {
+  const dir = path.join(stateDir, FAILED_DIR_NAME);
+  if (!fs.existsSync(dir)) return [];
+  return fs
+    .readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile() && !e.name.endsWith('.reason'))
+    .map((e) => path.join(e.parentPath ?? e.path, e.name));
+}
+
+/**
+ * Exact accounting for arbitrary files (additional_sync_paths). Every version a file had is
+ * recorded (its sha256) as it is written; the ingest's list of received files says which were
+ * stored. lost = a file's last version never stored; duplicated = one version stored twice;
+ * corrupt = a stored content that was never a version of the file (e.g. torn by an append
+ * during the upload); reuploaded = files stored in more than one version (changed during or
+ * after an upload, then sent again).
+ */
+export class FileLedger {
+  readonly versions = new Map<string, string[]>();
+  readonly stored = new Map<string, string[]>();
+
+  wrote(name: string, content: Buffer): void {
+    const v = this.versions.get(name) ?? [];
+    v.push(createHash('sha256').update(content).digest('hex'));
+    this.versions.set(name, v);
+  }
+
+  async load(dataDir: string): Promise<void> {
+    this.stored.clear();
+    for (const e of await listReceived(dataDir)) {
+      if (e.type !== 'file') continue;
+      const name = path.basename(e.file_name || e.path);
+      this.stored.set(name, [...(this.stored.get(name) ?? []), e.sha256]);
+    }
+  }
+
+  report(): { files: number; stored: number; lost: number; duplicated: number; corrupt: number; reuploaded: number; examples: string[] } {
+    let lost = 0;
+    let duplicated = 0;
+    let corrupt = 0;
+    let reuploaded = 0;
+    let stored = 0;
+    const examples: string[] = [];
+    for (const [name, v] of this.versions) {
+      const got = this.stored.get(name) ?? [];
+      stored += got.length;
+      if (!got.includes(v.at(-1)!)) {
+        lost++;
+        examples.push(`lost ${name}`);
+      }
+      duplicated += got.length - new Set(got).size;
+      for (const g of got) {
+        if (!v.includes(g)) {
+          corrupt++;
+          examples.push(`corrupt ${name}`);
+        }
+      }
+      if (new Set(got).size > 1) reuploaded++;
+    }
+    for (const name of this.stored.keys()) if (!this.versions.has(name)) examples.push(`unknown ${name}`);
+    return { files: this.versions.size, stored, lost, duplicated, corrupt, reuploaded, examples: examples.slice(0, 5) };
   }
 }
