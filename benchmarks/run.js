@@ -172,6 +172,13 @@ await section('capture', async () => {
   return { rows };
 });
 
+// storage "memory" beside disk, same run (memory-mode.js): readings/s and CPU per million.
+await section('memory-mode', async () => {
+  const r = await runChild(lib('memory-mode.js'), 'memoryVsDisk', { dir: scratch('memmode'), resources: 2, bytes: 64, seconds: P.capSeconds }, { timeoutMs: 120_000 });
+  step(`memory mode: disk ${fmt(r.disk.perSec)} readings/s (${fmt(r.disk.cpuSecPerMillion)} CPU s/M), memory ${fmt(r.memory.perSec)} readings/s (${fmt(r.memory.cpuSecPerMillion)} CPU s/M)`);
+  return r;
+});
+
 await section('peers', async () => {
   const PE = lib('peers.js');
   const rows = [];
@@ -206,9 +213,12 @@ await section('scheduling', async () => {
 
 await section('sync', async () => {
   const S = lib('sync.js');
-  const drainFiles = Math.max(1, Math.round(P.drainBytes / (8 * MiB)));
+  // EDGECAP_BENCH_SYNC_SMALL_FILES / EDGECAP_BENCH_SYNC_DRAIN_MIB shorten the section for a smoke run.
+  const smallFiles = Number(process.env.EDGECAP_BENCH_SYNC_SMALL_FILES) || P.smallFiles;
+  const drainBytes = (Number(process.env.EDGECAP_BENCH_SYNC_DRAIN_MIB) || P.drainBytes / MiB) * MiB;
+  const drainFiles = Math.max(1, Math.round(drainBytes / (8 * MiB)));
   const plan = [
-    { key: 'small', label: `${P.smallFiles} small files (~5 KiB)`, files: P.smallFiles, fileBytes: 4096 },
+    { key: 'small', label: `${smallFiles} small files (~5 KiB)`, files: smallFiles, fileBytes: 4096 },
     { key: '256k', label: `${P.files256k} × 256 KiB files`, files: P.files256k, fileBytes: 256 * 1024 },
     { key: '8m', label: `${drainFiles} × 8 MiB files = ${fmt((drainFiles * 8 * MiB) / 2 ** 30)} GiB backlog (drain)`, files: drainFiles, fileBytes: 8 * MiB },
   ];
@@ -217,11 +227,72 @@ await section('sync', async () => {
     rows.push(
       await row(p.label, async () => {
         const r = await runChild(S, 'syncBacklog', { dir: scratch(`sync-${p.key}`), certDir, files: p.files, fileBytes: p.fileBytes }, { timeoutMs: 400_000 });
-        return { key: p.key, ...r, __line: `${fmt(r.mbps)} MB/s, ${fmt(r.filesPerSec)} files/s, ${fmt(r.seconds)} s` };
+        return { key: p.key, ...r, __line: `${fmt(r.mbps)} MB/s, ${fmt(r.filesPerSec)} files/s, ${fmt(r.seconds)} s; CPU per file edge ${fmt(r.edgeCpuMsPerFile)} ms, ingest ${fmt(r.ingestCpuMsPerFile)} ms; CPU per GB edge ${fmt(r.edgeCpuSecPerGB)} s, ingest ${fmt(r.ingestCpuSecPerGB)} s` };
       }),
     );
   }
-  return { rows, drainBytesPlanned: drainFiles * 8 * MiB };
+  // Issue #16's bar, each figure with the ratio it is judged by (all from this run).
+  const byKey = (k) => rows.find((r) => r.key === k && !r.error);
+  const small = byKey('small');
+  const bar = {};
+  /** Rows of other shapes than a backlog's (kept out of `rows`, which the report tabulates). */
+  const barRows = [];
+  if (small) {
+    // Per-file overhead: the small-file backlog vs ONE file of the same total size, same path.
+    const one = await row(`one file of the same total size (${fmt(small.bytes / MiB)} MiB)`, async () => {
+      const r = await runChild(S, 'syncBacklog', { dir: scratch('sync-one'), certDir, files: 1, fileBytes: Math.round(small.bytes) }, { timeoutMs: 400_000 });
+      return { key: 'one', ...r, __line: `${fmt(r.seconds)} s; the ${smallFiles} files took ${fmt(small.seconds / r.seconds)}× as long (bar: ≤ 2×)` };
+    });
+    rows.push(one);
+    if (!one.error) bar.smallVsOneFile = { ratio: small.seconds / one.seconds, max: 2, filesPerSec: small.filesPerSec, edgeCpuMsPerFile: small.edgeCpuMsPerFile, ingestCpuMsPerFile: small.ingestCpuMsPerFile };
+  }
+  const big = byKey('8m');
+  if (big) {
+    // 8 MiB files vs the bare grpc-js client → bare server (16 MiB windows), measured now.
+    const ceiling = await row('bare grpc-js ceiling, same run (8 MiB files, 4 in flight)', async () => {
+      const out = execFileSync(process.execPath, [path.join(BENCH_DIR, 'lib/grpc-ceiling.js'), `--mib=${Math.max(64, Math.min(512, drainBytes / MiB))}`, '--runs=1', '--only=bare-win', '--json'], { encoding: 'utf8', timeout: 600_000 });
+      const line = out.split('\n').find((l) => l.startsWith('JSON '));
+      const bare = line ? JSON.parse(line.slice(5)).cases['bare-win'] : undefined;
+      if (!bare) throw new Error(`unexpected grpc-ceiling output: ${out.slice(-300)}`);
+      return { key: 'ceiling', ...bare, __line: `${fmt(bare.mbps)} MB/s, client ${fmt(bare.clientCpuSecPerGB)} CPU-s/GB; sync 8 MiB = ${fmt((100 * big.mbps) / bare.mbps)} % of it (bar ≥ 70 %), edge CPU/GB ${fmt(big.edgeCpuSecPerGB / bare.clientCpuSecPerGB)}× the bare client's (bar ≤ 1.3×)` };
+    });
+    barRows.push(ceiling);
+    if (!ceiling.error) bar.vsGrpcCeiling = { ratio: big.mbps / ceiling.mbps, min: 0.7, cpuRatio: big.edgeCpuSecPerGB / ceiling.clientCpuSecPerGB, cpuMax: 1.3 };
+  }
+  // Capture first: a 1 kHz stream idle vs while the backlog drains (and with the renice off).
+  const cap = await row(`1 kHz capture stream while ${fmt(drainBytes / 2 ** 30)} GiB drains`, async () => {
+    const r = await runChild(S, 'captureUnderDrain', { dir: scratch('sync-capfirst'), certDir, drainBytes, seconds: quick ? 3 : 10, compareNice: true }, { timeoutMs: 600_000 });
+    const ph = Object.fromEntries(r.rows.map((x) => [x.phase, x]));
+    const ratio = ph.drain.missedPerSec / Math.max(ph.idle.missedPerSec, 1);
+    return { key: 'captureFirst', ...r, ratio, __line: `missed deadlines ${fmt(ph.idle.missedPerSec)}/s idle, ${fmt(ph.drain.missedPerSec)}/s draining = ${fmt(ratio)}× (bar ≤ 2×), ${fmt(ph['drain-nice0']?.missedPerSec)}/s without the renice; drops ${ph.drain.dropped}` };
+  });
+  barRows.push(cap);
+  if (!cap.error) bar.captureFirst = { ratio: cap.ratio, max: 2, dropped: cap.rows.find((x) => x.phase === 'drain').dropped };
+  return { rows, barRows, bar, drainBytesPlanned: drainFiles * 8 * MiB };
+});
+
+// Slow link (issue #16): one 8 MiB file through a 32 KB/s link, and the bandwidth cap over 60 s.
+// EDGECAP_BENCH_SLOW_FILE_BYTES / EDGECAP_BENCH_CAP_SECONDS shorten them for a smoke run.
+await section('slow-link', async () => {
+  const L = lib('slow-link.js');
+  const fileBytes = Number(process.env.EDGECAP_BENCH_SLOW_FILE_BYTES) || (quick ? 1 * MiB : 8 * MiB);
+  const rate = 32 * 1024;
+  const cap = 262144;
+  const capSeconds = Number(process.env.EDGECAP_BENCH_CAP_SECONDS) || (quick ? 15 : 60);
+  const rows = [];
+  rows.push(
+    await row(`${fmt(fileBytes / MiB)} MiB file through a ${rate / 1024} KiB/s link`, async () => {
+      const r = await runChild(L, 'slowFile', { dir: scratch('slow-file'), certDir, fileBytes, rate, giveUpSec: Math.ceil((3 * fileBytes) / rate) }, { timeoutMs: Math.ceil((4 * fileBytes) / rate) * 1000 + 60_000 });
+      return { key: 'slowFile', ...r, __line: `${r.completed ? 'completed' : 'NOT completed'} (${r.committed} commit), ${fmt(r.seconds)} s = ${fmt(r.ratio)}× the ideal ${fmt(r.idealSec)} s, ${r.errors} sync errors` };
+    }),
+  );
+  rows.push(
+    await row(`sync_max_bytes_per_second ${cap} over ${capSeconds} s`, async () => {
+      const r = await runChild(L, 'bandwidthCap', { dir: scratch('slow-cap'), certDir, cap, seconds: capSeconds }, { timeoutMs: capSeconds * 1000 + 120_000 });
+      return { key: 'bandwidthCap', ...r, __line: `${fmt(r.bytesPerSec)} B/s = ${fmt(r.ratio)}× the cap (bar: 0.9–1.1), ${r.errors} sync errors` };
+    }),
+  );
+  return { rows };
 });
 
 await section('scale', async () => {
@@ -275,6 +346,14 @@ await section('ingest-latency', async () => {
   return r;
 });
 
+await section('realistic', async () => {
+  // What edgecap costs at a robot's load, beside bare-thread floors of the same run (issue 14).
+  // --realistic-seconds=N sets the steady-state window (default 15 s, 3 s with --quick).
+  const { runSection } = await import('./lib/realistic.js');
+  const seconds = Number(args.find((a) => a.startsWith('--realistic-seconds='))?.slice(20) ?? (quick ? 3 : 15));
+  return runSection({ runChild, scratch, rmrf, step, seconds, warmupSeconds: quick ? 2 : 3, slopeNs: [1, 4, 16, 64], os });
+});
+
 if (P.profile || args.includes('--profile')) {
   await section('profile', async () => {
     const pd = scratch('prof');
@@ -292,4 +371,10 @@ const resultsDir = path.join(BENCH_DIR, 'results');
 fs.mkdirSync(resultsDir, { recursive: true });
 fs.writeFileSync(path.join(resultsDir, quick ? 'quick.json' : 'latest.json'), JSON.stringify(results, null, 2) + '\n');
 const written = writeReport(results, { root: ROOT_DIR, resultsDir });
+{
+  // the realistic-load section renders itself (lib/realistic.js), after the other sections
+  const { realisticMarkdown } = await import('./lib/realistic.js');
+  const md = path.join(ROOT_DIR, written[0]);
+  fs.appendFileSync(md, `\n${realisticMarkdown(results.sections.realistic)}`);
+}
 step(`done in ${fmt(results.totalSeconds)} s → ${written.join(', ')}`);

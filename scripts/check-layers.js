@@ -11,6 +11,7 @@ const LAYER = {
   capture: 2, sync: 2, janitor: 2, ingest: 2, mongo: 2,
   datamanager: 3,
   cli: 4,
+  edgecap: 5, // the published package: bundles everything below it
 };
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 let bad = 0;
@@ -21,7 +22,8 @@ for (const name of fs.readdirSync(path.join(root, 'packages'))) {
     bad++;
     continue;
   }
-  const declared = new Set(Object.keys(pj.dependencies ?? {}));
+  // edgecap bundles the internal packages (packages/edgecap/README.md): they are its devDependencies.
+  const declared = new Set([...Object.keys(pj.dependencies ?? {}), ...(name === 'edgecap' ? Object.keys(pj.devDependencies ?? {}) : [])]);
   // What the sources import, too: pnpm's root node_modules would resolve an undeclared one.
   const imported = new Set();
   const walk = (dir) => {

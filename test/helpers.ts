@@ -60,9 +60,17 @@ export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: st
 }
 
 /** Run the CLI to completion. */
-export async function cli(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export async function cli(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const c = runCli(args, opts);
-  const { code } = await c.exited;
+  // A command that never ends is a finding: fail with its last words instead of hanging the test.
+  let timer: NodeJS.Timeout | undefined;
+  const end = await Promise.race([c.exited, new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), opts.timeoutMs ?? 120_000)))]);
+  clearTimeout(timer);
+  if (!end) {
+    c.proc.kill('SIGKILL');
+    throw new Error(`edgecap ${args.join(' ')} did not end within ${(opts.timeoutMs ?? 120_000) / 1000} s:\n${c.stderr.slice(-30).join('\n')}`);
+  }
+  const { code } = end;
   await new Promise((r) => setImmediate(r));
   return { code, stdout: c.stdout.join('\n'), stderr: c.stderr.join('\n') };
 }

@@ -427,7 +427,13 @@ class Edge {
     await this.sample();
     this.addTo(produced);
     this.child!.proc.kill('SIGTERM');
-    const end = await this.child!.exited;
+    // stop() must always return (issue #13): a hang is a finding, reported with the edge's last words
+    const end = await Promise.race([this.child!.exited, sleep(60_000).then(() => undefined)]);
+    if (!end) {
+      const tail = this.child!.stderr.slice(-30).join('\n');
+      await sigkill(this.child!);
+      throw new Error(`edge did not exit within 60 s of SIGTERM:\n${tail}`);
+    }
     if (end.code !== 0) throw new Error(`edge did not stop cleanly: ${JSON.stringify(end)}\n${this.child!.stderr.slice(-20).join('\n')}`);
   }
 
@@ -602,7 +608,11 @@ async function settle(c: Ctx, t0: number, drainExtra: Record<string, unknown> | 
   const leftovers = fs.existsSync(staging) ? fs.readdirSync(staging).length : 0;
   if (leftovers) c.notes.push(`staging leftovers ${leftovers}`);
   c.ingest.proc.kill('SIGTERM');
-  await c.ingest.exited;
+  if (!(await Promise.race([c.ingest.exited, sleep(60_000).then(() => undefined)]))) {
+    const tail = c.ingest.stderr.slice(-30).join('\n');
+    await sigkill(c.ingest);
+    throw new Error(`the ingest did not exit within 60 s of SIGTERM:\n${tail}`);
+  }
   await c.ledger.loadExport(c.data);
   const gaps = await gapReport(c.data);
   const janitorRanges = new Map<string, [number, number][]>();

@@ -1,7 +1,9 @@
 // gRPC upload ceiling on loopback TLS: what grpc-js client streaming can do at all, what our
 // ingest server costs on top, and what our client (uploadFile) costs on top.
 //
-//   node benchmarks/lib/grpc-ceiling.js [--mib=512] [--runs=3] [--inflight=4]
+//   node benchmarks/lib/grpc-ceiling.js [--mib=512] [--runs=3] [--inflight=4] [--only=raw,bare-win,...] [--json]
+//   (--json: one more line, `JSON {...}`, with each case's median MB/s and CPU s/GB: the sync
+//   section of run.js judges the engine against the bare case of the same run with it)
 //
 // Rows (server always in its own process, client in this one; 8 MiB files in 1 MiB chunks):
 //   bare server, default windows   ← bare client, default windows
@@ -240,6 +242,15 @@ async function main() {
       console.log(
         `| ${c.label} | ${m.toFixed(0)} | ${((m / raw) * 100).toFixed(0)} % | ${(med(rs.map((x) => x.clientCpu)) / gb).toFixed(2)} | ${(med(rs.map((x) => x.serverCpu)) / gb).toFixed(2)} | ${rs.map((x) => x.mbps.toFixed(0)).join(', ')} |`,
       );
+    }
+    if (process.argv.includes('--json')) {
+      const gb = total / 1e9;
+      const json = {};
+      for (const c of cases) {
+        const rs = rows.filter((x) => x.key === c.key);
+        if (rs.length) json[c.key] = { mbps: med(rs.map((x) => x.mbps)), clientCpuSecPerGB: med(rs.map((x) => x.clientCpu)) / gb, serverCpuSecPerGB: med(rs.map((x) => x.serverCpu)) / gb };
+      }
+      console.log(`JSON ${JSON.stringify({ rawTlsMBps: Number.isFinite(raw) ? raw : null, cases: json })}`);
     }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

@@ -2,6 +2,7 @@
 // gRPC client streaming, TLS) to a real ingest server in another process on loopback; and the
 // scale curve (scanner, capture-dir recovery, sync start-up and restart with 1k…100k pending files).
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -26,6 +27,7 @@ async function startIngest(dir, certDir) {
   });
   return {
     port,
+    pid: child.pid,
     dataDir,
     async usage() {
       child.send('cpu');
@@ -72,8 +74,9 @@ export function makeBacklog(captureDir, { files, fileBytes, streams = 8 }) {
   return { files, bytes: total, readingsPerFile, seconds: elapsed(t0) };
 }
 
-function syncEngine(captureDir, stateDir, port, certDir, threads) {
+function syncEngine(captureDir, stateDir, port, certDir, threads, extra = {}) {
   return new SyncEngine({
+    ...extra,
     captureDir,
     stateDir,
     additionalSyncPaths: [],
@@ -122,7 +125,72 @@ export async function syncBacklog({ dir, certDir, files, fileBytes, threads }) {
     clientCpuSec: (cpu.user + cpu.system) / 1e6,
     serverCpuSec: srv.cpuSec,
     serverMaxRssMB: srv.maxRssMB,
+    // Per file and per GB, each side (issue #16's bar): CPU of the whole process, all threads.
+    edgeCpuMsPerFile: ((cpu.user + cpu.system) / 1e3) / files,
+    ingestCpuMsPerFile: (srv.cpuSec * 1e3) / files,
+    edgeCpuSecPerGB: (cpu.user + cpu.system) / 1e6 / (res.bytes / 1e9),
+    ingestCpuSecPerGB: srv.cpuSec / (res.bytes / 1e9),
   };
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Capture first (issue #16): a 1 kHz capture stream (the real CaptureEngine: collector thread,
+ * ring, writer) in the process that syncs, first with sync idle for `seconds`, then while
+ * `drainBytes` of 8 MiB capture files drain to a real ingest (other process). Missed deadlines
+ * and drops per second in each phase; `compareNice` adds a drain with the sync threads at the
+ * process's priority (niceIncrement 0) to show what the renice buys. The ingest stands in for
+ * a remote server: it runs at nice 19, taking only the CPU the edge leaves.
+ */
+export async function captureUnderDrain({ dir, certDir, drainBytes, seconds, hz = 1000, compareNice = false }) {
+  const { CaptureEngine } = await import('@edgecap/capture');
+  const { openStateStore } = await import('@edgecap/store');
+  const fixture = fileURLToPath(new URL('../fixtures/blob-resource.js', import.meta.url));
+  const spec = [{ name: 'r0', module: fixture, attributes: { bytes: 64, binary: false }, methods: [{ method: 'Readings', frequencyHz: hz }] }];
+  const server = await startIngest(dir, certDir);
+  try {
+    os.setPriority(server.pid, 19);
+  } catch {
+    // not allowed: the ingest competes at the bench's own priority
+  }
+  const phase = async (name, during) => {
+    const pdir = path.join(dir, name);
+    const store = openStateStore(path.join(pdir, 'capture-state'));
+    const cap = new CaptureEngine({ captureDir: path.join(pdir, 'stream'), store, partId: 'bench', tags: [] });
+    await cap.start(spec);
+    await sleep(300); // thread start, JIT warm-up
+    const before = cap.stats();
+    const t0 = process.hrtime.bigint();
+    const extra = await during(pdir);
+    const sec = elapsed(t0);
+    const after = cap.stats();
+    await cap.stop();
+    await store.close();
+    const sum = (st, k) => st.reduce((a, s) => a + (s[k] ?? 0), 0);
+    const d = (k) => sum(after, k) - sum(before, k);
+    return { phase: name, seconds: sec, captured: d('captured'), missed: d('missedDeadlines'), dropped: d('dropped'), missedPerSec: d('missedDeadlines') / sec, capturedHz: d('captured') / sec, ...extra };
+  };
+  const drain = (niceIncrement) => async (pdir) => {
+    const captureDir = path.join(pdir, 'backlog');
+    const files = Math.max(1, Math.round(drainBytes / (8 * 1024 * 1024)));
+    makeBacklog(captureDir, { files, fileBytes: 8 * 1024 * 1024 });
+    const engine = syncEngine(captureDir, path.join(pdir, 'sync-state'), server.port, certDir, defaultSyncThreads(), niceIncrement === undefined ? {} : { niceIncrement });
+    const t0 = process.hrtime.bigint();
+    const res = await engine.syncNow();
+    const sec = elapsed(t0);
+    await engine.stop();
+    if (res.uploaded + res.alreadyHad !== files) throw new Error(`drain: uploaded ${res.uploaded}+${res.alreadyHad} of ${files}: ${res.errors.slice(0, 2).join('; ')}`);
+    return { drainFiles: files, drainMBps: res.bytes / 1e6 / sec };
+  };
+  try {
+    const rows = [await phase('idle', async () => (await sleep(seconds * 1000), {})), await phase('drain', drain(undefined))];
+    if (compareNice) rows.push(await phase('drain-nice0', drain(0)));
+    return { hz, rows };
+  } finally {
+    server.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /**

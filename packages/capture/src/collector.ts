@@ -2,8 +2,15 @@
  * Collector: one per resource, runs in its own worker thread (or in-process in tests).
  *
  *   deadline scheduler ─► resource.Method(params) ─► StreamEmitter ─► SAB ring ─► writer
- *     coarse waits: timers (event loop breathes: comlink stop/stats get through)
- *     last < 2 ms:  Atomics.wait on a private word, with timeout
+ *     one wake-up per reading, at any rate:
+ *       wait mode   (every method answered synchronously, the resource holds no handles of its
+ *                   own): Atomics.wait on the thread's control word with the deadline as
+ *                   timeout. A control call (stop, rebind) sets and notifies the word: the
+ *                   thread wakes, turns its event loop once (the message is read), sleeps on.
+ *       loop mode   (a method returned a promise, or the resource holds sockets/timers): one
+ *                   timer to the deadline, so I/O callbacks and control run while it sleeps.
+ *     the event loop also turns at least every YIELD_EVERY_MS while readings run back to back,
+ *     and in wait mode once in a while (WAIT_MODE_YIELD_MS) before a sleep
  *     late by ≥ 1 period: skip those deadlines, count them as missed (never bunch)
  */
 import { EdgecapError, ErrorCodes, logger } from '@edgecap/core';
@@ -42,10 +49,18 @@ interface Sched {
   errUnlogged: number;
 }
 
-const COARSE_MS = 2;
+/** A timer that fires this close to the deadline runs the reading (libuv timers have ms steps). */
+const EARLY_OK_MS = 0.25;
+/** How often (at most) wait mode re-checks that the resource still holds no handles of its own. */
+const MODE_CHECK_MS = 1_000;
 /** Frames up to this size are encoded, checksummed and copied in about a µs or less. */
 const CLOCK_REREAD_BYTES = 4096;
 const YIELD_EVERY_MS = 10;
+/**
+ * Wait mode turns the loop this rarely after a reading: control arrives through the control word,
+ * and the resource holds no handles, so the loop has nothing but a safety net to run.
+ */
+const WAIT_MODE_YIELD_MS = 1_000;
 /** A method failing at every call (a sensor unplugged at 100 Hz) logs once per this, with a count. */
 const ERROR_LOG_EVERY_MS = 10_000;
 /** performance.now() → epoch µs exactly as core's nowMicros(), from a clock value already read. */
@@ -58,13 +73,26 @@ export class Collector {
   private stopping = false;
   private loop: Promise<void> | undefined;
   private ring: RingProducer | undefined;
-  private readonly nap = new Int32Array(new SharedArrayBuffer(4));
   private readonly tokens = { v: 0 };
+  /** Loop mode (see the top): some method is async, or the resource has handles of its own. */
+  private loopMode = false;
 
+  /**
+   * `wake`: the thread's control word (worker-boot.ts), notified by the main thread after each
+   * control message; in-process (tests), a private word nobody notifies, so use loop mode.
+   */
   constructor(
     private readonly init: CollectorInit,
     private readonly sendOversize: (msg: { ringId: number; token: number; frame: Uint8Array }) => void,
-  ) {}
+    private readonly wake: Int32Array | undefined = undefined,
+  ) {
+    if (!wake) this.loopMode = true;
+  }
+
+  /** Wait mode or loop mode, from what the thread holds now (our own ports excepted). */
+  private needsLoop(): boolean {
+    return process.getActiveResourcesInfo().some((r) => r !== 'MessagePort');
+  }
 
   /** Load the resource; returns its kind. Throws RESOURCE_LOAD. */
   async load(): Promise<{ kind: string }> {
@@ -116,8 +144,12 @@ export class Collector {
    */
   private async run(): Promise<void> {
     const scheds = this.scheds;
+    const wake = this.wake;
     let now = performance.now();
     let lastYield = now;
+    let modeCheckedAt = -Infinity;
+    /** Just back from a sleep: run the due reading before any yield. */
+    let justWoke = false;
     while (!this.stopping && scheds.length > 0) {
       let s = scheds[0]!;
       let other = Infinity; // earliest deadline of the other methods
@@ -129,28 +161,51 @@ export class Collector {
         } else if (x.deadline < other) other = x.deadline;
       }
       const wait = s.deadline - now;
-      if (wait > COARSE_MS) {
-        await new Promise((r) => setTimeout(r, Math.min(wait - 1, 1000)));
-        now = lastYield = performance.now();
+      if (wait > EARLY_OK_MS) {
+        if (!this.loopMode && wake && now - modeCheckedAt > MODE_CHECK_MS) {
+          modeCheckedAt = now;
+          this.loopMode = this.needsLoop();
+        }
+        if (this.loopMode || !wake) {
+          // loop mode: one timer to the deadline
+          await new Promise((r) => setTimeout(r, Math.min(Math.ceil(wait), 0x7fffffff)));
+          now = lastYield = performance.now();
+          continue;
+        }
+        if (now - lastYield > WAIT_MODE_YIELD_MS) {
+          // wait mode, still awake after a reading: turn the loop before sleeping (promise
+          // jobs, port traffic); no wake-up is spent on it
+          await new Promise((r) => setImmediate(r));
+          now = lastYield = performance.now();
+          continue;
+        }
+        // wait mode: sleep to the deadline; a notify means a control message is queued
+        if (Atomics.wait(wake, 0, 0, wait) !== 'timed-out') {
+          Atomics.store(wake, 0, 0);
+          await new Promise((r) => setImmediate(r));
+          lastYield = performance.now();
+        }
+        now = performance.now();
+        justWoke = true;
         continue;
       }
-      if (now - lastYield > YIELD_EVERY_MS) {
-        // bounded: comlink stop/stats get through at least every YIELD_EVERY_MS
+      if (!justWoke && now - lastYield > YIELD_EVERY_MS) {
+        // readings back to back (catching up, or a slow method): the loop still turns, bounded
         await new Promise((r) => setImmediate(r));
         now = lastYield = performance.now();
         continue;
       }
-      if (wait > 0) {
-        Atomics.wait(this.nap, 0, 0, wait);
-        now = performance.now();
-      }
+      justWoke = false;
       // run s while it is due and still the earliest; yield checks stay bounded
       const yieldAt = lastYield + YIELD_EVERY_MS;
       do {
         const tReq = Math.floor((ORIGIN + now) * 1000);
         try {
           let v = s.fn(s.params);
-          if (v !== null && typeof v === 'object' && typeof (v as PromiseLike<unknown>).then === 'function') v = await v;
+          if (v !== null && typeof v === 'object' && typeof (v as PromiseLike<unknown>).then === 'function') {
+            this.loopMode = true; // an async method needs the event loop between readings
+            v = await v;
+          }
           now = performance.now();
           // a small frame encodes in well under a µs: the clock read for time_received also
           // serves the deadline check (and the next time_requested); a big one re-reads it
@@ -173,7 +228,7 @@ export class Collector {
           s.em.countMissed(k);
           s.deadline += k * period;
         }
-      } while (s.deadline <= now && s.deadline < other && now <= yieldAt && !this.stopping);
+      } while (s.deadline <= now + EARLY_OK_MS && s.deadline < other && now <= yieldAt && !this.stopping);
     }
   }
 

@@ -2,6 +2,8 @@
  * CaptureEngine: the main-thread owner of the capture pipeline.
  *
  *   start(resources) ─► writer worker (1) ◄── rings ── collector workers (1 per resource)
+ *                                          ◄── rings ── shared collector worker (every resource
+ *                                                       with collector 'shared', 1 ring each)
  *                                          ◄── rings ── push() (1 ring per pushed stream)
  *   control: comlink; bulk data: SAB rings (+ MessagePort for oversize frames); stats: SAB counters
  *
@@ -18,6 +20,12 @@
  *                    between it and the first frame read are a 'writer_crash' gap.
  *   writer hung at stop  terminated; the same recovery, and every stream's rest is a
  *                    'writer_crash' gap; stop() rejects with the timeout.
+ *   shared thread    its resources are not isolated from each other: one that blocks delays
+ *                    the others, and a stop or reconfigure waits for it (up to the collector
+ *                    stop timeout, then the thread is terminated). The thread dying (or hung)
+ *                    is every one of its resources crashing: each ring is retired as above and
+ *                    each resource restarted, with its own backoff, in a new shared thread.
+ *                    Threads of their own never wait for it.
  */
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
@@ -30,9 +38,10 @@ import type { CollectorApi } from './collector-worker.js';
 import { Comlink } from './comlink.js';
 import { StreamEmitter } from './emitter.js';
 import { newResSab, newStatsSab, ResSlot, Stat } from './layout.js';
-import { DEFAULT_RESTART, ManagedWorker, Restarter, type RestartPolicy } from './managed-worker.js';
+import { DEFAULT_RESTART, dropPrespawned, ManagedWorker, prespawn, Restarter, type RestartPolicy, type StopResult } from './managed-worker.js';
 import { enabledMethods } from './resource.js';
 import type { ResourceSpec, StreamInfo, WriterEvent } from './types.js';
+import type { MemoryStore } from './memory-store.js';
 import type { WriterApi } from './writer-worker.js';
 
 const log = logger('capture.engine');
@@ -46,8 +55,10 @@ const ALL_TOKENS = 0xffff_ffff;
 
 export interface CaptureOptions {
   captureDir: string;
-  /** The process's StateStore; the writer thread opens its own handle on `store.dir`. */
-  store: StateStore;
+  /** The process's StateStore; the writer thread opens its own handle on `store.dir`. In memory mode, the MemoryStore. */
+  store: CaptureSeqStore;
+  /** storage "memory": the writer seals files into this store instead of writing capture_dir. */
+  memory?: MemoryStore;
   partId: string;
   tags: string[];
   maxFileBytes?: number;
@@ -107,8 +118,10 @@ interface CollectorEntry {
   spec: ResourceSpec;
   hash: string;
   kind: string;
+  /** Its own thread, or the shared one. */
   mw: ManagedWorker<CollectorApi>;
   ringId: number;
+  shared: boolean;
 }
 
 /** A ring the engine created; the writer (this one or the next) reads it until it is retired. */
@@ -116,19 +129,49 @@ interface RingEntry {
   id: number;
   sab: SharedArrayBuffer;
   infos: StreamInfo[];
-  /** The producing collector (undefined: a push ring, produced on this thread). */
+  /** The producing collector's thread (undefined: a push ring, produced on this thread). */
   collector: ManagedWorker<CollectorApi> | undefined;
+  /** The producing resource (its name addresses it in a shared thread). */
+  resource?: string;
   /** The writer that reads it. */
   addedTo: ManagedWorker<WriterApi> | undefined;
   /** Its producer is gone: retire it, then explain what the producer numbered past the writer. */
   retire: { reason: string; graceful: boolean; numbered: Map<string, number> } | undefined;
   retiring: boolean;
+  /**
+   * The writer end of the producer's oversize port, made while no writer was up (the first one
+   * was still starting): handed to the writer that takes the ring. Messages wait in it till then.
+   */
+  bulkPort?: MessagePort | undefined;
 }
 
 type EngineState = 'idle' | 'starting' | 'running' | 'stopping' | 'stopped';
 
 const collectorUrl = new URL('./collector-worker.js', import.meta.url);
 const writerUrl = new URL('./writer-worker.js', import.meta.url);
+
+/**
+ * Start booting the threads a start(resources) will use (the writer, each collector, the shared
+ * one) while the caller still opens its state store and recovers: a thread's boot is mostly
+ * Node's own bootstrap, which runs on another core meanwhile. start() adopts them; call
+ * dropPrespawnedThreads() after it (or instead of it) to end any left over.
+ */
+export function prespawnCaptureThreads(resources: readonly ResourceSpec[]): void {
+  prespawn(writerUrl, WRITER_NAME);
+  let shared = false;
+  for (const spec of resources) {
+    if (enabledMethods(spec).length === 0) continue;
+    if (spec.collector === 'shared') shared = true;
+    else prespawn(collectorUrl, collectorName(spec.name));
+  }
+  if (shared) prespawn(collectorUrl, SHARED_NAME);
+}
+
+export const dropPrespawnedThreads = dropPrespawned;
+
+const WRITER_NAME = 'edgecap-writer';
+const SHARED_NAME = 'edgecap-collector-shared';
+const collectorName = (resource: string): string => `edgecap-collector-${resource}`;
 
 export class CaptureEngine extends EventEmitter {
   private state: EngineState = 'idle';
@@ -142,6 +185,10 @@ export class CaptureEngine extends EventEmitter {
   /** 1 for the first writer; a later one resumes streams from their resumeFrom. */
   private writerGeneration = 0;
   private readonly collectors = new Map<string, CollectorEntry>();
+  /** The shared collector thread (made by the first resource that wants it). */
+  private shared: ManagedWorker<CollectorApi> | undefined;
+  /** Shared resources starting or stopping now (the thread is not stopped under them). */
+  private sharedBusy = 0;
   private readonly restarter: Restarter;
   private readonly rings = new Map<number, RingEntry>();
   private readonly streams = new Map<string, StreamEntry>();
@@ -177,9 +224,12 @@ export class CaptureEngine extends EventEmitter {
     if (this.state !== 'idle') throw new EdgecapError(ErrorCodes.STATE, `capture engine cannot start from state ${this.state}`);
     this.state = 'starting';
     try {
-      await this.startWriter();
+      // Collectors boot beside the writer (a thread's boot is mostly its module graph): their
+      // rings fill meanwhile and the writer takes every ring registered before it came up.
       this.state = 'running';
-      await this.startCollectors(resources);
+      const settled = await Promise.allSettled([this.startWriter(), this.startCollectors(resources)]);
+      const failed = settled.find((x): x is PromiseRejectedResult => x.status === 'rejected');
+      if (failed) throw failed.reason;
       this.specs = resources;
     } catch (e) {
       await this.stop().catch(() => {});
@@ -193,7 +243,7 @@ export class CaptureEngine extends EventEmitter {
   private async startWriter(): Promise<void> {
     const o = this.opts;
     const generation = ++this.writerGeneration;
-    const mw: ManagedWorker<WriterApi> = new ManagedWorker<WriterApi>(o.writerUrl ?? writerUrl, 'edgecap-writer', (e) => this.writerCrashed(mw, e), this.workerOpts());
+    const mw: ManagedWorker<WriterApi> = new ManagedWorker<WriterApi>(o.writerUrl ?? writerUrl, WRITER_NAME, (e) => this.writerCrashed(mw, e), this.workerOpts());
     this.writer = mw;
     const events = new MessageChannel();
     events.port1.on('message', (ev: WriterEvent) => {
@@ -201,6 +251,13 @@ export class CaptureEngine extends EventEmitter {
       else this.emit('write-error', { code: ev.code, message: ev.message, path: ev.path });
     });
     this.ports.push(events.port1);
+    let mem: unknown;
+    if (o.memory) {
+      const ch = new MessageChannel();
+      o.memory.attach(ch.port1);
+      this.ports.push(ch.port1);
+      mem = Comlink.transfer({ port: ch.port2, openSab: o.memory.openSab }, [ch.port2 as never]);
+    }
     await mw.call('init', [
       {
         captureDir: o.captureDir,
@@ -214,6 +271,7 @@ export class CaptureEngine extends EventEmitter {
       },
       o.store.dir,
       Comlink.transfer(events.port2, [events.port2 as never]) as unknown as never,
+      mem as never,
     ]);
     // push oversize frames: tokens up to here went to the dead writer (none for the first)
     const bulk = new MessageChannel();
@@ -266,6 +324,7 @@ export class CaptureEngine extends EventEmitter {
    * writer commits (seqs persisted, then renamed), announce them, note how far each stream got.
    */
   private recoverOrphans(): void {
+    if (this.opts.memory) return; // nothing on disk: a dead writer's buffers died with it
     closeLeakedFds(listFiles(this.opts.captureDir, IN_PROGRESS_EXT));
     const results = recoverAtStartup(this.opts.captureDir, this.opts.store);
     for (const r of results) {
@@ -279,12 +338,20 @@ export class CaptureEngine extends EventEmitter {
 
   /** Everything below is in a file or explained: where a replacement writer resumes the stream. */
   private resumeFrom(s: StreamEntry): number {
+    // Memory mode: written bytes died with the writer's buffers; only sealed files count.
+    if (this.opts.memory) return Math.max(this.opts.memory.nextSeq(s.key), s.explainedTo);
     return Math.max(s.stats[Stat.WRITTEN_SEQ]!, this.recoveredNext.get(streamKeyString(s.key)) ?? 0, s.explainedTo);
   }
 
   private async addRingTo(w: ManagedWorker<WriterApi>, r: RingEntry, resume: boolean, pushLost: number): Promise<void> {
     let lost = -1;
     let infos = r.infos;
+    if (r.bulkPort) {
+      const port = r.bulkPort;
+      r.bulkPort = undefined;
+      if (resume) port.close(); // rebound below
+      else await w.call('addBulkPort', [Comlink.transfer(port, [port as never]) as unknown as never]);
+    }
     if (resume) {
       if (!r.collector) lost = pushLost;
       else {
@@ -293,7 +360,7 @@ export class CaptureEngine extends EventEmitter {
         await w.call('addBulkPort', [Comlink.transfer(bulk.port2, [bulk.port2 as never]) as unknown as never]);
         try {
           if (!r.collector.alive) throw new EdgecapError(ErrorCodes.WORKER_EXITED, 'collector gone');
-          lost = await r.collector.call('rebindWriter', [Comlink.transfer(bulk.port1, [bulk.port1 as never]) as unknown as never]);
+          lost = await r.collector.call('rebindWriter', [Comlink.transfer(bulk.port1, [bulk.port1 as never]) as unknown as never, r.resource]);
         } catch {
           bulk.port1.close();
           lost = ALL_TOKENS;
@@ -405,23 +472,30 @@ export class CaptureEngine extends EventEmitter {
     const ringBytes = Math.max(...methods.map((m) => m.queueBytes ?? DEFAULTS.capture_queue_size));
     const ringSab = createRingBuffer(ringBytes);
     const ringId = this.nextRingId++;
-    const mw: ManagedWorker<CollectorApi> = new ManagedWorker<CollectorApi>(collectorUrl, `edgecap-collector-${spec.name}`, (e) => this.collectorCrashed(spec.name, mw, e), this.workerOpts());
+    const shared = spec.collector === 'shared';
+    const mw: ManagedWorker<CollectorApi> = shared ? this.sharedThread() : new ManagedWorker<CollectorApi>(collectorUrl, collectorName(spec.name), (e) => this.collectorCrashed(spec.name, mw, e), this.workerOpts());
     let registered = false;
+    let loaded = false;
+    if (shared) this.sharedBusy++;
     try {
       const bulk = new MessageChannel();
       const w = this.writer;
+      let pendingBulk: MessagePort | undefined;
       if (w && this.writerLive) {
         try {
           await w.call('addBulkPort', [Comlink.transfer(bulk.port2, [bulk.port2 as never]) as unknown as never]);
         } catch (e) {
           if (w.alive) throw e; // else the replacement writer rebinds this collector
         }
-      }
+      } else if (this.writerGeneration <= 1) pendingBulk = bulk.port2; // the first writer is starting: it takes the port with the ring
+      // (a later writer rebinds every collector's port itself)
       const r = await mw.call('load', [
         { spec, ringId, ringSab, bellSab: this.bell.sab, resSab: this.resWord(spec.name).sab },
         Comlink.transfer(bulk.port1, [bulk.port1 as never]) as unknown as never,
+        shared,
       ]);
       if (!r.ok) throw fromWire(r.error);
+      loaded = true;
       const infos: StreamInfo[] = [];
       const starts = methods.map((m, index) => {
         const key = { kind: r.kind, name: spec.name, method: m.method };
@@ -431,15 +505,44 @@ export class CaptureEngine extends EventEmitter {
         return { method: m.method, index, startSeq: this.startSeq(key, s), statsSab: s.statsSab };
       });
       registered = true;
-      await this.registerRing({ id: ringId, sab: ringSab, infos, collector: mw, addedTo: undefined, retire: undefined, retiring: false });
-      await mw.call('start', [starts]);
-      mw.started();
-      this.collectors.set(spec.name, { spec, hash: JSON.stringify(spec), kind: r.kind, mw, ringId });
+      await this.registerRing({ id: ringId, sab: ringSab, infos, collector: mw, resource: spec.name, addedTo: undefined, retire: undefined, retiring: false, bulkPort: pendingBulk });
+      await mw.call('start', [starts, spec.name]);
+      if (mw.state === 'starting') mw.started();
+      this.collectors.set(spec.name, { spec, hash: JSON.stringify(spec), kind: r.kind, mw, ringId, shared });
     } catch (e) {
-      await mw.stop();
+      if (!shared) await mw.stop();
+      else if (loaded && mw.alive) await mw.call('stop', [spec.name], this.opts.collectorStopTimeoutMs ?? COLLECTOR_STOP_TIMEOUT_MS).catch(() => undefined); // the others stay
       if (registered) await this.retireRing(ringId, 'collector_crash');
       throw e;
+    } finally {
+      if (shared) {
+        this.sharedBusy--;
+        await this.releaseShared();
+      }
     }
+  }
+
+  /** The shared collector thread; a new one when there is none (or it died). */
+  private sharedThread(): ManagedWorker<CollectorApi> {
+    if (this.shared?.alive) return this.shared;
+    const mw: ManagedWorker<CollectorApi> = new ManagedWorker<CollectorApi>(collectorUrl, SHARED_NAME, (e) => this.sharedCrashed(mw, e), this.workerOpts());
+    this.shared = mw;
+    return mw;
+  }
+
+  /** Stop the shared thread once no resource uses it (nor is starting or stopping in it). */
+  private async releaseShared(): Promise<void> {
+    const mw = this.shared;
+    if (!mw || this.sharedBusy > 0) return;
+    for (const c of this.collectors.values()) if (c.mw === mw) return;
+    this.shared = undefined;
+    await mw.stop('stop', this.opts.collectorStopTimeoutMs ?? COLLECTOR_STOP_TIMEOUT_MS);
+  }
+
+  /** The shared thread died or hung: each of its resources crashed (one report, a restart each). */
+  private sharedCrashed(mw: ManagedWorker<CollectorApi>, err: EdgecapError): void {
+    this.fail(err);
+    for (const c of [...this.collectors.values()]) if (c.mw === mw) this.collectorCrashed(c.spec.name, mw, err, false);
   }
 
   /**
@@ -459,8 +562,8 @@ export class CaptureEngine extends EventEmitter {
    * of memory, a call unanswered): report it, then restart it with backoff. Its stream keeps its
    * seq numbering; whatever the dead thread numbered but never published is recorded as a gap.
    */
-  private collectorCrashed(name: string, mw: ManagedWorker<CollectorApi>, err: EdgecapError): void {
-    this.fail(err);
+  private collectorCrashed(name: string, mw: ManagedWorker<CollectorApi>, err: EdgecapError, report = true): void {
+    if (report) this.fail(err);
     const c = this.collectors.get(name);
     if (this.state !== 'running' || c?.mw !== mw) return;
     const { attempt, delayMs } = this.restarter.schedule(
@@ -475,7 +578,7 @@ export class CaptureEngine extends EventEmitter {
   private async restartCollector(name: string, dead: ManagedWorker<CollectorApi>, attempt: number): Promise<void> {
     const c = this.collectors.get(name);
     if (this.state !== 'running' || c?.mw !== dead) return; // stopped or reconfigured meanwhile
-    await dead.stop();
+    await dead.stop(); // (the shared thread: whichever of its resources comes first)
     await this.retireRing(c.ringId, 'collector_crash');
     if (this.state !== 'running' || this.collectors.get(name)?.mw !== dead) return;
     // The dead entry stays until startCollector replaces it, so reconfigure never starts a twin.
@@ -489,11 +592,38 @@ export class CaptureEngine extends EventEmitter {
     if (!c) return;
     this.collectors.delete(name);
     // A resource method stuck for good must not hold stop()/reconfigure() hostage.
-    const res = await c.mw.stop('stop', this.opts.collectorStopTimeoutMs ?? COLLECTOR_STOP_TIMEOUT_MS);
-    if (res.outcome === 'timeout' || res.outcome === 'failed') this.fail(res.error!);
+    const res = c.shared ? await this.stopShared(c) : await c.mw.stop('stop', this.opts.collectorStopTimeoutMs ?? COLLECTOR_STOP_TIMEOUT_MS);
+    if (res.outcome === 'failed' || (res.outcome === 'timeout' && !c.shared)) this.fail(res.error!); // (a hung shared thread reports itself)
     // The same accounting on every path: what it numbered and never published is explained.
     const reason = res.outcome === 'graceful' ? 'ring_full' : res.outcome === 'timeout' ? 'collector_timeout' : 'collector_crash';
     await this.retireRing(c.ringId, reason, res.outcome === 'graceful');
+  }
+
+  /**
+   * One resource of the shared thread: its stop call, raced as every call is (a hang past the
+   * stop timeout is the thread's: terminated, its other resources restarted); the thread itself
+   * stops with its last resource.
+   */
+  private async stopShared(c: CollectorEntry): Promise<StopResult> {
+    let res: StopResult = { outcome: 'dead' };
+    this.sharedBusy++;
+    try {
+      if (c.mw.alive) {
+        try {
+          await c.mw.call('stop', [c.spec.name], this.opts.collectorStopTimeoutMs ?? COLLECTOR_STOP_TIMEOUT_MS);
+          res = { outcome: 'graceful' };
+        } catch (e) {
+          const err = e instanceof EdgecapError ? e : new EdgecapError(ErrorCodes.WORKER_EXITED, String(e), { cause: e });
+          res = { outcome: err.details?.timeout === true ? 'timeout' : err.code === ErrorCodes.WORKER_EXITED ? 'dead' : 'failed', error: err };
+        }
+      }
+      // gone or hung: wait until it is terminated, so nothing writes to the ring retired next
+      if (res.outcome === 'timeout' || res.outcome === 'dead') await c.mw.stop();
+    } finally {
+      this.sharedBusy--;
+    }
+    await this.releaseShared();
+    return res;
   }
 
   /** Restart only resources whose spec changed (or that were added/removed); others keep streaming. */
@@ -603,6 +733,11 @@ export class CaptureEngine extends EventEmitter {
       }
     }
     await Promise.all([...this.collectors.keys()].map((n) => this.stopCollector(n).catch((e: unknown) => errors.push(e))));
+    if (this.shared) {
+      const mw = this.shared; // no resource left in it (a start failed midway): just end it
+      this.shared = undefined;
+      await mw.stop();
+    }
     for (const ps of this.pushStreams.values()) {
       await ps.em.flushPendingGap();
       ps.ring.close();
@@ -664,6 +799,9 @@ function closeLeakedFds(files: readonly string[]): void {
     }
   }
 }
+
+/** The slice of StateStore the engine uses (a MemoryStore in memory mode). */
+export type CaptureSeqStore = Pick<StateStore, 'dir' | 'nextSeq' | 'recordGap' | 'advanceSeqsSync'>;
 
 /** The slice of StateStore recovery needs (tests pass one that fails). */
 export type RecoverySeqStore = Pick<StateStore, 'advanceSeqsSync'>;

@@ -14,13 +14,10 @@
  */
 import { Pool, type Dispatcher } from 'undici';
 import { EdgecapError, ErrorCodes } from '@edgecap/core';
+import { HttpResourceError } from './http-error.js';
 import type { LoadedResource, ResourceCtx } from './sims.js';
 
-export class HttpResourceError extends EdgecapError {
-  constructor(message: string, details: Record<string, unknown>, cause?: unknown) {
-    super(ErrorCodes.RESOURCE_CALL, message, { details, cause });
-  }
-}
+export { HttpResourceError };
 
 function attrError(ctx: ResourceCtx, field: string, what: string): EdgecapError {
   return new EdgecapError(ErrorCodes.CONFIG_INVALID, `resource "${ctx.name}" (model http): attributes.${field} ${what}`, {

@@ -1,10 +1,11 @@
-export { CaptureEngine, recoverAtStartup, type CaptureOptions, type StreamStats, type PushOptions, type RecoverySeqStore } from './engine.js';
+export { CaptureEngine, recoverAtStartup, prespawnCaptureThreads, dropPrespawnedThreads, type CaptureOptions, type StreamStats, type PushOptions, type RecoverySeqStore, type CaptureSeqStore } from './engine.js';
+export { MemoryStore, SEQS_PER_MS, type SealedFile, type MemoryGap, type MemoryStoreOptions, type MemoryStoreStats, type MemoryFullPolicy } from './memory-store.js';
 export type { CaptureMethodSpec, ResourceSpec, WriterEvent, StreamInfo } from './types.js';
 export { Writer, realFs, type WriterFs, type SeqSink, type WriterOptions, type WriterDeps } from './writer.js';
 export { Collector, type CollectorInit, type CollectorStreamStart } from './collector.js';
 export { StreamEmitter, type EmitterShared } from './emitter.js';
 export { loadResource, enabledMethods, BUILTIN_MODELS } from './resource.js';
 export { type ResourceCtx, type LoadedResource } from './sims.js';
-export { HttpResourceError } from './http.js';
+export { HttpResourceError } from './http-error.js';
 export { ManagedWorker, Restarter, DEFAULT_RESTART, type WorkerState, type StopOutcome, type StopResult, type RestartPolicy } from './managed-worker.js';
 export { Stat, RecType, RecFlag, RecOff, REC_PREFIX_BYTES, newStatsSab, newResSab } from './layout.js';

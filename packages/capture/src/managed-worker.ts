@@ -10,12 +10,21 @@
  *     stop()        graceful call raced the same way, then terminate (itself bounded); says how
  *                   it went, so the owner can account for what a thread that did not stop
  *                   cleanly left behind.
+ *     wake          a shared control word, set and notified after every control message, so a
+ *                   thread asleep in Atomics.wait (a collector between readings) turns its event
+ *                   loop and reads the message without polling for it.
+ *     logs          the thread's log lines arrive as messages (thread-log.ts), written here.
+ *   prespawn()      start a thread's boot (mostly Node's own bootstrap, on another core) before
+ *                   its owner is ready for it; the ManagedWorker made later for the same entry
+ *                   and name adopts it. Unadopted ones end with dropPrespawned().
  *   Restarter       the one restart policy: backoff 1 s doubling to 1 min with jitter; a thread
  *                   that ran stableMs starts over at 1 s; a failed restart is retried, later.
  */
 import { Worker } from 'node:worker_threads';
-import { Backoff, EdgecapError, ErrorCodes, logger } from '@edgecap/core';
+import { Backoff, EdgecapError, ErrorCodes, logger, rootLogger } from '@edgecap/core';
 import { Comlink, nodeEndpoint, type Remote } from './comlink.js';
+import { logLineOf, relayLogLine } from './thread-log.js';
+import type { ThreadData } from './worker-boot.js';
 
 const log = logger('capture.worker');
 
@@ -55,6 +64,54 @@ type Method<T> = { [K in keyof T]: T[K] extends (...a: never[]) => unknown ? K :
 type Args<T, K extends keyof T> = T[K] extends (...a: infer A) => unknown ? A : never;
 type Result<T, K extends keyof T> = T[K] extends (...a: never[]) => infer R ? Awaited<R> : never;
 
+/** A thread booting ahead of its ManagedWorker; what happened to it meanwhile is kept. */
+interface Prespawned {
+  worker: Worker;
+  wakeSab: SharedArrayBuffer;
+  exitCode?: number;
+  error?: Error;
+  /** Set on adoption: the adopter's handlers. */
+  adopt?: { error(e: Error): void; exit(code: number): void };
+}
+
+const prespawned = new Map<string, Prespawned[]>();
+const poolKey = (url: URL, name: string): string => `${url.href}\0${name}`;
+
+function spawn(url: URL, name: string, wakeSab: SharedArrayBuffer): Worker {
+  const workerData: ThreadData = { edgecap: { logLevel: rootLogger().level, wakeSab } };
+  const worker = new Worker(url, { name, workerData });
+  worker.on('message', (m: unknown) => {
+    const line = logLineOf(m);
+    if (line) relayLogLine(rootLogger(), name, line);
+  });
+  return worker;
+}
+
+/** Start booting a thread for `url` named `name`; the next ManagedWorker(url, name) adopts it. */
+export function prespawn(url: URL, name: string): void {
+  const wakeSab = new SharedArrayBuffer(4);
+  const p: Prespawned = { worker: spawn(url, name, wakeSab), wakeSab };
+  p.worker.on('error', (e) => (p.adopt ? p.adopt.error(e) : (p.error = e)));
+  p.worker.on('exit', (code) => (p.adopt ? p.adopt.exit(code) : (p.exitCode = code)));
+  const k = poolKey(url, name);
+  prespawned.set(k, [...(prespawned.get(k) ?? []), p]);
+}
+
+/** Terminate every prespawned thread nobody adopted (a start that failed, a resource gone). */
+export async function dropPrespawned(): Promise<void> {
+  const all = [...prespawned.values()].flat();
+  prespawned.clear();
+  await Promise.all(all.map((p) => p.worker.terminate().catch(() => undefined)));
+}
+
+function adopt(url: URL, name: string): Prespawned | undefined {
+  const k = poolKey(url, name);
+  const list = prespawned.get(k);
+  const p = list?.shift();
+  if (list?.length === 0) prespawned.delete(k);
+  return p;
+}
+
 export class ManagedWorker<T> {
   private st: WorkerState = 'starting';
   readonly worker: Worker;
@@ -65,6 +122,9 @@ export class ManagedWorker<T> {
   private readonly callTimeoutMs: number;
   /** performance.now() when the thread reached `started` (the restart policy resets after a stable run). */
   startedAt = 0;
+  /** The thread's control word (worker-boot.ts): 1 = a control message is waiting. */
+  readonly wakeSab: SharedArrayBuffer;
+  private readonly wake: Int32Array;
 
   constructor(
     url: URL,
@@ -74,16 +134,32 @@ export class ManagedWorker<T> {
   ) {
     this.callTimeoutMs = o.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
     this.gone = new Promise((r) => (this.goneWith = r));
-    this.worker = new Worker(url, { name });
-    this.api = Comlink.wrap<T>(nodeEndpoint(this.worker));
-    this.worker.on('error', (e) => {
+    const onError = (e: Error): void => {
       this.unexpected(new EdgecapError(ErrorCodes.WORKER_EXITED, `worker ${name} crashed: ${e.message}`, { cause: e, details: { worker: name } }));
-    });
-    this.worker.on('exit', (code) => {
+    };
+    const onExit = (code: number): void => {
       const err = new EdgecapError(ErrorCodes.WORKER_EXITED, `worker ${name} exited unexpectedly (code ${code})`, { details: { worker: name, code } });
       this.unexpected(err);
       this.goneWith?.(err);
-    });
+    };
+    const pre = adopt(url, name);
+    if (pre) {
+      this.wakeSab = pre.wakeSab;
+      this.worker = pre.worker;
+      pre.adopt = { error: onError, exit: onExit };
+      // what happened before adoption is reported as if it happened now (after construction)
+      queueMicrotask(() => {
+        if (pre.error) onError(pre.error);
+        if (pre.exitCode !== undefined) onExit(pre.exitCode);
+      });
+    } else {
+      this.wakeSab = new SharedArrayBuffer(4);
+      this.worker = spawn(url, name, this.wakeSab);
+      this.worker.on('error', onError);
+      this.worker.on('exit', onExit);
+    }
+    this.wake = new Int32Array(this.wakeSab);
+    this.api = Comlink.wrap<T>(nodeEndpoint(this.worker));
   }
 
   get state(): WorkerState {
@@ -129,6 +205,9 @@ export class ManagedWorker<T> {
     const fn = this.api[method as keyof Remote<T>] as unknown as (...a: unknown[]) => Promise<Result<T, K>>;
     const answer = fn(...(args as unknown[]));
     answer.catch(() => undefined); // may settle after the race was lost
+    // the message is queued (comlink posts synchronously): wake a thread sleeping on its word
+    Atomics.store(this.wake, 0, 1);
+    Atomics.notify(this.wake, 0);
     const timedOut = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         const err = new EdgecapError(ErrorCodes.WORKER_EXITED, `worker ${this.name} did not answer ${String(method)}() within ${timeoutMs} ms; terminating it`, {
@@ -175,7 +254,10 @@ export class ManagedWorker<T> {
    * `timeoutMs`, then terminate the thread. Always returns; says how it went.
    */
   async stop(method?: Method<T>, timeoutMs = 10_000): Promise<StopResult> {
-    if (this.st === 'stopped' || this.st === 'stopping') return { outcome: 'dead' };
+    if (this.st === 'stopped' || this.st === 'stopping') {
+      await this.terminating; // a second caller (a shared thread's resources) returns once it is gone
+      return { outcome: 'dead' };
+    }
     const wasAlive = this.st !== 'failed';
     this.to('stopping');
     let res: StopResult = { outcome: 'dead' };

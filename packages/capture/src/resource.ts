@@ -1,10 +1,15 @@
 import { pathToFileURL } from 'node:url';
 import { EdgecapError, ErrorCodes } from '@edgecap/core';
-import { httpResource } from './http.js';
 import { SIM_MODELS, type LoadedResource, type ResourceCtx } from './sims.js';
 
-/** Models a config can name without a module: the sims and `http` (see http.ts). */
-export const BUILTIN_MODELS: Readonly<Record<string, (ctx: ResourceCtx) => LoadedResource>> = { ...SIM_MODELS, http: httpResource };
+/**
+ * Models a config can name without a module: the sims and `http` (see http.ts). undici loads
+ * only in a thread whose resource is an http one (about 8 MB and most of a thread's start-up).
+ */
+export const BUILTIN_MODELS: Readonly<Record<string, (ctx: ResourceCtx) => LoadedResource | Promise<LoadedResource>>> = {
+  ...SIM_MODELS,
+  http: async (ctx) => (await import('./http.js')).httpResource(ctx),
+};
 import type { ResourceSpec } from './types.js';
 
 function loadError(spec: ResourceSpec, what: string, cause?: unknown): EdgecapError {
@@ -42,7 +47,12 @@ export async function loadResource(spec: ResourceSpec): Promise<{ resource: Load
   } else if (spec.model) {
     const f = BUILTIN_MODELS[spec.model];
     if (!f) throw loadError(spec, `unknown model "${spec.model}" (built-in: ${Object.keys(BUILTIN_MODELS).join(', ')})`);
-    resource = f(ctx);
+    try {
+      resource = await f(ctx);
+    } catch (e) {
+      if (e instanceof EdgecapError) throw e; // the model's own verdict (e.g. CONFIG_INVALID attributes)
+      throw loadError(spec, `model failed to load: ${(e as Error).message}`, e);
+    }
   } else {
     throw loadError(spec, 'needs a model or a module');
   }

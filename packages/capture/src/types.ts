@@ -19,6 +19,11 @@ export interface ResourceSpec {
   export?: string;
   attributes?: Record<string, unknown>;
   methods: CaptureMethodSpec[];
+  /**
+   * 'thread' (default): a collector thread of its own. 'shared': the one shared collector thread,
+   * beside every other resource that opted in (not isolated from them; see engine.ts).
+   */
+  collector?: 'thread' | 'shared';
 }
 
 /** What the writer needs to know about a stream. */

@@ -1,17 +1,51 @@
 /** Worker entry of the writer: the Writer body bound to comlink, real fs, its own StateStore handle. */
+// first: logs through the parent (no logger in this thread)
+import './worker-boot.js';
 import { parentPort, type MessagePort } from 'node:worker_threads';
 import { openStateStore, type StateStore } from '@edgecap/store';
 import { Comlink, nodeEndpoint } from './comlink.js';
+import { MemoryFs } from './memory-fs.js';
+import type { MemoryWriterInit, MemoryWriterMessage } from './memory-store.js';
 import type { OversizeMessage, StreamInfo, WriterEvent } from './types.js';
-import { Writer, type WriterOptions } from './writer.js';
+import { Writer, type SeqSink, type WriterOptions } from './writer.js';
 
 let writer: Writer | undefined;
 let store: StateStore | undefined;
 
+/**
+ * Memory mode: no StateStore (nothing may be written under capture_dir), seqs are not persisted
+ * (nothing survives a restart anyway), gaps go to the main thread's MemoryStore, and a finished
+ * file is posted there with its bytes transferred.
+ */
+function memoryWriter(o: WriterOptions, events: MessagePort, mem: MemoryWriterInit): Writer {
+  const mfs = new MemoryFs(mem.openSab);
+  const post = (m: MemoryWriterMessage, transfer: ArrayBuffer[] = []): void => mem.port.postMessage(m, transfer);
+  // What the disk writer persists before a rename (the seqs a finished file covers) goes to the
+  // main thread's MemoryStore, on the same port, so it arrives before the sealed file: a new
+  // engine (capture restarted) and a replacement writer resume from there.
+  const sink: SeqSink = {
+    advanceSeqSync: (key, next) => post({ type: 'seqs', seqs: [{ key, next }] }),
+    advanceSeqsSync: (seqs) => post({ type: 'seqs', seqs: [...seqs] }),
+    recordGap: (g) => post({ type: 'gap', gap: g }),
+  };
+  return new Writer(o, {
+    fs: mfs,
+    store: sink,
+    emit: (ev: WriterEvent) => {
+      if (ev.type !== 'file-finished') return events.postMessage(ev);
+      const bytes = mfs.take(ev.path);
+      post({ type: 'sealed', path: ev.path, header: ev.header, readings: ev.readings, bytes }, [bytes.buffer as ArrayBuffer]);
+    },
+  });
+}
+
 export const writerApi = {
-  init(o: WriterOptions, stateDir: string, events: MessagePort): void {
-    store = openStateStore(stateDir);
-    writer = new Writer(o, { store, emit: (ev: WriterEvent) => events.postMessage(ev) });
+  init(o: WriterOptions, stateDir: string, events: MessagePort, mem?: MemoryWriterInit): void {
+    if (mem) writer = memoryWriter(o, events, mem);
+    else {
+      store = openStateStore(stateDir);
+      writer = new Writer(o, { store, emit: (ev: WriterEvent) => events.postMessage(ev) });
+    }
     writer.start();
   },
   addRing(id: number, sab: SharedArrayBuffer, streams: StreamInfo[], lostTokensUpTo?: number): void {

@@ -4,7 +4,7 @@ import path from 'node:path';
 import cliProgress from 'cli-progress';
 import { DataManager, type EdgecapConfigInput } from '@edgecap/datamanager';
 import { startIngestServer, exportReadings } from '@edgecap/ingest';
-import { rootLogger } from '@edgecap/core';
+import { applyConfigLogLevel } from '@edgecap/core';
 import { Exit, fmtBytes, fmtCount, table } from './util.js';
 
 /**
@@ -14,8 +14,9 @@ import { Exit, fmtBytes, fmtCount, table } from './util.js';
  * duplicate).
  */
 export async function demo(opts: { seconds: number; dir?: string; keep?: boolean }, out: NodeJS.WritableStream & { isTTY?: boolean }): Promise<number> {
-  // Per-file server logs would drown the progress display; warnings and errors still show.
-  if (rootLogger().level === 'info') rootLogger().level = 'warn';
+  // Per-file server logs would drown the progress display; warnings and errors still show
+  // (unless --log-level, --verbose or EDGECAP_LOG_LEVEL asked for a level).
+  applyConfigLogLevel('warn');
   const root = opts.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'edgecap-demo-'));
   const apiKey = 'demo-key';
   const server = await startIngestServer({ listen: '127.0.0.1:0', dataDir: path.join(root, 'ingest'), insecure: true, apiKeys: [apiKey] });
@@ -26,6 +27,7 @@ export async function demo(opts: { seconds: number; dir?: string; keep?: boolean
     sync_interval_mins: 0.02,
     maximum_capture_file_age_ms: 1000,
     tags: ['demo'],
+    log_level: 'warn',
     ingest: { address: server.address, insecure: true, api_key: apiKey },
     resources: [
       { name: 'imu', model: 'sim:movement_sensor', capture_methods: [{ method: 'Position', capture_frequency_hz: 1000 }, { method: 'LinearVelocity', capture_frequency_hz: 100 }] },

@@ -1,6 +1,6 @@
-import { ConfigError } from '@edgecap/core';
-import { parseLimitFlags, startIngestServer, type IngestLimits, exportReadings, listReceived, gapReportStreams, stringifyChunks, type ExportTarget } from '@edgecap/ingest';
-import { onceSignal, userPath, Exit } from './util.js';
+import { randomBytes } from 'node:crypto';
+import { parseLimitFlags, parseListen, startIngestServer, startIngestUi, type IngestLimits, exportReadings, listReceived, gapReportStreams, stringifyChunks, type ExportTarget } from '@edgecap/ingest';
+import { onceSignal, userPath, Exit, UsageError, type Out } from './util.js';
 
 export interface IngestCliOptions {
   listen: string;
@@ -16,21 +16,29 @@ export interface IngestCliOptions {
   /** name=value resource limits. */
   limit?: string[];
   insecure?: boolean;
+  /** [host:]port of the web UI (off when absent). */
+  ui?: string;
+  uiToken?: string;
 }
 
 export async function serveIngest(o: IngestCliOptions): Promise<number> {
   // Every --api-key counts (repeated or comma-separated); the environment adds to them.
   const keys = [...(o.apiKey ?? []), ...(process.env.EDGECAP_API_KEY ?? '').split(',')].filter(Boolean);
+  try {
+    parseListen(o.listen);
+  } catch (e) {
+    throw new UsageError('--listen', (e as Error).message);
+  }
   let limits: Partial<IngestLimits>;
   try {
     limits = parseLimitFlags(o.limit ?? []);
   } catch (e) {
-    throw new ConfigError([{ path: '--limit', message: (e as Error).message }]);
+    throw new UsageError('--limit', (e as Error).message);
   }
-  if (o.tokenTtl !== undefined && !(Number.isFinite(o.tokenTtl) && o.tokenTtl > 0)) throw new ConfigError([{ path: '--token-ttl', message: 'must be a positive number of seconds' }]);
+  if (o.tokenTtl !== undefined && !(Number.isFinite(o.tokenTtl) && o.tokenTtl > 0)) throw new UsageError('--token-ttl', 'must be a positive number of seconds');
   const pgUrl = o.pgUrl ?? process.env.EDGECAP_PG_URL;
-  if (o.storage === 'files' && !o.data) throw new ConfigError([{ path: '--data', message: 'the embedded storage needs --data DIR' }]);
-  if (o.storage === 'postgres' && !pgUrl) throw new ConfigError([{ path: '--pg-url', message: 'storage postgres needs --pg-url URL (or EDGECAP_PG_URL)' }]);
+  if (o.storage === 'files' && !o.data) throw new UsageError('--data', 'the embedded storage needs --data DIR');
+  if (o.storage === 'postgres' && !pgUrl) throw new UsageError('--pg-url', 'storage postgres needs --pg-url URL (or EDGECAP_PG_URL)');
   const stop = onceSignal(['SIGINT', 'SIGTERM']);
   const server = await startIngestServer({
     listen: o.listen,
@@ -45,7 +53,17 @@ export async function serveIngest(o: IngestCliOptions): Promise<number> {
     ...(o.tlsCert && o.tlsKey ? { tls: { certFile: userPath(o.tlsCert), keyFile: userPath(o.tlsKey) } } : {}),
   });
   process.stdout.write(`listening ${server.address}\n`);
+  // The web UI: its own port and admin token (given, from the environment, or fresh and printed once).
+  const uiToken = o.uiToken ?? process.env.EDGECAP_UI_TOKEN ?? randomBytes(18).toString('base64url');
+  const ui = o.ui
+    ? await startIngestUi({ listen: o.ui, token: uiToken, storage: o.storage === 'postgres' ? { pgUrl: pgUrl! } : { dataDir: userPath(o.data!) } }).catch(async (e: unknown) => {
+        await server.close();
+        throw e;
+      })
+    : undefined;
+  if (ui) process.stdout.write(`ui ${ui.url}/#token=${uiToken}\n`);
   await stop;
+  await ui?.close();
   await server.close();
   return Exit.OK;
 }
@@ -56,7 +74,7 @@ export async function serveIngest(o: IngestCliOptions): Promise<number> {
  * one reading / file / stream at a time, with backpressure, serialized without recursion (a
  * reading nested 100,000 deep is just a long line).
  */
-export async function exportCmd(dataDir: ExportTarget, o: { files?: boolean; gaps?: boolean }, out: NodeJS.WritableStream): Promise<number> {
+export async function exportCmd(dataDir: ExportTarget, o: { files?: boolean; gaps?: boolean }, out: Out): Promise<number> {
   /** A promise only when the stream asks to wait (no await per chunk otherwise). */
   const write = (s: string): Promise<void> | undefined => (out.write(s) ? undefined : new Promise((res) => out.once('drain', () => res())));
   /** One value as a line, in chunks (no whole-value string for a big one). */

@@ -1,5 +1,5 @@
 import { openKeyAdmin } from '@edgecap/ingest';
-import { userPath, Exit } from './util.js';
+import { userPath, Exit, type Out } from './util.js';
 
 export interface KeysCliOptions {
   data?: string;
@@ -13,7 +13,7 @@ const target = (o: KeysCliOptions): { dataDir?: string; pgUrl?: string } => {
 };
 
 /** `edgecap keys create|list|revoke`: the secret is printed once, only by create. */
-export async function keysCmd(action: 'create' | 'list' | 'revoke', arg: string | undefined, o: KeysCliOptions, out: NodeJS.WritableStream): Promise<number> {
+export async function keysCmd(action: 'create' | 'list' | 'revoke', arg: string | undefined, o: KeysCliOptions, out: Out): Promise<number> {
   const admin = await openKeyAdmin(target(o));
   try {
     if (action === 'create') {

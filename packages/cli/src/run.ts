@@ -1,5 +1,5 @@
-import http from 'node:http';
-import { DataManager, createMetricsRegistry, type DataManagerStats } from '@edgecap/datamanager';
+import { randomBytes } from 'node:crypto';
+import { DataManager, type DataManagerStats, type StatusServer } from '@edgecap/datamanager';
 import { fmtBytes, fmtCount } from './util.js';
 
 export function statusLine(s: DataManagerStats, prev: DataManagerStats | undefined, dtSec: number): string {
@@ -18,31 +18,29 @@ export function statusLine(s: DataManagerStats, prev: DataManagerStats | undefin
   return parts.filter(Boolean).join(' | ');
 }
 
-/** Serve Prometheus metrics on 127.0.0.1:port (or host:port). */
-export function serveMetrics(dm: DataManager, listen: string): http.Server {
-  const reg = createMetricsRegistry(() => dm.stats());
-  const [host, port] = listen.includes(':') ? [listen.slice(0, listen.lastIndexOf(':')), Number(listen.slice(listen.lastIndexOf(':') + 1))] : ['127.0.0.1', Number(listen)];
-  const server = http.createServer((req, res) => {
-    if (req.url !== '/metrics') {
-      res.writeHead(404).end();
-      return;
-    }
-    reg.metrics().then(
-      (text) => res.writeHead(200, { 'content-type': reg.contentType }).end(text),
-      (e: Error) => res.writeHead(500).end(e.message),
-    );
-  });
-  server.listen(port, host);
-  return server;
+/** `[host:]port` (IPv6 as [::1]:port); the host defaults to 127.0.0.1. */
+export function parseHostPort(listen: string): { host: string; port: number } {
+  const i = listen.lastIndexOf(':');
+  const host = i < 0 ? '127.0.0.1' : listen.slice(0, i).replace(/^\[(.*)\]$/, '$1');
+  return { host, port: Number(i < 0 ? listen : listen.slice(i + 1)) };
+}
+
+/** Serve Prometheus metrics (and /healthz) on 127.0.0.1:port or host:port: the status server without its page. */
+export function serveMetrics(dm: DataManager, listen: string): Promise<StatusServer> {
+  return dm.serveStatus({ ...parseHostPort(listen), ui: false });
 }
 
 /** `edgecap run --config FILE`: capture + sync until SIGINT/SIGTERM, then a clean stop. */
-export async function run(configFile: string, opts: { metrics?: string }, stop: Promise<NodeJS.Signals>, err: NodeJS.WritableStream & { isTTY?: boolean }): Promise<number> {
+export async function run(configFile: string, opts: { metrics?: string; http?: string; httpToken?: string }, stop: Promise<NodeJS.Signals>, err: NodeJS.WritableStream & { isTTY?: boolean }): Promise<number> {
   const dm = DataManager.fromFile(configFile);
   // A worker that dies is reported, not fatal: the rest of the pipeline keeps running.
   dm.on('error', (e) => err.write(`edgecap: ${e.message}\n`));
   await dm.start();
-  const metrics = opts.metrics ? serveMetrics(dm, opts.metrics) : undefined;
+  const metrics = opts.metrics ? await serveMetrics(dm, opts.metrics) : undefined;
+  // The status page's controls need a token: the one given, else a fresh one printed once.
+  const httpToken = opts.httpToken ?? process.env.EDGECAP_HTTP_TOKEN ?? (opts.http ? randomBytes(18).toString('base64url') : undefined);
+  const page = opts.http ? await dm.serveStatus({ ...parseHostPort(opts.http), ...(httpToken ? { token: httpToken } : {}) }) : undefined;
+  if (page) err.write(`edgecap: status page at ${page.url}/#token=${httpToken}\n`);
   let prev: DataManagerStats | undefined;
   let last = Date.now();
   const tick = setInterval(() => {
@@ -61,7 +59,8 @@ export async function run(configFile: string, opts: { metrics?: string }, stop: 
   err.write(`edgecap: ${sig} received, stopping (flushing files, then one last sync round)...\n`);
   const syncStats = dm.stats().sync;
   await dm.stop();
-  metrics?.close();
+  await metrics?.close();
+  await page?.close();
   // Final counts: stop() has flushed and closed every file.
   const streams = dm.stats().capture.streams;
   const flushed = streams.reduce((a, x) => a + x.captured - x.droppedOnWriteError, 0);

@@ -29,3 +29,9 @@ export const DEFAULTS = {
 export function defaultSyncThreads(): number {
   return Math.max(1, Math.floor(os.availableParallelism() / 2));
 }
+
+/**
+ * Models a config can name without a module (capture's BUILTIN_MODELS implements exactly these;
+ * a capture test holds the two together). Here so validating a config does not load capture.
+ */
+export const BUILTIN_MODEL_NAMES = ['sim:sensor', 'sim:movement_sensor', 'sim:camera', 'http'] as const;

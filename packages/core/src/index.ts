@@ -10,7 +10,7 @@ export {
   type WireError,
 } from './errors.js';
 export { Backoff, systemClock, type Clock, type BackoffOptions } from './backoff.js';
-export { logger, rootLogger, setRootLogger, type Logger } from './log.js';
+export { logger, rootLogger, setRootLogger, setLogLevel, applyConfigLogLevel, LOG_LEVELS, type Logger } from './log.js';
 export {
   IN_PROGRESS_EXT,
   FINISHED_EXT,
@@ -19,5 +19,8 @@ export {
   DEFAULT_CAPTURE_DIR,
   DEFAULTS,
   defaultSyncThreads,
+  BUILTIN_MODEL_NAMES,
 } from './constants.js';
+export { hostOf, isLoopback } from './net.js';
+export { failedEntries, listFailed } from './failed.js';
 export { nowMicros, type StreamKey, streamKeyString, type DataType } from './types.js';

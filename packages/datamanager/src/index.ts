@@ -1,6 +1,7 @@
 export { DataManager, toResourceSpecs, type DataManagerStats, type DataManagerEvents } from './manager.js';
 export {
   configSchema,
+  getConfigSchema,
   parseConfig,
   loadConfigFile,
   readConfigFile,
@@ -9,4 +10,6 @@ export {
   type ResourceConfig,
 } from './config.js';
 export { createMetricsRegistry } from './metrics.js';
-export { listFailed } from '@edgecap/sync';
+export type { StatusServer, StatusServerOptions } from './status-http.js';
+// from core (fs only), not sync: importing this package must not load the gRPC stack
+export { listFailed } from '@edgecap/core';

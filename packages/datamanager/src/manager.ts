@@ -10,15 +10,17 @@
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
-import { EdgecapError, ErrorCodes, logger, type Logger } from '@edgecap/core';
-import { readCaptureFile } from '@edgecap/format';
-import { openStateStore, defaultStateDir, type StateStore } from '@edgecap/store';
-import { CaptureEngine, recoverAtStartup, type ResourceSpec, type StreamStats } from '@edgecap/capture';
-import { SyncEngine, type FileFailedEvent, type RetryFailedResult, type SyncResult, type SyncStats } from '@edgecap/sync';
-import { Janitor, type JanitorStats } from '@edgecap/janitor';
-import { MongoSink } from '@edgecap/mongo';
-import { parseConfig, readConfigFile, type EdgecapConfig } from './config.js';
-import { tryLock, type LockResult } from './lock.js';
+import { applyConfigLogLevel, EdgecapError, ErrorCodes, logger, STATE_DIR_NAME, type Logger } from '@edgecap/core';
+// Type-only: each engine loads on first use (import() below), so importing this package, or
+// running capture alone, never loads sync's gRPC/proto/viam stack, the janitor or mongodb.
+import type { StateStore } from '@edgecap/store';
+import type { CaptureEngine, MemoryStore, MemoryStoreStats, ResourceSpec, StreamStats } from '@edgecap/capture';
+import type { SyncEngine, FileFailedEvent, RetryFailedResult, SyncResult, SyncStats } from '@edgecap/sync';
+import type { Janitor, JanitorStats } from '@edgecap/janitor';
+import type { MongoSink } from '@edgecap/mongo';
+import { parseConfig, readConfigFile, type EdgecapConfig, type EdgecapConfigInput } from './config.js';
+import type { LockResult } from './lock.js';
+import type { StatusServer, StatusServerOptions } from './status-http.js';
 
 export interface DataManagerStats {
   capture: { running: boolean; streams: StreamStats[] };
@@ -26,6 +28,8 @@ export interface DataManagerStats {
   janitor: JanitorStats | undefined;
   mongo: { inserted: number; failed: number; dropped: number } | undefined;
   recovered: { files: number; readings: number; cutBytes: number };
+  /** storage "memory": files held, dropped for the budget (memory_full), released after sync. */
+  memory?: MemoryStoreStats;
   /** After a stop with sync running: what the last round sent and what waits for the next start. */
   stopped?: StopReport;
 }
@@ -73,6 +77,7 @@ export function toResourceSpecs(c: EdgecapConfig): ResourceSpec[] {
     if (r.module) spec.module = r.module;
     if (r.export) spec.export = r.export;
     if (r.attributes) spec.attributes = r.attributes;
+    if (r.collector === 'shared') spec.collector = 'shared';
     return spec;
   });
 }
@@ -89,21 +94,28 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
   private store: StateStore | undefined;
   private capture: CaptureEngine | undefined;
   private syncEngine: SyncEngine | undefined;
+  /** storage "memory": sealed capture files and the seq epoch (no StateStore, no lock, no janitor). */
+  private memory: MemoryStore | undefined;
   private janitor: Janitor | undefined;
   private mongo: MongoSink | undefined;
   private recovered = { files: 0, readings: 0, cutBytes: 0 };
   private lastStreams: StreamStats[] = [];
 
-  /** `config` is validated here; an invalid one throws ConfigError listing every problem. */
-  constructor(config: unknown, opts: { baseDir?: string; source?: string } = {}) {
+  /**
+   * `config` is typed (the schema's input: defaults optional) and still validated here, since a
+   * config often comes from JSON; an invalid one throws ConfigError listing every problem.
+   */
+  constructor(config: EdgecapConfigInput, opts: { baseDir?: string; source?: string } = {}) {
     super();
     this.config = parseConfig(config, opts);
+    // The config's log_level counts unless the app or EDGECAP_LOG_LEVEL chose a level.
+    applyConfigLogLevel(this.config.log_level);
     this.log = logger('datamanager');
   }
 
   /** Load a JSON config file; relative paths in it resolve against the file's folder. */
   static fromFile(file: string): DataManager {
-    return new DataManager(readConfigFile(file), { baseDir: path.dirname(path.resolve(file)), source: file });
+    return new DataManager(readConfigFile(file) as EdgecapConfigInput, { baseDir: path.dirname(path.resolve(file)), source: file });
   }
 
   get currentConfig(): EdgecapConfig {
@@ -111,7 +123,8 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
   }
 
   get stateDir(): string {
-    return this.config.state_dir ?? defaultStateDir(this.config.capture_dir);
+    // as @edgecap/store's defaultStateDir (not imported for this: it loads the store)
+    return this.config.state_dir ?? path.join(this.config.capture_dir, STATE_DIR_NAME);
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -127,19 +140,32 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
       this.state = 'starting';
       try {
         this.runId = randomUUID();
-        this.store = openStateStore(this.stateDir);
-        this.lock = tryLock(this.stateDir, this.store);
-        if (!this.lock.owned && !this.config.capture_disabled) {
+        // capture's threads boot (on another core) while the store opens and recovery runs
+        const prespawned = this.config.capture_disabled ? undefined : import('@edgecap/capture').then((m) => m.prespawnCaptureThreads(toResourceSpecs(this.config)));
+        prespawned?.catch(() => undefined);
+        if (this.config.storage === 'memory') this.memory = await (await import('./memory-mode.js')).openMemoryStore(this.config);
+        else {
+          const [{ openStateStore }, { tryLock }] = await Promise.all([import('@edgecap/store'), import('./lock.js')]);
+          this.store = openStateStore(this.stateDir);
+          this.lock = tryLock(this.stateDir, this.store);
+        }
+        if (this.lock && !this.lock.owned && !this.config.capture_disabled) {
           throw new EdgecapError(ErrorCodes.STATE, `${this.config.capture_dir} is being captured into by another edgecap process (pid ${this.lock.pid})`);
         }
         // doStartCapture recovers before its writer starts; sync-only still finalizes orphans.
-        if (this.lock.owned && this.config.capture_disabled) this.recover();
-        if (this.config.mongo_capture_config) this.startMongo();
-        if (!this.config.capture_disabled) await this.doStartCapture();
+        if (this.lock?.owned && this.config.capture_disabled) await this.recover();
+        // collectors first: MongoDB and sync load their libraries after capture runs
+        if (!this.config.capture_disabled) {
+          await prespawned;
+          await this.doStartCapture();
+          await (await import('@edgecap/capture')).dropPrespawnedThreads(); // any not taken
+        }
+        if (this.config.mongo_capture_config) await this.startMongo();
         if (!this.config.sync_disabled && this.config.ingest) await this.doStartSync();
         this.state = 'started';
       } catch (e) {
         // Leave nothing running behind a failed start.
+        if (!this.config.capture_disabled) await (await import('@edgecap/capture')).dropPrespawnedThreads().catch(() => undefined);
         await this.shutdown().catch(() => undefined);
         throw e;
       }
@@ -150,7 +176,9 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
    * Finalize `.prog` files left by a crash (or by a writer that died) so they are synced. Only
    * while this process holds the capture lock and no writer of its own is running.
    */
-  private recover(): void {
+  private async recover(): Promise<void> {
+    if (this.memory) return; // nothing on disk to recover
+    const { recoverAtStartup } = await import('@edgecap/capture');
     const rec = recoverAtStartup(this.config.capture_dir, this.store!);
     if (!rec.length) return;
     this.recovered = {
@@ -167,10 +195,11 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
   }
 
   private requireStarted(what: string): StateStore {
-    if (!this.store || (this.state !== 'started' && this.state !== 'starting')) {
+    if ((!this.store && !this.memory) || (this.state !== 'started' && this.state !== 'starting')) {
       throw new EdgecapError(ErrorCodes.STATE, `${what}: DataManager is ${this.state}; call start() first`);
     }
-    return this.store;
+    // memory mode: the MemoryStore is the capture engine's seq store
+    return this.store ?? (this.memory as unknown as StateStore);
   }
 
   startCapture(): Promise<void> {
@@ -180,13 +209,14 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
   private async doStartCapture(): Promise<void> {
     const store = this.requireStarted('startCapture');
     if (this.capture) return;
-    if (!this.lock?.owned) {
-      this.lock = tryLock(this.stateDir, store);
+    if (!this.lock?.owned && !this.memory) {
+      this.lock = (await import('./lock.js')).tryLock(this.stateDir, store);
       if (!this.lock.owned) throw new EdgecapError(ErrorCodes.STATE, `${this.config.capture_dir} is being captured into by another edgecap process (pid ${this.lock.pid})`);
     }
     // No writer of ours is running: anything still in progress is an orphan (e.g. a writer that died).
-    this.recover();
+    await this.recover();
     const c = this.config;
+    const { CaptureEngine } = await import('@edgecap/capture');
     const engine = new CaptureEngine({
       captureDir: c.capture_dir,
       store,
@@ -196,6 +226,7 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
       maxFileAgeMs: c.maximum_capture_file_age_ms,
       flushIntervalMs: c.flush_interval_ms,
       fsyncIntervalMs: c.fsync_interval_ms,
+      ...(this.memory ? { memory: this.memory, maxFileBytes: (await import('./memory-mode.js')).memoryFileBytes(c) } : {}),
     });
     engine.on('file-finished', (e: { path: string; readings: number }) => {
       this.emit('file-finished', { path: e.path, readings: e.readings });
@@ -207,7 +238,7 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
     engine.on('error', (e: Error) => this.fail(e));
     this.capture = engine;
     await engine.start(toResourceSpecs(c));
-    await this.startJanitor();
+    if (!this.memory) await this.startJanitor(); // no disk in memory mode
   }
 
   stopCapture(): Promise<void> {
@@ -228,6 +259,7 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
   private async startJanitor(): Promise<void> {
     if (this.janitor) return;
     const c = this.config;
+    const { Janitor } = await import('@edgecap/janitor');
     const j = new Janitor({
       captureDir: c.capture_dir,
       stateDir: this.stateDir,
@@ -249,23 +281,31 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
     if (j) await j.stop();
   }
 
-  private startMongo(): void {
+  private async startMongo(): Promise<void> {
     const m = this.config.mongo_capture_config!;
+    const { MongoSink } = await import('@edgecap/mongo');
     this.mongo = new MongoSink({ uri: m.uri, database: m.database, collection: m.collection, partId: this.config.part_id, tags: this.config.tags });
   }
 
   /** Mongo gets the readings of each finished file; disk capture never waits for it. */
   private feedMongo(file: string): void {
+    void this.feedMongoAsync(file);
+  }
+
+  private async feedMongoAsync(file: string): Promise<void> {
+    const sink = this.mongo;
+    if (!sink) return;
     try {
+      const { readCaptureFile } = await import('@edgecap/format');
       const s = readCaptureFile(file);
-      if (s.header?.type === 'tabular') this.mongo!.add(s.header, s.readings);
+      if (s.header?.type === 'tabular') sink.add(s.header, s.readings);
     } catch (e) {
       // The file may already be synced and deleted; Mongo is best effort by design.
       this.log.warn({ file, err: (e as Error).message }, 'could not hand a finished file to MongoDB');
     }
   }
 
-  private makeSyncEngine(): SyncEngine {
+  private async makeSyncEngine(): Promise<SyncEngine> {
     const c = this.config;
     if (!c.ingest) throw new EdgecapError(ErrorCodes.STATE, 'sync needs an "ingest" section in the config');
     const ingest = {
@@ -277,13 +317,16 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
       ...((c.ingest.api_key ?? process.env.EDGECAP_API_KEY) ? { apiKey: c.ingest.api_key ?? process.env.EDGECAP_API_KEY } : {}),
       ...(c.ingest.api_key_id ? { apiKeyId: c.ingest.api_key_id } : {}),
     };
-    const s = new SyncEngine({
+    const { SyncEngine } = await import('@edgecap/sync');
+    const s = this.memory ? await (await import('./memory-mode.js')).memoryModeSync(c, this.memory, ingest, this.runId) : new SyncEngine({
       captureDir: c.capture_dir,
       stateDir: this.stateDir,
       additionalSyncPaths: c.additional_sync_paths,
       fileLastModifiedMs: c.file_last_modified_millis,
       intervalMs: Math.round(c.sync_interval_mins * 60_000),
       probeIntervalMs: c.sync_probe_interval_ms,
+      stallTimeoutMs: c.sync_stall_timeout_ms,
+      ...(c.sync_max_bytes_per_second !== undefined ? { maxBytesPerSecond: c.sync_max_bytes_per_second } : {}),
       threads: c.maximum_num_sync_threads,
       partId: c.part_id,
       tags: c.tags,
@@ -309,7 +352,7 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
 
   private async doStartSync(): Promise<void> {
     this.requireStarted('startSync');
-    this.syncEngine ??= this.makeSyncEngine();
+    this.syncEngine ??= await this.makeSyncEngine();
     if (!this.syncScheduled) await this.syncEngine.start();
     this.syncScheduled = true;
   }
@@ -343,7 +386,7 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
       return retried ? { ...r, retried } : r;
     };
     if (this.syncEngine) return run(this.syncEngine);
-    const s = this.makeSyncEngine();
+    const s = await this.makeSyncEngine();
     try {
       return await run(s);
     } finally {
@@ -352,15 +395,15 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
   }
 
   /** Apply a new config. Resources whose config did not change keep capturing without a gap. */
-  reconfigure(config: unknown, opts: { baseDir?: string } = {}): Promise<void> {
+  reconfigure(config: EdgecapConfigInput, opts: { baseDir?: string } = {}): Promise<void> {
     const next = parseConfig(config, opts);
     return this.serial(() => this.doReconfigure(next));
   }
 
   private async doReconfigure(next: EdgecapConfig): Promise<void> {
     const prev = this.config;
-    if (next.capture_dir !== prev.capture_dir || (next.state_dir ?? '') !== (prev.state_dir ?? '')) {
-      throw new EdgecapError(ErrorCodes.CONFIG_INVALID, 'capture_dir/state_dir cannot change at run time; stop and start with the new config');
+    if (next.capture_dir !== prev.capture_dir || next.storage !== prev.storage || (next.state_dir ?? '') !== (prev.state_dir ?? '')) {
+      throw new EdgecapError(ErrorCodes.CONFIG_INVALID, 'capture_dir/state_dir/storage cannot change at run time; stop and start with the new config');
     }
     this.config = next;
     if (this.state !== 'started') return;
@@ -399,10 +442,20 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
     return this.capture.push(resource, method, reading, { ...opts, ...(kind ? { kind } : {}) });
   }
 
+  /**
+   * Serve the live status page, its controls, /metrics and /healthz (status-http.ts). Loopback
+   * by default; the controls need `token`. Close the returned server before or after stop().
+   */
+  async serveStatus(opts: StatusServerOptions): Promise<StatusServer> {
+    const { serveStatus } = await import('./status-http.js');
+    return serveStatus(this, opts);
+  }
+
   stats(): DataManagerStats {
     return {
       capture: { running: !!this.capture, streams: this.capture?.stats() ?? this.lastStreams },
       sync: this.syncEngine ? { ...this.syncEngine.stats(), enabled: true } : { enabled: false, running: false },
+      ...(this.memory ? { memory: this.memory.stats() } : {}),
       janitor: this.janitor?.stats(),
       mongo: this.mongo?.stats(),
       recovered: this.recovered,
@@ -455,6 +508,8 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
       }
     }
     this.mongo = undefined;
+    if (this.memory) (await import('./memory-mode.js')).discardMemory(this.memory, this.log);
+    this.memory = undefined;
     if (this.lock?.owned) this.lock.release();
     this.lock = undefined;
     await this.store?.close();

@@ -1,5 +1,9 @@
-import { Registry, Gauge } from 'prom-client';
+import { createRequire } from 'node:module';
+import type { Registry } from 'prom-client';
 import type { DataManagerStats } from './manager.js';
+
+// prom-client (CommonJS, ~100 ms to load) is required on the first registry, not at import.
+const requireCjs = createRequire(import.meta.url);
 
 /**
  * Prometheus exposition of DataManager.stats(). Values are read at scrape time, so the
@@ -7,6 +11,7 @@ import type { DataManagerStats } from './manager.js';
  * named *_total only where they are monotonic within a process.
  */
 export function createMetricsRegistry(stats: () => DataManagerStats): Registry {
+  const { Registry, Gauge } = requireCjs('prom-client') as typeof import('prom-client');
   const reg = new Registry();
   const labels = ['resource', 'kind', 'method'] as const;
   const streamGauge = (name: string, help: string, pick: (s: DataManagerStats['capture']['streams'][number]) => number): void => {
@@ -55,6 +60,10 @@ export function createMetricsRegistry(stats: () => DataManagerStats): Registry {
   simple('edgecap_janitor_deleted_files_total', 'Capture files deleted by the janitor (disk full)', (s) => s.janitor?.deletedFiles);
   simple('edgecap_janitor_deleted_bytes_total', 'Bytes deleted by the janitor', (s) => s.janitor?.deletedBytes);
   simple('edgecap_disk_usage_ratio', 'Used fraction of the capture dir filesystem at the last check', (s) => s.janitor?.lastUsage);
+  simple('edgecap_memory_held_bytes', 'Memory mode: bytes of capture files held (sealed and open)', (s) => (s.memory ? s.memory.heldBytes + s.memory.openBytes : undefined));
+  simple('edgecap_memory_dropped_files_total', 'Memory mode: files dropped because the budget was full (memory_full gaps)', (s) => s.memory?.droppedFiles);
+  simple('edgecap_memory_dropped_bytes_total', 'Memory mode: bytes dropped because the budget was full', (s) => s.memory?.droppedBytes);
+  simple('edgecap_memory_dropped_readings_total', 'Memory mode: readings dropped because the budget was full', (s) => s.memory?.droppedReadings);
   simple('edgecap_recovered_readings', 'Readings recovered from in-progress files at start-up', (s) => s.recovered.readings);
   return reg;
 }

@@ -4,7 +4,8 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { ConfigError } from '@edgecap/core';
-import { parseConfig, loadConfigFile } from '../src/config.js';
+import { configSchema, parseConfig, loadConfigFile } from '../src/config.js';
+import { toResourceSpecs } from '../src/manager.js';
 
 function issuesOf(input: unknown, baseDir?: string): { path: string; message: string }[] {
   try {
@@ -73,6 +74,23 @@ describe('config', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'edgecap-cfg-'));
     const issues = issuesOf({ resources: [{ name: 'm', module: './nope.js', capture_methods: [{ method: 'Readings', capture_frequency_hz: 1 }] }] }, dir);
     expect(issues).toEqual([{ path: 'resources[0].module', message: `module file not found: ${path.join(dir, 'nope.js')}` }]);
+  });
+
+  it('collector: "thread" by default, "shared" on request (kept in the resource spec), anything else an error', () => {
+    const c = parseConfig({
+      resources: [
+        { name: 'a', model: 'sim:sensor' },
+        { name: 'b', model: 'sim:sensor', collector: 'shared' },
+      ],
+    });
+    expect(c.resources.map((r) => r.collector)).toEqual(['thread', 'shared']);
+    expect(toResourceSpecs(c).map((r) => r.collector)).toEqual([undefined, 'shared']);
+    expect(issuesOf({ resources: [{ name: 'a', model: 'sim:sensor', collector: 'pooled' }] }).map((i) => i.path)).toEqual(['resources[0].collector']);
+  });
+
+  it('the exported schema value validates as parseConfig does (built on first use)', () => {
+    expect(configSchema.safeParse({ resources: [{ name: 'a', model: 'sim:sensor' }] }).success).toBe(true);
+    expect(configSchema.safeParse({ resources: [{ name: 'a', model: 'sim:nope' }] }).success).toBe(false);
   });
 
   it('rejects names that would escape the capture dir, duplicates, and an unknown selective syncer', () => {

@@ -1,7 +1,7 @@
 import { Encoder } from '@msgpack/msgpack';
 import { crc32c } from './crc32c.js';
 import { ReadingPacker } from './pack.js';
-import { FRAME_HEADER_BYTES, FRAME_MAGIC, FrameOff, FrameType, type FrameTypeValue, type GapReason } from './layout.js';
+import { FRAME_HEADER_BYTES, FRAME_MAGIC, FrameOff, FrameType, type FrameTypeValue, type GapReason, type ReadingAnnotations } from './layout.js';
 
 /** Write a frame header for `payloadLength` bytes already at target[offset+12...], and its CRC. */
 export function sealFrame(target: Uint8Array, offset: number, type: FrameTypeValue, payloadLength: number): number {
@@ -43,15 +43,23 @@ export function encodeFrame(type: FrameTypeValue, payload: Uint8Array): Uint8Arr
 export class FrameEncoder {
   private readonly packer = new ReadingPacker();
   private readonly enc = new Encoder();
+  /** Annotated READING tuples (undefined optional fields left out, as ReadingPacker does). */
+  private readonly annotated = new Encoder({ ignoreUndefined: true });
 
-  /** Encode the READING payload and return it (a view valid until the next call). */
-  readingPayload(seq: number, tReqUs: number, tRecvUs: number, data: unknown, mime?: string): Uint8Array {
+  /**
+   * Encode the READING payload and return it (a view valid until the next call). With
+   * `annotations` (viam image annotations, a cold path) the 6-element tuple goes through the
+   * msgpack Encoder, which writes the numbers and bytes exactly as ReadingPacker does.
+   */
+  readingPayload(seq: number, tReqUs: number, tRecvUs: number, data: unknown, mime?: string, annotations?: ReadingAnnotations): Uint8Array {
+    if (annotations !== undefined) return this.annotated.encodeSharedRef([seq, tReqUs, tRecvUs, data, mime ?? null, annotations]);
     const end = this.packer.tuple(FRAME_HEADER_BYTES, seq, tReqUs, tRecvUs, data, mime);
     return this.packer.bytes.subarray(FRAME_HEADER_BYTES, end);
   }
 
   /** Encode a sealed READING frame and return it (a view valid until the next call). */
-  readingFrame(seq: number, tReqUs: number, tRecvUs: number, data: unknown, mime?: string): Uint8Array {
+  readingFrame(seq: number, tReqUs: number, tRecvUs: number, data: unknown, mime?: string, annotations?: ReadingAnnotations): Uint8Array {
+    if (annotations !== undefined) return encodeFrame(FrameType.READING, this.readingPayload(seq, tReqUs, tRecvUs, data, mime, annotations));
     const end = this.packer.tuple(FRAME_HEADER_BYTES, seq, tReqUs, tRecvUs, data, mime);
     const b = this.packer.bytes;
     sealFrame(b, 0, FrameType.READING, end - FRAME_HEADER_BYTES);
@@ -67,8 +75,9 @@ export class FrameEncoder {
     tRecvUs: number,
     data: unknown,
     mime?: string,
+    annotations?: ReadingAnnotations,
   ): number {
-    const frame = this.readingFrame(seq, tReqUs, tRecvUs, data, mime);
+    const frame = this.readingFrame(seq, tReqUs, tRecvUs, data, mime, annotations);
     if (offset + frame.length > target.length) return -1;
     target.set(frame, offset);
     return frame.length;

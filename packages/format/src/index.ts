@@ -9,6 +9,9 @@ export {
   MAX_FRAME_PAYLOAD,
   type FrameTypeValue,
   type GapReason,
+  type BoundingBoxAnnotation,
+  type ClassificationAnnotation,
+  type ReadingAnnotations,
 } from './layout.js';
 export { FrameEncoder, encodeFrame, sealFrame, readU32, writeU32 } from './frame.js';
 export { encodeFileStart, checkHeader, newFileId, type CaptureFileHeader, type HeaderInit } from './header.js';

@@ -7,7 +7,12 @@
  *              so a flipped type or length is caught like a flipped payload byte.
  *   payload := msgpack
  *     HEADER  {v, id, kind, name, method, type, tags, start_us, part_id?, mime_type?, params?}
- *     READING [seq, time_requested_us, time_received_us, data, mime_type?]
+ *     READING [seq, time_requested_us, time_received_us, data, mime_type?, annotations?]
+ *             annotations (viam image annotations, binary items): {bboxes: [{id, label,
+ *             x_min_normalized, y_min_normalized, x_max_normalized, y_max_normalized,
+ *             confidence?}], classifications: [{label, confidence?, id?}]}; mime_type is nil
+ *             when annotations follow without one. Added in place of a version bump: files
+ *             without the 6th element read as before, and readers that predate it ignore it.
  *     GAP     [from_seq, to_seq (inclusive), reason, time_us]   readings the edge knows it lost
  *
  * The frame magic lets a reader resynchronise after a corrupt frame by scanning forward.
@@ -29,5 +34,45 @@ export function isFrameType(t: number): t is FrameTypeValue {
   return t === FrameType.HEADER || t === FrameType.READING || t === FrameType.GAP;
 }
 
-/** Why a range of sequence numbers is missing, as recorded by the edge. */
-export type GapReason = 'ring_full' | 'write_error' | 'janitor' | 'too_large' | 'capture_error';
+/**
+ * Why a range of sequence numbers is missing, as recorded by the edge (docs/glossary.md):
+ * ring_full, write_error, janitor (deleted by policy), too_large, capture_error; writer_crash /
+ * collector_timeout (a thread died or hung with readings in hand); memory mode: memory_full
+ * (dropped for the budget), memory_lost (an earlier run's unsynced memory), rejected (the
+ * ingest refused the in-memory file's bytes: there is no failed/ to keep it in).
+ */
+export type GapReason =
+  | 'ring_full'
+  | 'write_error'
+  | 'janitor'
+  | 'too_large'
+  | 'capture_error'
+  | 'writer_crash'
+  | 'collector_timeout'
+  | 'memory_full'
+  | 'memory_lost'
+  | 'rejected';
+
+/** One viam bounding box (coordinates normalized to [0, 1]; confidence absent when unknown). */
+export interface BoundingBoxAnnotation {
+  id: string;
+  label: string;
+  x_min_normalized: number;
+  y_min_normalized: number;
+  x_max_normalized: number;
+  y_max_normalized: number;
+  confidence?: number;
+}
+
+/** One viam classification of a whole image. */
+export interface ClassificationAnnotation {
+  label: string;
+  confidence?: number;
+  id?: string;
+}
+
+/** The annotations a READING may carry (the 6th tuple element). */
+export interface ReadingAnnotations {
+  bboxes: BoundingBoxAnnotation[];
+  classifications: ClassificationAnnotation[];
+}

@@ -1,6 +1,6 @@
 import { Decoder } from '@msgpack/msgpack';
 import { checkHeader, type CaptureFileHeader } from './header.js';
-import { FILE_MAGIC, FrameType, type GapReason } from './layout.js';
+import { FILE_MAGIC, FrameType, type GapReason, type ReadingAnnotations } from './layout.js';
 import { FrameScanner, FrameStream, type ScanEvent } from './scan.js';
 
 export type { ScanEvent } from './scan.js';
@@ -23,6 +23,8 @@ export interface Reading {
   time_received_us: number;
   data: unknown;
   mime_type?: string;
+  /** viam image annotations (READING's 6th element), when the writer stored any. */
+  annotations?: ReadingAnnotations;
   /** Byte offset of the frame in the file. */
   offset: number;
 }
@@ -156,6 +158,9 @@ class RecordDecoder {
         offset: ev.offset,
       };
       if (typeof value[4] === 'string') r.mime_type = value[4];
+      // only a plain map: anything else in that slot is not annotations (passed on as data, never executed)
+      const ann = value[5] as unknown;
+      if (ann !== null && typeof ann === 'object' && !Array.isArray(ann) && !(ann instanceof Uint8Array)) r.annotations = ann as ReadingAnnotations;
       return { kind: 'reading', reading: r };
     }
     return { kind: 'gap', gap: { from_seq: value[0] as number, to_seq: value[1] as number, reason: value[2] as GapReason, time_us: value[3] as number } };

@@ -47,3 +47,5 @@ export { findUnknownField } from './wire.js';
 export { type DeviceKey, type NewDeviceKey, type Principal, type KeyRegistry } from './keys.js';
 export { defaultLimits, parseLimitFlags, type IngestLimits } from './limits.js';
 export { openKeyAdmin, type KeyAdmin } from './registry.js';
+export { startIngestUi, type IngestUi, type IngestUiOptions } from './ui/server.js';
+export { DEFAULT_UI_LIMITS, type UiLimits } from './ui/query.js';

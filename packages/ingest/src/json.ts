@@ -11,7 +11,8 @@
 import { createHash } from 'node:crypto';
 
 export interface BinarySummary {
-  binary: { size: number; sha256: string; mime_type?: string };
+  /** annotations: a viam image's bounding boxes and classifications, as stored with the reading. */
+  binary: { size: number; sha256: string; mime_type?: string; annotations?: unknown };
 }
 
 /** Own data property (an assignment to `__proto__` would set the prototype instead). */
@@ -20,9 +21,11 @@ function put(o: Record<string, unknown>, k: string, v: unknown): void {
   else o[k] = v;
 }
 
-function binarySummary(v: Uint8Array, mime: string | undefined): BinarySummary {
+function binarySummary(v: Uint8Array, mime: string | undefined, annotations?: unknown): BinarySummary {
   const b: BinarySummary['binary'] = { size: v.length, sha256: createHash('sha256').update(v).digest('hex') };
   if (mime) b.mime_type = mime;
+  // a client wrote them: exported the same iterative way as any reading value
+  if (annotations !== undefined) b.annotations = toExportable(annotations);
   return { binary: b };
 }
 
@@ -59,8 +62,12 @@ interface ConvFrame {
  * (`mime` applies to a top-level byte array only), bigints as decimal strings, Dates as
  * `toJSON()` (ISO string, null when invalid), Maps as objects with String(key) keys, other
  * objects by their own enumerable string keys. Iterative; a cycle throws a TypeError.
+ * `annotations` (the reading's, format's READING 6th element) join a top-level byte array's
+ * summary as `binary.annotations` (without hooks; a storage with its own binary form keeps them
+ * its own way).
  */
-export function toExportable(value: unknown, mime?: string, hooks?: ExportHooks): unknown {
+export function toExportable(value: unknown, mime?: string, hooks?: ExportHooks, annotations?: unknown): unknown {
+  if (annotations !== undefined && value instanceof Uint8Array && !hooks?.binary) return binarySummary(value, mime, annotations);
   const top = leaf(value, mime, hooks);
   if (top) return top.v;
   const onPath = new Set<object>();

@@ -42,6 +42,8 @@ export interface IngestLimits {
   maxGapsPerReport: number;
   /** Distinct seq runs one capture file may hold (an honest writer makes one per file). */
   maxRangesPerFile: number;
+  /** viam uploads: bounding boxes + classifications one item may carry (stored and exported with it). */
+  maxAnnotationsPerItem: number;
 }
 
 /** The process's soft limit on open files (Linux /proc; 1024 when unknown). */
@@ -74,6 +76,7 @@ export function defaultLimits(fdLimit = openFileLimit()): IngestLimits {
     maxNameBytes: 256,
     maxGapsPerReport: 10_000,
     maxRangesPerFile: 10_000,
+    maxAnnotationsPerItem: 10_000,
   };
 }
 

@@ -140,7 +140,7 @@ export async function* exportReadings(target: ExportTarget): AsyncGenerator<Expo
           seq: r.seq,
           time_requested_us: r.time_requested_us,
           time_received_us: r.time_received_us,
-          data: toExportable(r.data, mime),
+          data: toExportable(r.data, mime, undefined, r.annotations),
           file_id: rec.file_id,
         };
         if (mime) out.mime_type = mime;

@@ -38,6 +38,12 @@ export const DEFAULT_MAX_FILE_BYTES = 1024 * 1024 * 1024;
 export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024 + 1024;
 /** HTTP/2 receive windows (per stream and per connection) for upload throughput. */
 export const FLOW_CONTROL_WINDOW = 16 * 1024 * 1024;
+/**
+ * Largest HTTP/2 DATA frame the server takes (default 16 KiB): a 1 MiB chunk then arrives in a
+ * few frames instead of 64, each a callback and a piece grpc-js joins. A client on a slow link
+ * still sends small frames: its link window (sync/src/link.ts) bounds each message.
+ */
+export const MAX_FRAME_BYTES = 1024 * 1024;
 
 export interface IngestServerOptions {
   /** host:port; port 0 picks a free port. IPv6 as [::1]:port. */
@@ -249,7 +255,7 @@ async function handleUpload(call: UploadCall, who: Principal, ctx: UploadContext
             return true;
           }
           if (meta.data_type !== 'file') check = new CaptureCheck(meta.file_id, { maxRanges: limits.maxRangesPerFile });
-          staged = await storage.stage();
+          staged = await storage.stage(meta.size);
           return false;
         }
         if (msg.packet === 'metadata') throw invalid('metadata sent twice in one upload');
@@ -423,7 +429,7 @@ function messageBytes(m: unknown): number {
 function tuneServerWindows(server: grpc.Server): void {
   const s = server as unknown as { commonServerOptions?: { settings?: Record<string, unknown> } };
   if (s.commonServerOptions && typeof s.commonServerOptions === 'object') {
-    s.commonServerOptions.settings = { ...(s.commonServerOptions.settings ?? {}), initialWindowSize: FLOW_CONTROL_WINDOW };
+    s.commonServerOptions.settings = { ...(s.commonServerOptions.settings ?? {}), initialWindowSize: FLOW_CONTROL_WINDOW, maxFrameSize: MAX_FRAME_BYTES };
   } else {
     log.debug('grpc-js internals changed: server flow-control window not tuned');
   }
@@ -579,6 +585,7 @@ export async function startIngestServer(opts: IngestServerOptions): Promise<Inge
       admit: (who, partId) => void actAs(who, partId, 'upload'),
       stage: () => storage.stage(),
       maxBytes: maxFileBytes,
+      maxAnnotations: limits.maxAnnotationsPerItem,
       toStatus,
       commit: (req, who) => commitViam(ctx, req, who),
     }), (call) => {

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { encodeFileStart, FrameEncoder, type GapReason } from '@edgecap/format';
+import { encodeFileStart, FrameEncoder, type GapReason, type ReadingAnnotations } from '@edgecap/format';
 import { dataSyncService, loadSyncProto, type DataSyncClient, type FileMetadata, type UploadResponse__Output } from '@edgecap/proto';
 
 export const API_KEY = 'test-key-1';
@@ -23,6 +23,8 @@ export interface CaptureSpec {
   seqs: number[];
   gaps?: [number, number, GapReason][];
   binary?: boolean;
+  /** Binary only: a viam image's annotations on every reading. */
+  annotations?: ReadingAnnotations;
 }
 
 /** A real capture file made with @edgecap/format. */
@@ -46,7 +48,7 @@ export function makeCapture(spec: CaptureSpec): { id: string; bytes: Buffer; kin
   const buf = new Uint8Array(1 << 20);
   for (const seq of spec.seqs) {
     const data = spec.binary ? new Uint8Array(1000).fill(seq & 0xff) : { v: seq * 1.5, label: `r${seq}` };
-    const n = enc.reading(buf, 0, seq, 1000 + seq, 2000 + seq, data, spec.binary ? 'image/jpeg' : undefined);
+    const n = enc.reading(buf, 0, seq, 1000 + seq, 2000 + seq, data, spec.binary ? 'image/jpeg' : undefined, spec.annotations);
     parts.push(Buffer.from(buf.subarray(0, n)));
   }
   for (const [a, b, r] of spec.gaps ?? []) parts.push(Buffer.from(enc.gap(a, b, r, 5)));

@@ -146,11 +146,18 @@ describe.skipIf(why)('PostgreSQL ingest storage', () => {
       expect(await health(cp)).toMatchObject({ ok: true, storage: 'postgres' });
       const tab = makeCapture({ name: 'temp', seqs: [0, 1, 2, 5, 6, 9], gaps: [[3, 4, 'ring_full']] });
       const bin = makeCapture({ name: 'cam', seqs: [0, 1, 2], binary: true });
+      // a viam image's annotations (with their ids) are kept as the embedded store keeps them
+      const annotations = {
+        bboxes: [{ id: 'b1', label: 'cat', x_min_normalized: 0.1, y_min_normalized: 0.2, x_max_normalized: 0.5, y_max_normalized: 0.6, confidence: 0.9 }],
+        classifications: [{ id: 'c1', label: 'indoor', confidence: 0.7 }],
+      };
+      const ann = makeCapture({ name: 'cam-annotated', seqs: [0, 1], binary: true, annotations });
       const big = makeCapture({ name: 'big', seqs: Array.from({ length: 9000 }, (_, i) => i) });
       const file = Buffer.alloc(2.5 * 1024 * 1024, 7);
       for (const c of [cp, cf]) {
         expect(await upload(c, captureMeta(tab), tab.bytes)).toMatchObject({ ok: true, res: { status: 'UPLOAD_STATUS_COMMITTED' } });
         expect(await upload(c, captureMeta(bin, 'robot-1', true), bin.bytes)).toMatchObject({ ok: true, res: { status: 'UPLOAD_STATUS_COMMITTED' } });
+        expect(await upload(c, captureMeta(ann, 'robot-1', true), ann.bytes)).toMatchObject({ ok: true, res: { status: 'UPLOAD_STATUS_COMMITTED' } });
         expect(await upload(c, captureMeta(big), big.bytes, { chunk: 256 * 1024 })).toMatchObject({ ok: true, res: { status: 'UPLOAD_STATUS_COMMITTED' } });
         expect(await upload(c, fileMeta('file-1', 'logs/a.bin', file), file)).toMatchObject({ ok: true, res: { status: 'UPLOAD_STATUS_COMMITTED' } });
         // Retry of a committed id: answered without storing twice.
@@ -165,8 +172,9 @@ describe.skipIf(why)('PostgreSQL ingest storage', () => {
       const target = { pgUrl: url };
       const fromPg = await collect(exportReadings(target));
       const fromFs = await collect(exportReadings(fsDir));
-      expect(fromPg.length).toBe(6 + 3 + 9000);
+      expect(fromPg.length).toBe(6 + 3 + 2 + 9000);
       expect(fromPg).toEqual(fromFs);
+      expect(fromPg.find((r) => r.resource === 'cam-annotated')!.data).toMatchObject({ binary: { annotations } });
       expect(fromPg.find((r) => r.resource === 'cam')!.data).toEqual({ binary: { size: 1000, sha256: expect.stringMatching(/^[0-9a-f]{64}$/), mime_type: 'image/jpeg' } });
 
       const strip = (l: Awaited<ReturnType<typeof listReceived>>) => l.map(({ received_at_ms: _r, ...e }) => ('path' in e ? { ...e, path: '' } : e));

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import * as Comlink from 'comlink';
-import { DEFAULTS, fromWire, logger, type Logger } from '@edgecap/core';
+import { DEFAULTS, ErrorCodes, fromWire, logger, type Logger } from '@edgecap/core';
 import { JanitorCore, type JanitorRound } from './core.js';
 import { nodeEndpoint } from './endpoint.js';
 import { JanitorError, janitorClosed, workerExited } from './errors.js';
@@ -16,8 +16,9 @@ import type { StatfsFn } from './usage.js';
  *                                               │ (statfs injected → in-process JanitorCore)
  *                          stats + events ◄─────┘  'disk-warning' | 'deleted'
  *
- * Lifecycle: stopped ─start()─► started ─stop()─► stopped. A worker exit nobody asked for fails
- * the in-flight call with EDGECAP_ERR_WORKER_EXITED and the next check starts a new worker.
+ * Lifecycle: stopped ─start()─► started ─stop()─► stopped. A worker exit nobody asked for, or a
+ * call it leaves unanswered past callTimeoutMs (the worker is then terminated), fails the
+ * in-flight call with EDGECAP_ERR_WORKER_EXITED and the next check starts a new worker.
  */
 export interface JanitorOptions {
   captureDir: string;
@@ -38,6 +39,12 @@ export interface JanitorOptions {
   now?: () => number;
   /** Force in-process checks (no worker thread). Implied by `statfs`. */
   inProcess?: boolean;
+  /**
+   * A call to the worker unanswered this long means it is hung (a stalled filesystem): it is
+   * terminated, the check fails (counted, 'error' emitted) and the next one starts a new worker.
+   * Default 5 min: a check walks the whole capture dir.
+   */
+  callTimeoutMs?: number;
 }
 
 export interface JanitorStats {
@@ -72,6 +79,8 @@ class InProcessTransport implements Transport {
   }
 }
 
+const DEFAULT_CALL_TIMEOUT_MS = 300_000;
+
 class WorkerTransport implements Transport {
   private readonly worker: Worker;
   private readonly api: Comlink.Remote<JanitorWorkerApi>;
@@ -79,7 +88,12 @@ class WorkerTransport implements Transport {
   private closing = false;
   dead = false;
 
-  constructor(init: WorkerInit, log: Logger, onUnexpectedExit: (err: JanitorError) => void) {
+  constructor(
+    init: WorkerInit,
+    log: Logger,
+    private readonly onUnexpectedExit: (err: JanitorError) => void,
+    private readonly callTimeoutMs = DEFAULT_CALL_TIMEOUT_MS,
+  ) {
     this.worker = new Worker(new URL('./worker.js', import.meta.url));
     this.api = Comlink.wrap<JanitorWorkerApi>(nodeEndpoint(this.worker));
     this.exited = new Promise<never>((_, reject) => {
@@ -100,11 +114,30 @@ class WorkerTransport implements Transport {
   }
   readonly ready: Promise<void>;
 
+  /** Every call raced against the worker's exit and the call timeout (a hung worker is ended). */
   private async call<T>(f: () => Promise<Reply<T>>): Promise<T> {
     if (this.dead) throw workerExited('dead');
-    const reply = await Promise.race([f(), this.exited]);
-    if (!reply.ok) throw fromWire(reply.error);
-    return reply.value;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const err = new JanitorError(ErrorCodes.WORKER_EXITED, `janitor worker did not answer within ${this.callTimeoutMs} ms; terminating it`, { details: { timeoutMs: this.callTimeoutMs, timeout: true } });
+        if (!this.dead) {
+          this.dead = true;
+          void this.worker.terminate().catch(() => undefined);
+          if (!this.closing) this.onUnexpectedExit(err);
+        }
+        reject(err);
+      }, this.callTimeoutMs);
+    });
+    try {
+      const answer = f();
+      answer.catch(() => undefined); // may settle after the race was lost
+      const reply = await Promise.race([answer, this.exited, timedOut]);
+      if (!reply.ok) throw fromWire(reply.error);
+      return reply.value;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async check(): Promise<JanitorRound> {
@@ -203,11 +236,16 @@ export class Janitor extends EventEmitter {
       if (this.opts.captureDirThreshold !== undefined) init.captureDirThreshold = this.opts.captureDirThreshold;
       if (this.opts.deleteEveryNth !== undefined) init.deleteEveryNth = this.opts.deleteEveryNth;
       if (this.opts.excludePaths !== undefined) init.excludePaths = this.opts.excludePaths;
-      this.transport = new WorkerTransport(init, this.log, (err) => {
-        this.s.errors++;
-        this.log.error({ code: err.code }, err.message);
-        if (this.listenerCount('error') > 0) this.emit('error', err);
-      });
+      this.transport = new WorkerTransport(
+        init,
+        this.log,
+        (err) => {
+          this.s.errors++;
+          this.log.error({ code: err.code }, err.message);
+          if (this.listenerCount('error') > 0) this.emit('error', err);
+        },
+        this.opts.callTimeoutMs,
+      );
     }
     return this.transport;
   }

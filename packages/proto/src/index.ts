@@ -20,8 +20,12 @@ export type { HealthResponse } from './gen/edgecap/sync/v1/HealthResponse.js';
 export type { DataType } from './gen/edgecap/sync/v1/DataType.js';
 export type { UploadStatus } from './gen/edgecap/sync/v1/UploadStatus.js';
 
-/** Root of the repo's `proto/` folder (packages/proto/dist -> ../../../proto). */
-export const PROTO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../proto');
+/**
+ * The `.proto` files, found relative to this module: `proto/` beside `dist/` in the package
+ * that ships this code (in the repo a symlink to the root `proto/`; in the published `edgecap`
+ * package a copy made at build time), never the monorepo layout.
+ */
+export const PROTO_ROOT = path.resolve(fileURLToPath(new URL('../proto/', import.meta.url)));
 export const SYNC_PROTO = 'edgecap/sync/v1/sync.proto';
 
 /** Loader options shared by client and server: they must agree on the JS shape of messages. */

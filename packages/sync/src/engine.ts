@@ -9,8 +9,9 @@
  *            │      ─► dispatch ≤ threads × 4 at a time ───────┐         │
  *            └────────────────────────────────────────────────│─────────┘
  *                                                             ▼
- *                  piscina worker threads: uploadFile() = one attempt, no sleeping
- *                  sha256 pass ─► Upload(metadata, chunk...) ─► COMMITTED | ALREADY_HAVE | status
+ *                  piscina worker threads (niceIncrement below the process: capture first):
+ *                  uploaderFor(task).upload() = one attempt, no sleeping (uploader.ts: edgecap | viam)
+ *                  read + sha256 ─► Upload(metadata, chunk...) ─► COMMITTED | ALREADY_HAVE | status
  *                                                             │
  *            ┌────────────────────────────────────────────────▼─────────┐
  *            │ ok       ─► unchanged since read? ─► unlink ─► forget     │
@@ -21,6 +22,10 @@
  *            │ file/local ─► per-file attempts/nextRetryAt               │
  *            └──────────────────────────────────────────────────────────┘
  *
+ *   Rounds are scheduled by RoundScheduler (scheduler.ts, shared with MemorySyncEngine). Claims
+ *   and forgets are batched (one LMDB transaction per CLAIM_BATCH_FILES / FORGET_BATCH_MS); up to
+ *   SMALL_UPLOADS_PER_THREAD small files per thread are in flight, UPLOADS_PER_THREAD big ones.
+ *
  *   offline (the last failure was `link`): every probeIntervalMs one Health call, whatever the
  *   backoff says; an answer resets the backoff and a round starts at once. failed/ is only for
  *   verdicts about the bytes; retryFailed() (`edgecap sync --retry-failed`) moves files back.
@@ -28,10 +33,9 @@
 import { EventEmitter } from 'node:events';
 import { createHash, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
-import path from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import { Piscina } from 'piscina';
-import { Backoff, FAILED_DIR_NAME, DEFAULTS, ErrorCodes, logger, systemClock, type Clock } from '@edgecap/core';
+import { Backoff, EdgecapError, DEFAULTS, ErrorCodes, logger, systemClock, type Clock } from '@edgecap/core';
 import { StateStore, holderOf, type FileState } from '@edgecap/store';
 import type { DataSyncClient, Gap } from '@edgecap/proto';
 import { probeViamCaptureFile } from '@edgecap/viam';
@@ -40,6 +44,13 @@ import { readCaptureHeader } from './header.js';
 import { additionalCandidates, captureCandidates, type Candidate } from './scan.js';
 import { DEFAULT_CHUNK_BYTES, addressesOf, callMetadata, checkTarget, makeClient, type IngestTarget } from './target.js';
 import type { ReadIdentity, UploadOutcome, UploadTask } from './upload.js';
+import { createRateLimit, type RateLimitShare } from './link.js';
+import { uploaderFor, type Uploader } from './uploader.js';
+import { RoundScheduler, nextTickDelay } from './scheduler.js';
+import { FailedDir, type RetryFailedResult } from './failed.js';
+
+export { type RetryFailedResult } from './failed.js';
+export { listFailed } from '@edgecap/core';
 
 export interface SyncOptions {
   captureDir: string;
@@ -80,10 +91,20 @@ export interface SyncOptions {
    * 5000), independent of the connectivity backoff; an answer ends the backoff and syncs at once.
    */
   probeIntervalMs?: number;
-  /** Upload call deadline, ms (default 120 s + 1 s per 256 KiB). */
+  /** Absolute upload call deadline, ms (default none: the stall watchdog decides; viam: 120 s + 1 s per 256 KiB). */
   uploadDeadlineMs?: number;
+  /** sync_stall_timeout_ms: an upload with no acknowledged progress for this long is cut and retried (default 60000). */
+  stallTimeoutMs?: number;
+  /** sync_max_bytes_per_second: one cap over all uploads of this engine, all threads (unset: none). */
+  maxBytesPerSecond?: number;
   /** How long an upload claim lasts unless renewed, ms (default the store's DEFAULT_LEASE_MS); renewed every third of it. */
   leaseMs?: number;
+  /**
+   * Capture first: the sync pool's threads run this much nicer than the process (default
+   * SYNC_NICE_INCREMENT; 0: at the process's priority). Linux only (a thread's own nice value);
+   * capture's threads keep theirs.
+   */
+  niceIncrement?: number;
 }
 
 export interface SyncResult {
@@ -112,12 +133,6 @@ export interface SyncStats {
   running: boolean;
 }
 
-export interface RetryFailedResult {
-  /** Files moved back to where they came from (pending again). */
-  moved: number;
-  /** Files left in failed/, and why. */
-  errors: string[];
-}
 
 export interface FileSyncedEvent {
   path: string;
@@ -147,50 +162,35 @@ interface Work {
 
 const log = logger('sync');
 
-/** Uploads in flight per sync thread (piscina concurrentTasksPerWorker). */
+/** Default niceIncrement of sync threads: a draining backlog yields the CPU to capture. */
+export const SYNC_NICE_INCREMENT = 10;
+/** Uploads of big files in flight per sync thread. */
 export const UPLOADS_PER_THREAD = 4;
-/** How long completions gather before their state is dropped in one LMDB transaction. */
-const FORGET_BATCH_MS = 50;
+/**
+ * Uploads in flight per sync thread when files are small (piscina concurrentTasksPerWorker):
+ * per-file latency (the ingest's group commit, an fsync) is hidden behind more calls on the
+ * same connection, and more files share each group commit. Files above SMALL_FILE_BYTES also
+ * need one of the UPLOADS_PER_THREAD big slots, so memory stays bounded as before.
+ */
+export const SMALL_UPLOADS_PER_THREAD = 16;
+export const SMALL_FILE_BYTES = 256 * 1024;
+/**
+ * How long completions gather before their state is dropped in one LMDB transaction. Each
+ * transaction is an fsync on the main thread: at 50 ms they were half the edge's CPU per small
+ * file. A crash before the batch commits only leaves records of vanished files (swept at start).
+ */
+const FORGET_BATCH_MS = 250;
+/**
+ * Claims are taken this many files at a time (one LMDB transaction, one fsync), up to
+ * CLAIM_BATCH_BYTES: small files share a transaction, big ones are not held from the janitor
+ * long before their upload starts.
+ */
+export const CLAIM_BATCH_FILES = 128;
+export const CLAIM_BATCH_BYTES = 32 * 1024 * 1024;
 /** Default sync_probe_interval_ms. */
 export const DEFAULT_PROBE_INTERVAL_MS = 5000;
 /** Local errors that say nothing about the file (ours are short of fds or memory, or it is being written). */
 const TRANSIENT_LOCAL = new Set(['EMFILE', 'ENFILE', 'ENOMEM', 'EAGAIN', 'EBUSY', 'EINTR', 'ETIMEDOUT', 'ESHRANK']);
-
-/** `p` is `dir` or below it. */
-function isInside(p: string, dir: string): boolean {
-  const rel = path.relative(dir, p);
-  return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel);
-}
-
-/** Files in a failed/ tree (not their `.reason` sidecars). */
-function* failedEntries(dir: string): Generator<string> {
-  let entries: fs.Dirent[];
-  try {
-    entries = fs.readdirSync(dir, { withFileTypes: true });
-  } catch {
-    return;
-  }
-  for (const e of entries) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) yield* failedEntries(p);
-    else if (e.isFile() && (!e.name.endsWith('.reason') || fs.existsSync(`${p}.reason`))) yield p;
-  }
-}
-
-/** What sits in `<stateDir>/failed/`: each file with the reason its `.reason` sidecar gives. */
-export function listFailed(stateDir: string): { file: string; reason: string }[] {
-  const out: { file: string; reason: string }[] = [];
-  for (const f of failedEntries(path.join(stateDir, FAILED_DIR_NAME))) {
-    let reason = '';
-    try {
-      reason = fs.readFileSync(`${f}.reason`, 'utf8').split('\n')[0] ?? '';
-    } catch {
-      /* no sidecar */
-    }
-    out.push({ file: f, reason });
-  }
-  return out;
-}
 
 /** Pending files and bytes as counted, and the monotonic `settled` totals at that moment. */
 interface Count {
@@ -222,6 +222,24 @@ function runUnlessAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
   });
 }
 
+/** A counting semaphore (big-file uploads in flight). */
+class Slots {
+  private readonly waiting: (() => void)[] = [];
+  constructor(private free: number) {}
+  take(): Promise<void> {
+    if (this.free > 0) {
+      this.free--;
+      return Promise.resolve();
+    }
+    return new Promise((r) => this.waiting.push(r));
+  }
+  give(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.free++;
+  }
+}
+
 function emptyResult(): SyncResult {
   return { uploaded: 0, alreadyHad: 0, bytes: 0, failed: 0, deferred: 0, errors: [] };
 }
@@ -233,10 +251,14 @@ export class SyncEngine extends EventEmitter {
   private readonly random: () => number;
   /** The ONE connectivity backoff: while it is not ready, no file is attempted. */
   private readonly link: Backoff;
+  /** The wire protocol's side of things the engine needs (probe, gaps); uploads use it in the pool. */
+  private readonly uploader: Uploader;
   private store: StateStore | undefined;
   /** Files this engine holds an upload lease on (claimed, not yet settled): renewed while the round runs. */
   private readonly leased = new Set<string>();
   private pool: Piscina | undefined;
+  /** The bandwidth cap's shared bucket: the same memory in every pool thread (link.ts). */
+  private readonly rateLimit: RateLimitShare | undefined;
   private client: DataSyncClient | undefined;
   /**
    * Which of several ingest addresses this edge uses. Each edge starts at a random one, so a
@@ -246,10 +268,8 @@ export class SyncEngine extends EventEmitter {
   /** Synced-and-deleted files whose state is dropped in the next batch (see forget). */
   private forgetting: { files: string[]; idKeys: string[] } = { files: [], idKeys: [] };
   private forgetTimer: NodeJS.Timeout | undefined;
-  private running = false;
-  private timer: NodeJS.Timeout | undefined;
-  private chain: Promise<unknown> = Promise.resolve();
-  private busy = 0;
+  /** One round at a time; the timer of scheduled rounds (shared with MemorySyncEngine). */
+  private readonly sched: RoundScheduler;
   private abort: AbortController | undefined;
   private gateFn: (() => boolean) | undefined;
   private readonly st = { uploadedFiles: 0, uploadedBytes: 0, alreadyHave: 0, failedFiles: 0 };
@@ -259,7 +279,8 @@ export class SyncEngine extends EventEmitter {
   /** clock time of the last Health call (the round's or the cadence's). */
   private lastProbeAt = 0;
   private readonly probeIntervalMs: number;
-  private failedOnDisk: number;
+  /** `<stateDir>/failed/`: files with a verdict (failed.ts). */
+  private readonly failed: FailedDir;
   /**
    * Pending accounting, right at any moment (an outage, a round stuck on a dead link): files
    * settled (uploaded, or moved to failed/) are counted monotonically; the backlog is the last
@@ -279,11 +300,24 @@ export class SyncEngine extends EventEmitter {
     this.clock = opts.clock ?? systemClock;
     this.random = opts.random ?? Math.random;
     this.link = new Backoff({ ...opts.backoff, clock: this.clock, random: this.random });
+    this.uploader = uploaderFor({ target: opts.ingest });
+    this.sched = new RoundScheduler({
+      tick: async () => {
+        await this.runScheduled();
+      },
+      nextDelay: () =>
+        nextTickDelay({ intervalMs: this.opts.intervalMs, now: this.clock.now(), backoffUntil: this.link.nextAttemptAt, offline: this.offline, lastProbeAt: this.lastProbeAt, probeIntervalMs: this.probeIntervalMs }),
+      onError: (e) => this.roundFailed(e),
+    });
     this.addrIdx = Math.floor(this.random() * addressesOf(opts.ingest).length);
     this.probeIntervalMs = opts.probeIntervalMs ?? DEFAULT_PROBE_INTERVAL_MS;
     if (!Number.isFinite(this.probeIntervalMs) || this.probeIntervalMs <= 0) throw new SyncError('file', `probeIntervalMs must be > 0 (got ${opts.probeIntervalMs})`);
-    this.failedOnDisk = 0;
-    for (const _ of failedEntries(path.join(opts.stateDir, FAILED_DIR_NAME))) this.failedOnDisk++;
+    if (opts.stallTimeoutMs !== undefined && !(opts.stallTimeoutMs > 0)) throw new SyncError('file', `stallTimeoutMs must be > 0 (got ${opts.stallTimeoutMs})`);
+    if (opts.maxBytesPerSecond !== undefined) {
+      if (!(opts.maxBytesPerSecond > 0)) throw new SyncError('file', `maxBytesPerSecond must be > 0 (got ${opts.maxBytesPerSecond})`);
+      this.rateLimit = createRateLimit(opts.maxBytesPerSecond);
+    }
+    this.failed = new FailedDir(opts.stateDir);
   }
 
   // ── lifecycle ────────────────────────────────────────────────────────────────
@@ -306,7 +340,7 @@ export class SyncEngine extends EventEmitter {
         idleTimeout: 30_000,
         // Several uploads in flight per thread: while one waits on the server's durable commit
         // (fsync, index) the next streams. One file per task still; each task one attempt.
-        concurrentTasksPerWorker: UPLOADS_PER_THREAD,
+        concurrentTasksPerWorker: SMALL_UPLOADS_PER_THREAD,
       });
     }
     return this.store;
@@ -329,19 +363,16 @@ export class SyncEngine extends EventEmitter {
 
   /** Scheduled sync every intervalMs (and sooner while a connectivity backoff expires). */
   async start(): Promise<void> {
-    if (this.running) return;
+    if (this.sched.running) return;
     this.open();
-    this.running = true;
-    this.schedule(this.opts.intervalMs);
+    this.sched.start(this.opts.intervalMs);
   }
 
   /** Stop scheduling, abort in-flight uploads (their files restart next run), release threads, LMDB and channels. */
   async stop(): Promise<void> {
-    this.running = false;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
+    this.sched.stop();
     this.abort?.abort();
-    await this.chain.catch(() => undefined);
+    await this.sched.settled();
     const pool = this.pool;
     this.pool = undefined;
     if (pool) await pool.destroy();
@@ -360,7 +391,26 @@ export class SyncEngine extends EventEmitter {
 
   /** Sync now, even while scheduled sync is off or a backoff is pending (one probe first). */
   syncNow(): Promise<SyncResult> {
-    return this.exclusive(() => this.round(true));
+    return this.exclusive(() => this.round(true)).catch((e: unknown) => {
+      this.roundFailed(e);
+      throw e;
+    });
+  }
+
+  /**
+   * A round (or probe) that could not run at all: a proto or TLS file missing or unreadable,
+   * TLS material refused when the client is made. Not a link failure (no backoff change), but
+   * the embedder must hear it: a sync error and stats().lastError, like a refused upload.
+   */
+  private roundFailed(e: unknown): void {
+    const err = e instanceof Error ? e : new Error(String(e));
+    // Our own errors keep their code; anything else (ENOENT, EACCES, a TLS error) is "sync unavailable".
+    const code = e instanceof EdgecapError ? e.code : ErrorCodes.UNAVAILABLE;
+    const message = `sync could not run: ${err.message}`;
+    const nextRetryAt = this.clock.now() + this.opts.intervalMs; // the next scheduled tick tries again
+    this.lastError = message;
+    log.error({ err, code }, message);
+    this.emit('sync-error', { message, code, nextRetryAt } satisfies SyncErrorEvent);
   }
 
   /**
@@ -369,7 +419,7 @@ export class SyncEngine extends EventEmitter {
    */
   async runScheduled(): Promise<SyncResult | undefined> {
     if (this.gateFn && !this.gateFn()) return undefined;
-    if (this.busy > 0) return undefined;
+    if (this.sched.busy) return undefined;
     if (!this.link.ready()) {
       // Offline: the backoff may be long (1 h); a cheap probe at a short fixed cadence notices
       // the link coming back, and then the round starts at once.
@@ -397,7 +447,7 @@ export class SyncEngine extends EventEmitter {
   private async probe(): Promise<boolean> {
     const timeoutMs = this.opts.probeTimeoutMs ?? 5000;
     let err: { code?: number; message: string } | undefined;
-    if (this.opts.ingest.protocol === 'viam') {
+    if (this.uploader.probe === 'connect') {
       this.lastProbeAt = this.clock.now();
       const client = this.mainClient() as unknown as grpc.Client;
       err = await new Promise<{ code?: number; message: string } | undefined>((resolve) => client.waitForReady(Date.now() + timeoutMs, (e) => resolve(e ? { code: 14, message: e.message } : undefined)));
@@ -422,39 +472,14 @@ export class SyncEngine extends EventEmitter {
 
   stats(): SyncStats {
     const p = this.pending();
-    const s: SyncStats = { ...this.st, pendingFiles: p.files, pendingBytes: p.bytes, failedOnDisk: this.failedOnDisk, offline: this.offline, running: this.running };
+    const s: SyncStats = { ...this.st, pendingFiles: p.files, pendingBytes: p.bytes, failedOnDisk: this.failed.onDisk, offline: this.offline, running: this.sched.running };
     if (this.lastError !== undefined) s.lastError = this.lastError;
     if (this.link.nextAttemptAt > 0) s.nextRetryAt = this.link.nextAttemptAt;
     return s;
   }
 
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    this.busy++;
-    const p = this.chain.then(fn, fn);
-    this.chain = p.catch(() => undefined).finally(() => this.busy--);
-    return p;
-  }
-
-  private schedule(delay: number): void {
-    if (!this.running) return;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.tick(), Math.max(10, delay));
-    this.timer.unref?.();
-  }
-
-  private async tick(): Promise<void> {
-    this.timer = undefined;
-    if (!this.running) return;
-    try {
-      await this.runScheduled();
-    } catch (e) {
-      log.error({ err: e }, 'scheduled sync failed');
-    }
-    const now = this.clock.now();
-    let wait = this.opts.intervalMs;
-    if (this.link.nextAttemptAt > now) wait = Math.min(wait, this.link.nextAttemptAt - now);
-    if (this.offline) wait = Math.min(wait, Math.max(0, this.lastProbeAt + this.probeIntervalMs - now));
-    this.schedule(wait);
+    return this.sched.exclusive(fn);
   }
 
   // ── one round ────────────────────────────────────────────────────────────────
@@ -469,9 +494,9 @@ export class SyncEngine extends EventEmitter {
     let watchdog: NodeJS.Timeout | undefined;
     let renew: NodeJS.Timeout | undefined;
     try {
-      // viam.app.datasync.v1 has no Health or ReportGaps: there the uploads themselves probe the link.
-      const viam = this.opts.ingest.protocol === 'viam';
-      const probe: { err?: grpc.ServiceError } = viam ? {} : await this.unary('Health', {}, this.opts.probeTimeoutMs ?? 5000);
+      // A protocol without Health (viam's): there the uploads themselves probe the link.
+      const health = this.uploader.probe === 'health';
+      const probe: { err?: grpc.ServiceError } = health ? await this.unary('Health', {}, this.opts.probeTimeoutMs ?? 5000) : {};
       if (probe.err) {
         const kind = classifyStatus(probe.err.code);
         this.linkFailure(kind, probe.err, res);
@@ -481,11 +506,11 @@ export class SyncEngine extends EventEmitter {
       }
       // The link is back. (A Health answer says nothing about the server's storage or our key:
       // a backoff those started is reset by an upload that goes through, not by a probe.)
-      if (!viam && this.offline) {
+      if (health && this.offline) {
         this.link.succeed();
         this.offline = false;
       }
-      if (!viam && !(await this.reportGaps(store, res))) {
+      if (this.uploader.reportsGaps && !(await this.reportGaps(store, res))) {
         res.deferred = this.countBacklog();
         return res;
       }
@@ -516,7 +541,8 @@ export class SyncEngine extends EventEmitter {
       const source = this.prepare(store, res, walk);
       const work = this.claimInBatches(store, source, this.opts.threads * UPLOADS_PER_THREAD, held, walk);
       let linkDown = false;
-      // Slow start: `threads` uploads first; the rest of the pipeline (threads × UPLOADS_PER_THREAD)
+      const bigSlots = new Slots(this.opts.threads * UPLOADS_PER_THREAD);
+      // Slow start: `threads` uploads first; the rest of the pipeline (threads × SMALL_UPLOADS_PER_THREAD)
       // joins only after one upload succeeded this round, so a link that fails right after the
       // probe costs at most `threads` attempts (no herd).
       let opened = false;
@@ -536,7 +562,9 @@ export class SyncEngine extends EventEmitter {
             continue;
           }
           let done: Awaited<ReturnType<typeof this.uploadOne>>;
+          const big = w.c.size > SMALL_FILE_BYTES;
           try {
+            if (big) await bigSlots.take();
             done = await this.uploadOne(store, w, abort.signal, res);
             progress++;
             this.leased.delete(w.c.path);
@@ -548,6 +576,8 @@ export class SyncEngine extends EventEmitter {
             log.warn({ err: e, file: w.c.path }, 'upload bookkeeping failed');
             res.deferred++;
             continue;
+          } finally {
+            if (big) bigSlots.give();
           }
           if (done === 'link') linkDown = true;
           if (done === 'ok' && !opened) {
@@ -557,7 +587,7 @@ export class SyncEngine extends EventEmitter {
         }
       };
       const bases = Promise.all(Array.from({ length: this.opts.threads }, () => runner(false))).finally(() => open());
-      const extras = this.opts.threads * (UPLOADS_PER_THREAD - 1);
+      const extras = this.opts.threads * (SMALL_UPLOADS_PER_THREAD - 1);
       await Promise.all([bases, ...Array.from({ length: extras }, () => runner(true))]);
       this.flushForgotten();
       // Claimed but never handed out (the link went down): deferred, released below.
@@ -818,16 +848,19 @@ export class SyncEngine extends EventEmitter {
    * no longer take them), and hand them out one by one. `held` lists the claimed files not yet
    * handed out: the round releases them when it ends early.
    */
-  private *claimInBatches(store: StateStore, source: Iterator<Work>, batch: number, held: Work[], walk: Count): Generator<Work> {
+  private *claimInBatches(store: StateStore, source: Iterator<Work>, minBatch: number, held: Work[], walk: Count): Generator<Work> {
+    const maxFiles = Math.max(minBatch, CLAIM_BATCH_FILES);
     for (;;) {
       if (held.length > 0) {
         yield held.shift()!;
         continue;
       }
       const take: Work[] = [];
+      let bytes = 0;
       for (let r = source.next(); !r.done; r = source.next()) {
         take.push(r.value);
-        if (take.length === batch) break;
+        bytes += r.value.c.size;
+        if (take.length >= maxFiles || (take.length >= minBatch && bytes >= CLAIM_BATCH_BYTES)) break;
       }
       if (take.length === 0) return;
       const won = store.claimUploads(take.map((w) => ({ file: w.c.path, init: { id: w.id, source: w.c.source, size: w.c.size } })), this.runId);
@@ -850,7 +883,10 @@ export class SyncEngine extends EventEmitter {
     const { c } = w;
     const task: UploadTask = { path: c.path, target: this.opts.ingest, addressIndex: this.addrIdx, meta: w.meta, chunkBytes: this.opts.chunkBytes ?? DEFAULT_CHUNK_BYTES };
     if (this.opts.uploadDeadlineMs !== undefined) task.deadlineMs = this.opts.uploadDeadlineMs;
+    if (this.opts.stallTimeoutMs !== undefined) task.stallTimeoutMs = this.opts.stallTimeoutMs;
+    if (this.rateLimit) task.rateLimit = this.rateLimit;
     if (w.format) task.format = w.format;
+    task.niceIncrement = this.opts.niceIncrement ?? SYNC_NICE_INCREMENT;
     let out: UploadOutcome;
     try {
       // No `signal` for piscina: it runs at most ONE abortable task per worker, which would undo
@@ -871,10 +907,12 @@ export class SyncEngine extends EventEmitter {
       let deleted = false;
       if (this.opts.deleteAfterSync !== false && !changed) {
         try {
-          fs.rmSync(c.path, { force: true });
+          // unlink, not rmSync: no lstat first, one syscall per synced file.
+          fs.unlinkSync(c.path);
           deleted = true;
         } catch (e) {
-          log.warn({ err: e, file: c.path }, 'synced file could not be deleted; it will be re-sent and answered ALREADY_HAVE');
+          if ((e as NodeJS.ErrnoException).code === 'ENOENT') deleted = true;
+          else log.warn({ err: e, file: c.path }, 'synced file could not be deleted; it will be re-sent and answered ALREADY_HAVE');
         }
       }
       // Deleted: its state goes with it, batched with other completions (a crash before the
@@ -987,25 +1025,9 @@ export class SyncEngine extends EventEmitter {
     }
   }
 
-  /** `<stateDir>/failed/<rel>` (capture) or `<stateDir>/failed/additional/<root name>/<rel>`, plus `<file>.reason`. */
+  /** Move `c` to failed/ (failed.ts) and record the verdict: a `file-failed` event. */
   private moveToFailed(store: StateStore, c: Candidate, reason: string): void {
-    const base = this.failedDir();
-    let dest = c.source === 'capture' ? path.join(base, ...c.rel.split('/')) : path.join(base, 'additional', path.basename(c.root), ...c.rel.split('/'));
-    for (let i = 1; fs.existsSync(dest); i++) dest = `${dest.replace(/\.\d+$/, '')}.${i}`;
-    try {
-      fs.mkdirSync(path.dirname(dest), { recursive: true, mode: 0o700 });
-      try {
-        fs.renameSync(c.path, dest);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
-        fs.copyFileSync(c.path, dest);
-        fs.rmSync(c.path);
-      }
-      this.failedOnDisk++;
-      fs.writeFileSync(`${dest}.reason`, `${reason}\nsource: ${c.path}\ntime: ${new Date(this.clock.now()).toISOString()}\n`);
-    } catch (e) {
-      log.error({ err: e, file: c.path }, 'could not move failed file');
-    }
+    const dest = this.failed.put(c, reason, this.clock.now());
     store.failUpload(c.path, this.runId, reason);
     this.st.failedFiles++;
     this.lastError = `${c.path}: ${reason}`;
@@ -1013,90 +1035,21 @@ export class SyncEngine extends EventEmitter {
     this.emit('file-failed', { path: c.path, reason, dest } satisfies FileFailedEvent);
   }
 
-  private failedDir(): string {
-    return path.join(this.opts.stateDir, FAILED_DIR_NAME);
-  }
-
   /**
-   * Move every file in failed/ back where it came from (the `source:` line of its `.reason`),
-   * pending again with a fresh attempt count: `edgecap sync --retry-failed`. A file whose place
-   * is taken, or that would land outside the capture dir and additional_sync_paths, stays.
+   * Move every file in failed/ back where it came from, pending again with a fresh attempt
+   * count: `edgecap sync --retry-failed` (see FailedDir.moveBack).
    */
   retryFailed(): Promise<RetryFailedResult> {
-    return this.exclusive(async () => this.moveFailedBack());
-  }
-
-  private moveFailedBack(): RetryFailedResult {
-    const store = this.open();
-    const base = this.failedDir();
-    const roots = [path.resolve(this.opts.captureDir), ...this.opts.additionalSyncPaths.map((r) => path.resolve(r))];
-    const out: RetryFailedResult = { moved: 0, errors: [] };
-    for (const f of [...failedEntries(base)]) {
-      const reasonFile = `${f}.reason`;
-      let src: string | undefined;
-      try {
-        src = /^source: (.+)$/m.exec(fs.readFileSync(reasonFile, 'utf8'))?.[1];
-      } catch {
-        src = undefined;
-      }
-      if (!src) {
-        // No reason file: a capture file's place follows from its path under failed/.
-        const rel = path.relative(base, f);
-        if (!rel.startsWith(`additional${path.sep}`)) src = path.join(this.opts.captureDir, rel);
-      }
-      if (!src || !roots.some((r) => isInside(path.resolve(src!), r))) {
-        out.errors.push(`${f}: cannot tell where it came from (or it is no longer under a synced path); left in failed/`);
-        continue;
-      }
-      src = path.resolve(src);
-      if (fs.existsSync(src)) {
-        out.errors.push(`${f}: ${src} exists again; left in failed/`);
-        continue;
-      }
-      try {
-        fs.mkdirSync(path.dirname(src), { recursive: true });
+    return this.exclusive(async () => {
+      const store = this.open();
+      const roots = [this.opts.captureDir, ...this.opts.additionalSyncPaths];
+      return this.failed.moveBack(roots, this.opts.captureDir, (src) => {
         try {
-          fs.renameSync(f, src);
+          store.reopenFile(src);
         } catch (e) {
-          if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
-          fs.copyFileSync(f, src);
-          fs.rmSync(f);
+          log.warn({ err: e, file: src }, 'moved back, but its record could not be reopened (another process holds it)');
         }
-      } catch (e) {
-        out.errors.push(`${f}: could not move it back to ${src}: ${(e as Error).message}`);
-        continue;
-      }
-      fs.rmSync(reasonFile, { force: true });
-      try {
-        store.reopenFile(src);
-      } catch (e) {
-        log.warn({ err: e, file: src }, 'moved back, but its record could not be reopened (another process holds it)');
-      }
-      this.failedOnDisk = Math.max(0, this.failedOnDisk - 1);
-      out.moved++;
-      log.info({ file: src, from: f }, 'failed file moved back for another try');
-    }
-    this.pruneEmptyDirs(base);
-    return out;
-  }
-
-  /** Remove empty folders under `dir` (left by retryFailed), not `dir` itself. */
-  private pruneEmptyDirs(dir: string): void {
-    let entries: fs.Dirent[];
-    try {
-      entries = fs.readdirSync(dir, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of entries) {
-      if (!e.isDirectory()) continue;
-      const p = path.join(dir, e.name);
-      this.pruneEmptyDirs(p);
-      try {
-        fs.rmdirSync(p);
-      } catch {
-        // not empty
-      }
-    }
+      });
+    });
   }
 }

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
-import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { loadSyncProto, type DataSyncClient } from '@edgecap/proto';
+import { isLoopback } from '@edgecap/core';
 import { SyncConfigError } from './errors.js';
 
 /** Where and how to reach the ingest server. */
@@ -27,7 +27,14 @@ export interface IngestTarget {
   serverName?: string;
   /** Wire protocol: edgecap.sync.v1 (default) or viam-server's viam.app.datasync.v1 (see @edgecap/viam). */
   protocol?: 'edgecap' | 'viam';
+  /** HTTP/2 keepalive ping interval while calls run, ms (default 30000). */
+  keepaliveMs?: number;
+  /** How long a keepalive ping may go unanswered before the connection is dropped, ms (default 10000). */
+  keepaliveTimeoutMs?: number;
 }
+
+export const DEFAULT_KEEPALIVE_MS = 30_000;
+export const DEFAULT_KEEPALIVE_TIMEOUT_MS = 10_000;
 
 export const DEFAULT_CHUNK_BYTES = 1024 * 1024;
 /** Flow-control window and message limits: a 1 MiB chunk must never wait on a 64 KiB window. */
@@ -40,22 +47,8 @@ export function addressesOf(t: IngestTarget): string[] {
   return list;
 }
 
-/** Host part of `host:port`, `[v6]:port`, `dns:///host:port`, `ipv4:host:port`. */
-export function hostOf(address: string): string {
-  let a = address.replace(/^dns:(\/\/[^/]*\/)?/, '').replace(/^ipv[46]:/, '').replace(/^\/+/, '');
-  if (a.startsWith('[')) return a.slice(1, a.indexOf(']'));
-  const colons = a.split(':').length - 1;
-  if (colons === 1) a = a.slice(0, a.lastIndexOf(':'));
-  return a;
-}
-
-export function isLoopback(address: string): boolean {
-  const h = hostOf(address).toLowerCase();
-  if (h === 'localhost' || h.endsWith('.localhost')) return true;
-  if (net.isIPv4(h)) return h.startsWith('127.');
-  if (net.isIPv6(h)) return h === '::1' || h.startsWith('::ffff:127.');
-  return false;
-}
+// One parser of addresses for the config check and this one (a leaf in core: no gRPC to load).
+export { hostOf, isLoopback } from '@edgecap/core';
 
 /** Validate a target up front: plain text is allowed only to loopback; the CA file must exist. */
 export function checkTarget(t: IngestTarget): void {
@@ -80,8 +73,12 @@ export function channelOptions(t: IngestTarget): grpc.ChannelOptions {
     'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW,
     'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
     'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
-    'grpc.keepalive_time_ms': 30_000,
-    'grpc.keepalive_timeout_ms': 10_000,
+    'grpc.keepalive_time_ms': t.keepaliveMs ?? DEFAULT_KEEPALIVE_MS,
+    'grpc.keepalive_timeout_ms': t.keepaliveTimeoutMs ?? DEFAULT_KEEPALIVE_TIMEOUT_MS,
+    // No per-call retry buffer (retries are off anyway): grpc-js would otherwise complete the
+    // first MiB of writes at once, before the bytes reach the transport, and the slow-link window
+    // (link.ts) could not tell what is really queued ahead of the link.
+    'grpc.per_rpc_retry_buffer_size': 0,
     'grpc.initial_reconnect_backoff_ms': 200,
     'grpc.max_reconnect_backoff_ms': 5_000,
     // Our own backoff decides retries; a fresh channel per address is what fail-over rotates.
@@ -106,9 +103,30 @@ export function addressAt(t: IngestTarget, i: number): string {
   return list[((i % list.length) + list.length) % list.length]!;
 }
 
+/**
+ * An UploadRequest written with this key set to its encoded bytes is sent as those bytes (the
+ * chunk read into a buffer with room for its tag and length in front: upload.ts frameChunk),
+ * not encoded again by protobufjs, which would copy the chunk.
+ */
+export const PREFRAMED = Symbol('edgecap.sync.preframed');
+
+let ctor: grpc.ServiceClientConstructor | undefined;
+
+/** DataSync's client class, with Upload's serializer taking PREFRAMED messages as they are. */
+function dataSyncClientClass(): grpc.ServiceClientConstructor {
+  if (!ctor) {
+    const svc = loadSyncProto().edgecap.sync.v1.DataSync.service;
+    const up = svc.Upload!;
+    const encode = up.requestSerialize;
+    const def: grpc.ServiceDefinition = { ...svc, Upload: { ...up, requestSerialize: (m: Record<symbol, unknown>) => (m[PREFRAMED] as Buffer | undefined) ?? encode(m) } };
+    ctor = grpc.makeClientConstructor(def, 'edgecap.sync.v1.DataSync');
+  }
+  return ctor;
+}
+
 export function makeClient(t: IngestTarget, addressIndex: number, extra: grpc.ChannelOptions = {}): DataSyncClient {
   const address = addressAt(t, addressIndex);
-  const Ctor = loadSyncProto().edgecap.sync.v1.DataSync;
+  const Ctor = dataSyncClientClass();
   return new Ctor(address, credentialsFor(t), { ...channelOptions(t), ...extra }) as unknown as DataSyncClient;
 }
 

@@ -1,22 +1,32 @@
 /**
- * One upload attempt of one file (the body of a sync worker thread; also callable in-process).
+ * One upload attempt of one file over edgecap.sync.v1 (the edgecap Uploader, uploader.ts; the
+ * body of a sync worker thread; also callable in-process).
  *
- *   open fd ─► read (≤ 16 MiB: whole file into memory, once) + sha256 ─► Upload stream: [metadata] [chunk] ... end
- *                                                      ◄── UploadResponse (after durable commit)
+ *   ≤ 1 MiB: blocking open/fstat/read/close (no thread-pool hops) ─┐
+ *   ≤ 16 MiB: async reads, whole file into memory ─────────────────┼─ sha256 as read (one pass)
+ *   bigger: sha256 pass, then a second pass streaming chunks ──────┘
+ *      ─► Upload stream: [metadata] [chunk] ... end   ◄── UploadResponse (after durable commit)
+ *
+ * In memory each chunk has a few free bytes before it (layoutFor): its protobuf tag and length
+ * are written there and the message goes to grpc-js pre-encoded (target.ts PREFRAMED), so the
+ * chunk is not copied by the encoder.
+ *
+ * Each chunk waits for the edge-wide bandwidth cap (if set) and for room in the connection's
+ * window of unacknowledged bytes (link.ts). No fixed deadline: a watchdog cuts the call when it
+ * makes no progress (a write completing, or bytes acknowledged) for sync_stall_timeout_ms.
  *
  * Never retries and never sleeps: a failure is returned as data ({kind, grpcCode, message}) and
  * the engine decides (connectivity gate, per-file backoff, failed/). So a retrying file can
  * never hold a pool thread hostage.
  */
 import crypto from 'node:crypto';
+import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { DataSyncClient, FileMetadata, UploadResponse__Output } from '@edgecap/proto';
-import { AccessTokens, ViamDataError, createAuthClient, createViamClient, uploadViam, viamCaptureToEdgecap, type AuthServiceClient, type DataSyncServiceClient as ViamClient } from '@edgecap/viam';
 import { classifyStatus, type FailureKind } from './errors.js';
-import { DEFAULT_CHUNK_BYTES, addressAt, callMetadata, channelOptions, credentialsFor, makeClient, type IngestTarget } from './target.js';
+import { DEFAULT_STALL_TIMEOUT_MS, LinkMonitor, MAX_TARGET_QUEUE_MS, MIN_WINDOW_BYTES, capPiece, takeBytes, type RateLimitShare } from './link.js';
+import { DEFAULT_CHUNK_BYTES, DEFAULT_KEEPALIVE_TIMEOUT_MS, PREFRAMED, callMetadata, makeClient, type IngestTarget } from './target.js';
 
 export interface UploadTask {
   path: string;
@@ -25,10 +35,19 @@ export interface UploadTask {
   /** Metadata minus what the worker computes (size, sha256, mtime_ms). */
   meta: Omit<FileMetadata, 'size' | 'sha256' | 'mtime_ms'>;
   chunkBytes?: number;
-  /** Overall deadline for the call, ms; default 120 s + 1 s per 256 KiB. */
+  /**
+   * Absolute deadline for the call, ms (default none: the stall watchdog decides). The viam
+   * protocol keeps its own default (120 s + 1 s per 256 KiB).
+   */
   deadlineMs?: number;
+  /** sync_stall_timeout_ms: no progress for this long cuts the call (default 60000). */
+  stallTimeoutMs?: number;
+  /** sync_max_bytes_per_second: the edge-wide bucket, shared by every thread (link.ts). */
+  rateLimit?: RateLimitShare;
   /** 'viam': a viam-server `.capture` file found in the capture dir (default: edgecap's own format). */
   format?: 'edgecap' | 'viam';
+  /** Lower the running sync thread's priority by this much (Linux: per thread; see worker.ts). */
+  niceIncrement?: number;
 }
 
 /**
@@ -52,10 +71,15 @@ export type UploadOutcome =
   | { ok: false; kind: FailureKind | 'local'; grpcCode?: number; errno?: string; message: string };
 
 const clients = new Map<string, DataSyncClient>();
+const links = new WeakMap<DataSyncClient, LinkMonitor>();
+
+function clientKey(t: IngestTarget, idx: number): string {
+  return `${JSON.stringify(t)}#${idx}`;
+}
 
 /** One channel per (target, address) per thread, reused across tasks. */
 function clientFor(t: IngestTarget, idx: number): DataSyncClient {
-  const key = `${JSON.stringify(t)}#${idx}`;
+  const key = clientKey(t, idx);
   let c = clients.get(key);
   if (!c) {
     c = makeClient(t, idx);
@@ -64,11 +88,40 @@ function clientFor(t: IngestTarget, idx: number): DataSyncClient {
   return c;
 }
 
+/** The link monitor of a channel (one per channel: its uploads share one connection's queue). */
+export function linkFor(c: DataSyncClient, t: IngestTarget, stallTimeoutMs: number): LinkMonitor {
+  let l = links.get(c);
+  if (!l) {
+    const targetQueueMs = Math.min(MAX_TARGET_QUEUE_MS, (t.keepaliveTimeoutMs ?? DEFAULT_KEEPALIVE_TIMEOUT_MS) / 4);
+    l = new LinkMonitor(c, { stallTimeoutMs, targetQueueMs, metadata: () => callMetadata(t) });
+    links.set(c, l);
+  }
+  return l;
+}
+
+/** A stalled connection: the next attempt gets a fresh one instead of queueing behind it. */
+function dropClient(t: IngestTarget, idx: number, c: DataSyncClient): void {
+  const key = clientKey(t, idx);
+  if (clients.get(key) === c) {
+    clients.delete(key);
+    links.get(c)?.close();
+    c.close();
+  }
+}
+
 export function closeClients(): void {
-  for (const c of clients.values()) c.close();
+  for (const c of clients.values()) {
+    links.get(c)?.close();
+    c.close();
+  }
   clients.clear();
-  for (const c of viamClients.values()) c.close();
-  viamClients.clear();
+  for (const close of closers) close();
+}
+
+/** Other protocols' channel caches (uploader.ts), closed with ours. */
+const closers: (() => void)[] = [];
+export function onCloseClients(fn: () => void): void {
+  closers.push(fn);
 }
 
 async function hashFile(fh: fs.FileHandle, size: number, chunk: number): Promise<Buffer> {
@@ -88,54 +141,167 @@ async function hashFile(fh: fs.FileHandle, size: number, chunk: number): Promise
 /** Files up to this size are read once, into memory (a few in flight per thread). */
 export const WHOLE_READ_BYTES = 16 * 1024 * 1024;
 
-async function readWhole(fh: fs.FileHandle, size: number): Promise<Buffer> {
-  const buf = Buffer.allocUnsafe(size);
-  let pos = 0;
-  while (pos < size) {
-    const { bytesRead } = await fh.read(buf, pos, size - pos, pos);
-    if (bytesRead === 0) break;
-    pos += bytesRead;
+/**
+ * Bytes kept free before each chunk in memory: the protobuf tag and length of the chunk field
+ * are written there, so the message handed to grpc-js is a view of the bytes as read (no copy
+ * by the protobuf encoder; grpc-js's own 5-byte framing copy is the only one left).
+ */
+const RESERVE = 6;
+
+/** A file in memory as chunks, each with RESERVE free bytes before it. */
+interface Layout {
+  buf: Buffer;
+  /** Offset in buf of chunk i; file position i × chunk. */
+  offs: number[];
+  lens: number[];
+}
+
+function layoutFor(size: number, chunk: number): Layout {
+  const n = Math.max(1, Math.ceil(size / chunk));
+  const buf = Buffer.allocUnsafe(size + n * RESERVE);
+  const offs: number[] = [];
+  const lens: number[] = [];
+  for (let i = 0, pos = 0; i < n; i++) {
+    const len = Math.min(chunk, size - pos);
+    offs.push(i * (chunk + RESERVE) + RESERVE);
+    lens.push(len);
+    pos += len;
   }
-  if (pos !== size) throw Object.assign(new Error(`file shrank while reading (${pos} of ${size} bytes)`), { code: 'ESHRANK' });
-  return buf;
+  return { buf, offs, lens };
+}
+
+/** The encoded UploadRequest{chunk} around buf[off, off+len): tag and length go into the reserve before it. */
+export function frameChunk(buf: Buffer, off: number, len: number): Buffer {
+  let k = 1;
+  for (let x = len; x >= 0x80; x = Math.floor(x / 128)) k++;
+  const start = off - k - 1;
+  buf[start] = 0x12; // field 2 (chunk), wire type 2 (length-delimited)
+  let w = start + 1;
+  let x = len;
+  while (x >= 0x80) {
+    buf[w++] = (x & 0x7f) | 0x80;
+    x = Math.floor(x / 128);
+  }
+  buf[w] = x;
+  return buf.subarray(start, off + len);
+}
+
+function shrank(pos: number, size: number): Error {
+  return Object.assign(new Error(`file shrank while reading (${pos} of ${size} bytes)`), { code: 'ESHRANK' });
+}
+
+/** Read a whole file into a layout, hashing chunk by chunk as read (one pass). */
+async function readWhole(fh: fs.FileHandle, size: number, chunk: number, h: crypto.Hash): Promise<Layout> {
+  const l = layoutFor(size, chunk);
+  for (let i = 0; i < l.offs.length; i++) {
+    let got = 0;
+    while (got < l.lens[i]!) {
+      const { bytesRead } = await fh.read(l.buf, l.offs[i]! + got, l.lens[i]! - got, i * chunk + got);
+      if (bytesRead === 0) throw shrank(i * chunk + got, size);
+      got += bytesRead;
+    }
+    h.update(l.buf.subarray(l.offs[i]!, l.offs[i]! + l.lens[i]!));
+  }
+  return l;
+}
+
+/**
+ * Files up to this size are read with blocking calls on the worker thread: four thread-pool
+ * hops (open, fstat, read, close) cost more CPU than reading a few KiB, and the other uploads
+ * of the thread wait well under a millisecond.
+ */
+export const SYNC_READ_BYTES = 1024 * 1024;
+
+/** A small file, read whole with blocking calls (stat first: see ReadIdentity), hashed as read. */
+function readSmall(file: string, chunk: number, h: crypto.Hash): { st: fsSync.Stats; whole: Layout } | undefined {
+  const fd = fsSync.openSync(file, 'r');
+  try {
+    const st = fsSync.fstatSync(fd);
+    if (st.size > SYNC_READ_BYTES) return undefined;
+    const l = layoutFor(st.size, chunk);
+    for (let i = 0; i < l.offs.length; i++) {
+      let got = 0;
+      while (got < l.lens[i]!) {
+        const n = fsSync.readSync(fd, l.buf, l.offs[i]! + got, l.lens[i]! - got, i * chunk + got);
+        if (n === 0) throw shrank(i * chunk + got, st.size);
+        got += n;
+      }
+      h.update(l.buf.subarray(l.offs[i]!, l.offs[i]! + l.lens[i]!));
+    }
+    return { st, whole: l };
+  } finally {
+    fsSync.closeSync(fd);
+  }
 }
 
 export async function uploadFile(task: UploadTask, client?: DataSyncClient): Promise<UploadOutcome> {
   const chunk = task.chunkBytes ?? DEFAULT_CHUNK_BYTES;
-  let fh: fs.FileHandle;
+  const hash = crypto.createHash('sha256');
+  let small: ReturnType<typeof readSmall>;
   try {
-    fh = await fs.open(task.path, 'r');
+    small = readSmall(task.path, chunk, hash);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    return { ok: false, kind: 'local', errno: err.code, message: `cannot open ${task.path}: ${err.message}` };
+    const what = err.syscall === 'open' ? 'open' : 'read';
+    return { ok: false, kind: 'local', errno: err.code, message: `cannot ${what} ${task.path}: ${err.message}` };
+  }
+  let fh: fs.FileHandle | undefined;
+  if (!small) {
+    try {
+      fh = await fs.open(task.path, 'r');
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      return { ok: false, kind: 'local', errno: err.code, message: `cannot open ${task.path}: ${err.message}` };
+    }
   }
   try {
-    const st = await fh.stat();
+    const st = small ? small.st : await fh!.stat();
     const size = st.size;
     let sha: Buffer;
-    // Files up to WHOLE_READ_BYTES are read once into memory, hashed and sent from there (one
-    // read pass); bigger ones are hashed in a first pass and streamed in a second.
-    let whole: Buffer | undefined;
+    // Files up to WHOLE_READ_BYTES are read once into memory, hashed as read and sent from
+    // there (one read pass); bigger ones are hashed in a first pass and streamed in a second.
+    let whole: Layout | undefined = small?.whole;
     try {
-      if (size <= WHOLE_READ_BYTES) {
-        whole = await readWhole(fh, size);
-        sha = crypto.createHash('sha256').update(whole).digest();
-      } else sha = await hashFile(fh, size, chunk);
+      if (whole) sha = hash.digest();
+      else if (size <= WHOLE_READ_BYTES) {
+        whole = await readWhole(fh!, size, chunk, hash);
+        sha = hash.digest();
+      } else sha = await hashFile(fh!, size, chunk);
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
       return { ok: false, kind: 'local', errno: err.code, message: `cannot read ${task.path}: ${err.message}` };
     }
     const c = client ?? clientFor(task.target, task.addressIndex);
-    const deadline = Date.now() + (task.deadlineMs ?? 120_000 + Math.ceil(size / (256 * 1024)) * 1000);
+    const stallMs = task.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
+    const link = linkFor(c, task.target, stallMs);
+    const cap = task.rateLimit;
+    const opts: grpc.CallOptions = task.deadlineMs !== undefined ? { deadline: Date.now() + task.deadlineMs } : {};
     return await new Promise<UploadOutcome>((resolve) => {
       let settled = false;
-      const done = (o: UploadOutcome): void => {
-        if (!settled) {
-          settled = true;
-          resolve(o);
-        }
+      /** Issued bytes of this call whose write has not completed (returned to the link if the call ends first). */
+      let pending = 0;
+      let lastProgress = Date.now();
+      const progress = (): void => {
+        lastProgress = Date.now();
       };
-      const call = c.Upload(callMetadata(task.target), { deadline }, (err: grpc.ServiceError | null, res?: UploadResponse__Output) => {
+      const unsubscribe = link.onAck(progress);
+      const watchdog = setInterval(() => {
+        if (Date.now() - lastProgress <= stallMs) return;
+        done({ ok: false, kind: 'link', grpcCode: grpc.status.DEADLINE_EXCEEDED, message: `upload stalled: no progress for ${stallMs} ms (sync_stall_timeout_ms); the connection is dropped and the file retried` });
+        call.cancel();
+        if (!client) dropClient(task.target, task.addressIndex, c);
+      }, Math.max(50, Math.min(1000, stallMs / 4)));
+      const done = (o: UploadOutcome): void => {
+        if (settled) return;
+        settled = true;
+        clearInterval(watchdog);
+        unsubscribe();
+        if (pending > 0) link.abandon(pending);
+        pending = 0;
+        link.poke();
+        resolve(o);
+      };
+      const call = c.Upload(callMetadata(task.target), opts, (err: grpc.ServiceError | null, res?: UploadResponse__Output) => {
         if (err) {
           done({ ok: false, kind: classifyStatus(err.code), grpcCode: err.code, message: err.details || err.message });
           return;
@@ -148,37 +314,75 @@ export async function uploadFile(task: UploadTask, client?: DataSyncClient): Pro
         done({ ok: true, status: res.status === 'UPLOAD_STATUS_COMMITTED' ? 'committed' : 'already_have', bytes: size, sha256: sha.toString('hex'), read: identityOf(st) });
       });
       // Respect HTTP/2 back-pressure; a call that ended (status/error) also releases the writer.
-      const write = (msg: object): Promise<void> =>
+      // Every write counts toward the link's window when issued, and as progress when it completes.
+      const write = (msg: { chunk?: Buffer; metadata?: object; [PREFRAMED]?: Buffer }): Promise<void> =>
         new Promise<void>((res) => {
-          if (settled || call.write(msg)) return res();
+          if (settled) return res();
+          const n = msg.chunk?.length ?? 0;
+          link.issue(n);
+          pending += n;
+          const ok = call.write(msg, () => {
+            if (settled) return;
+            pending -= n;
+            link.wrote(n);
+            progress();
+          });
+          if (ok) return res();
           const go = (): void => {
             call.off('drain', go).off('status', go).off('error', go);
             res();
           };
           call.on('drain', go).on('status', go).on('error', go);
         });
+      const cancelled = (): boolean => settled;
+      /** Largest chunk message now: half the link's window (so a probe's answer frees room), and the cap's piece. */
+      const piece = (): number => Math.min(chunk, Math.max(MIN_WINDOW_BYTES, Math.floor(link.window / 2)), cap ? capPiece(cap) : chunk);
+      /** `framed`: the encoded message around `buf` (frameChunk), sent as is. */
+      const send = async (buf: Buffer, framed?: Buffer): Promise<void> => {
+        if (cap) await takeBytes(cap, buf.length);
+        if (settled) return;
+        await link.room(buf.length, cancelled);
+        if (settled) return;
+        await write(framed ? { chunk: buf, [PREFRAMED]: framed } : { chunk: buf });
+      };
       call.on('error', () => undefined); // reported through the callback
       void (async () => {
         try {
           await write({ metadata: { ...task.meta, size, sha256: sha, mtime_ms: Math.floor(st.mtimeMs) } });
           let pos = 0;
           if (whole) {
-            // Views of one buffer nobody writes to again: grpc-js may serialise them later.
-            while (pos < size && !settled) {
-              const n = Math.min(chunk, size - pos);
-              await write({ chunk: whole.subarray(pos, pos + n) });
-              pos += n;
+            // Views of one buffer nobody writes to again: grpc-js may serialise them later. A
+            // whole chunk goes pre-framed; a smaller piece (slow link, bandwidth cap) as a view.
+            const { buf, offs, lens } = whole;
+            for (let i = 0; i < offs.length && !settled; i++) {
+              const len = lens[i]!;
+              if (len === 0) continue;
+              if (piece() >= len) {
+                await send(buf.subarray(offs[i]!, offs[i]! + len), frameChunk(buf, offs[i]!, len));
+                pos += len;
+                continue;
+              }
+              for (let at = 0; at < len && !settled; ) {
+                const n = Math.min(piece(), len - at);
+                await send(buf.subarray(offs[i]! + at, offs[i]! + at + n));
+                at += n;
+                pos += n;
+              }
             }
           }
           while (pos < size && !settled) {
             // A fresh buffer per chunk: grpc-js may still hold the previous one while serialising.
-            const buf = Buffer.allocUnsafe(Math.min(chunk, size - pos));
-            const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+            const n = Math.min(piece(), size - pos);
+            const buf = Buffer.allocUnsafe(RESERVE + n);
+            const { bytesRead } = await fh!.read(buf, RESERVE, n, pos);
             if (bytesRead === 0) throw Object.assign(new Error(`file shrank during upload at byte ${pos} of ${size}`), { code: 'ESHRANK' });
-            await write({ chunk: bytesRead === buf.length ? buf : buf.subarray(0, bytesRead) });
+            await send(buf.subarray(RESERVE, RESERVE + bytesRead), frameChunk(buf, RESERVE, bytesRead));
             pos += bytesRead;
           }
+          if (settled) return;
           call.end();
+          // Learn when the tail reaches the server: progress for the watchdog while it drains.
+          await link.drained(cancelled);
         } catch (e) {
           const err = e as NodeJS.ErrnoException;
           call.cancel();
@@ -187,82 +391,7 @@ export async function uploadFile(task: UploadTask, client?: DataSyncClient): Pro
       })();
     });
   } finally {
-    await fh.close().catch(() => undefined);
+    await fh?.close().catch(() => undefined);
   }
 }
 
-const viamClients = new Map<string, ViamClient | AuthServiceClient>();
-const accessTokens = new AccessTokens();
-const AUTHENTICATE_DEADLINE_MS = 10_000;
-
-/** One viam channel (data sync or auth) per (target, address) per thread, reused across tasks. */
-function viamClientFor<C extends ViamClient | AuthServiceClient>(t: IngestTarget, address: string, kind: 'sync' | 'auth'): C {
-  const key = `${JSON.stringify(t)}#${address}#${kind}`;
-  let c = viamClients.get(key);
-  if (!c) {
-    c = kind === 'sync' ? createViamClient(address, credentialsFor(t), channelOptions(t)) : createAuthClient(address, credentialsFor(t), channelOptions(t));
-    viamClients.set(key, c);
-  }
-  return c as C;
-}
-
-/**
- * One upload attempt over viam.app.datasync.v1 (`target.protocol: 'viam'`), or of a viam-server
- * `.capture` file over edgecap's protocol (converted to an edgecap capture file whose id is the
- * viam dedup key). Same outcome contract as uploadFile.
- */
-export async function uploadViamTask(task: UploadTask): Promise<UploadOutcome> {
-  const partId = String(task.meta.part_id ?? '');
-  const tags = [...(task.meta.tags ?? [])];
-  // Stat before reading: a change after this shows in the identity the engine re-checks.
-  let read: ReadIdentity;
-  try {
-    read = identityOf(await fs.stat(task.path));
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    return { ok: false, kind: 'local', errno: err.code, message: `cannot open ${task.path}: ${err.message}` };
-  }
-  if (task.target.protocol !== 'viam') {
-    let conv: ReturnType<typeof viamCaptureToEdgecap>;
-    try {
-      conv = viamCaptureToEdgecap(await fs.readFile(task.path), partId, tags);
-    } catch (e) {
-      if (e instanceof ViamDataError) return { ok: false, kind: 'rejected', message: `${task.path}: ${e.message}` };
-      const err = e as NodeJS.ErrnoException;
-      return { ok: false, kind: 'local', errno: err.code, message: `cannot read ${task.path}: ${err.message}` };
-    }
-    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'edgecap-viam-'));
-    try {
-      const tmp = path.join(dir, 'converted.capture');
-      await fs.writeFile(tmp, conv.bytes, { mode: 0o600 });
-      const data_type = conv.type === 'binary' ? 'DATA_TYPE_BINARY' : 'DATA_TYPE_TABULAR';
-      const out = await uploadFile({ ...task, path: tmp, format: 'edgecap', meta: { ...task.meta, file_id: conv.fileId, data_type } });
-      return out.ok ? { ...out, read } : out;
-    } finally {
-      await fs.rm(dir, { recursive: true, force: true }).catch(() => undefined);
-    }
-  }
-  const kind = task.format === 'viam' ? 'viam-capture' : task.meta.data_type === 'DATA_TYPE_FILE' ? 'file' : 'capture';
-  const vt: Parameters<typeof uploadViam>[0] = { path: task.path, kind, partId, tags };
-  if (task.meta.file_name) vt.fileName = task.meta.file_name;
-  const address = addressAt(task.target, task.addressIndex);
-  const { apiKey, apiKeyId } = task.target;
-  if (apiKey && apiKeyId) {
-    // viam's handshake: the key (id + secret) buys an access token; the token rides on the calls.
-    try {
-      vt.apiKey = await accessTokens.get(viamClientFor<AuthServiceClient>(task.target, address, 'auth'), address, apiKeyId, apiKey, AUTHENTICATE_DEADLINE_MS);
-    } catch (e) {
-      const err = e as grpc.ServiceError;
-      return { ok: false, kind: classifyStatus(err.code), grpcCode: err.code, message: `Authenticate as ${apiKeyId} failed: ${err.details || err.message}` };
-    }
-  } else if (apiKey) vt.apiKey = apiKey;
-  if (task.deadlineMs !== undefined) vt.deadlineMs = task.deadlineMs;
-  const out = await uploadViam(vt, viamClientFor<ViamClient>(task.target, address, 'sync'));
-  if (!out.ok && out.kind === 'status' && out.grpcCode === grpc.status.UNAUTHENTICATED && apiKeyId) accessTokens.invalidate(address, apiKeyId);
-  if (out.ok) return { ok: true, status: out.status, bytes: out.bytes, sha256: out.sha256, read };
-  if (out.kind === 'status') return { ok: false, kind: classifyStatus(out.grpcCode), grpcCode: out.grpcCode, message: out.message };
-  if (out.kind === 'invalid') return { ok: false, kind: 'rejected', message: out.message };
-  const local: UploadOutcome = { ok: false, kind: 'local', message: out.message };
-  if (out.errno) local.errno = out.errno;
-  return local;
-}

@@ -8,12 +8,13 @@
  *   prefix   = msgpack [seq, time_requested_us, time_received_us,   (tuple head + 3 numbers)
  *   binHead  = bin8 | bin16 | bin32 length of the binary
  *   binary   ...                                                 (streamed from staging)
- *   suffix   = mime_type?]                                       (a msgpack string or nothing)
+ *   suffix   = mime_type?, annotations?]                          (nothing; a msgpack string;
+ *                                                                 or mime|nil and a map)
  *
  * prefix and suffix come from the same FrameEncoder as readingsToCaptureBytes (encoding an empty
  * binary and cutting out its `c4 00`), so the bytes are identical to the in-memory path.
  */
-import { FRAME_HEADER_BYTES, FRAME_MAGIC, FrameEncoder, FrameOff, FrameType, crc32c, encodeFileStart, writeU32 } from '@edgecap/format';
+import { FRAME_HEADER_BYTES, FRAME_MAGIC, FrameEncoder, FrameOff, FrameType, crc32c, encodeFileStart, writeU32, type ReadingAnnotations } from '@edgecap/format';
 import { binaryItemHash, captureHeaderInit, dedupFileId, readingMime, viamDedupKey, type UploadMetadataLike } from './convert.js';
 import type { SensorMetadata__Output } from './proto.js';
 
@@ -25,11 +26,12 @@ export function msgpackBinHead(n: number): Uint8Array {
 }
 
 /** The READING payload around the binary: [prefix][binHead(n)][binary][suffix]. */
-export function readingPayloadParts(seq: number, tReqUs: number, tRecvUs: number, mime: string | undefined): { prefix: Uint8Array; suffix: Uint8Array } {
+export function readingPayloadParts(seq: number, tReqUs: number, tRecvUs: number, mime: string | undefined, annotations?: ReadingAnnotations): { prefix: Uint8Array; suffix: Uint8Array } {
   const enc = new FrameEncoder();
   const empty = new Uint8Array(0);
-  const withMime = enc.readingPayload(seq, tReqUs, tRecvUs, empty, mime).slice();
-  // the same tuple without mime ends right after the empty bin: that is where the bin sits
+  const withMime = enc.readingPayload(seq, tReqUs, tRecvUs, empty, mime, annotations).slice();
+  // the same tuple without mime (or annotations) ends right after the empty bin: that is where
+  // the bin sits (a fixarray head is one byte whatever the tuple's length)
   const at = enc.readingPayload(seq, tReqUs, tRecvUs, empty, undefined).length - 2;
   if (withMime[at] !== 0xc4 || withMime[at + 1] !== 0) throw new Error('READING payload layout changed: empty bin not where expected');
   return { prefix: withMime.subarray(0, at), suffix: withMime.subarray(at + 2) };
@@ -52,6 +54,8 @@ export interface BinaryCaptureInput {
   time_received_us: number;
   /** From the sensor metadata's mime enum, when set. */
   mime_type?: string;
+  /** From the sensor metadata's annotations, when there are any (convert.ts annotationsOf). */
+  annotations?: ReadingAnnotations;
   /** Length of the binary in `source`. */
   size: number;
 }
@@ -78,7 +82,7 @@ export async function planBinaryCapture(input: BinaryCaptureInput, source: ByteS
   const binHead = msgpackBinHead(size);
   // the reading carries a mime only when it differs from the header's (which the id does not change)
   const mime = readingMime(captureHeaderInit('', input.md, 'binary', input.time_requested_us), input.mime_type);
-  const parts = readingPayloadParts(0, input.time_requested_us, input.time_received_us, mime);
+  const parts = readingPayloadParts(0, input.time_requested_us, input.time_received_us, mime, input.annotations);
   const payloadLength = parts.prefix.length + binHead.length + size + parts.suffix.length;
   const fh = new Uint8Array(FRAME_HEADER_BYTES);
   fh[FrameOff.magic] = FRAME_MAGIC & 0xff;

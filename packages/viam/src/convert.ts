@@ -17,9 +17,11 @@
  * string (first 128 bits).
  */
 import { createHash, type Hash } from 'node:crypto';
-import { FrameEncoder, FrameType, encodeFileStart, encodeFrame, type HeaderInit } from '@edgecap/format';
+import { FrameEncoder, FrameType, encodeFileStart, encodeFrame, type HeaderInit, type ReadingAnnotations } from '@edgecap/format';
 import { invalidUpload } from './errors.js';
 import { decodeMessage, encodeMessage } from './proto.js';
+import type { Annotations, Annotations__Output } from './gen/viam/app/datasync/v1/Annotations.js';
+import type { SensorMetadata } from './gen/viam/app/datasync/v1/SensorMetadata.js';
 import type { Any__Output, SensorData, SensorData__Output, SensorMetadata__Output, Struct, Struct__Output, Timestamp, Timestamp__Output, Value, Value__Output, ViamDataType, ViamMimeType } from './proto.js';
 
 // ── Struct ⇄ plain ─────────────────────────────────────────────────────────────
@@ -92,6 +94,7 @@ const MIME_OF: Record<string, string> = {
   MIME_TYPE_IMAGE_JPEG: 'image/jpeg',
   MIME_TYPE_IMAGE_PNG: 'image/png',
   MIME_TYPE_APPLICATION_PCD: 'pointcloud/pcd',
+  MIME_TYPE_VIDEO_MP4: 'video/mp4',
 };
 
 /** The deprecated SensorMetadata.mime_type enum as a MIME string (undefined when unspecified). */
@@ -104,7 +107,7 @@ export function enumOfMime(mime: string | undefined): ViamMimeType {
   return 'MIME_TYPE_UNSPECIFIED';
 }
 
-const EXT_OF: Record<string, string> = { 'image/jpeg': '.jpeg', 'image/png': '.png', 'pointcloud/pcd': '.pcd' };
+const EXT_OF: Record<string, string> = { 'image/jpeg': '.jpeg', 'image/png': '.png', 'pointcloud/pcd': '.pcd', 'video/mp4': '.mp4' };
 export const extensionOfMime = (mime: string | undefined): string => (mime ? (EXT_OF[mime] ?? '') : '');
 
 // ── method parameters (map<string, Any>) ───────────────────────────────────────
@@ -223,7 +226,9 @@ function canonicalSensorMetadata(m: SensorMetadata__Output | null | undefined): 
     annotations: a
       ? {
           bboxes: (a.bboxes ?? []).map((b) => [b.id, b.label, b.x_min_normalized, b.y_min_normalized, b.x_max_normalized, b.y_max_normalized, b.confidence ?? null]),
-          classifications: (a.classifications ?? []).map((c) => [c.label, c.confidence ?? null]),
+          // id appended only when set: digests of items whose classifications have no id (all
+          // of them before viam added the field) stay what they were
+          classifications: (a.classifications ?? []).map((c) => (c.id ? [c.label, c.confidence ?? null, c.id] : [c.label, c.confidence ?? null])),
         }
       : null,
   });
@@ -282,6 +287,57 @@ export function dedupFileId(keyHex: string): string {
   return `${k.slice(0, 8)}-${k.slice(8, 12)}-${k.slice(12, 16)}-${k.slice(16, 20)}-${k.slice(20, 32)}`;
 }
 
+// ── annotations ───────────────────────────────────────────────────────────────
+
+const finite = (n: unknown): number => (typeof n === 'number' ? n : Number(n ?? 0));
+
+/**
+ * SensorMetadata.annotations as stored with a reading (format's ReadingAnnotations): every
+ * field viam sends, in viam's order; confidence only when sent, a classification's id only when
+ * set. Undefined when there are none, so an unannotated item is stored exactly as before.
+ */
+export function annotationsOf(a: Annotations__Output | null | undefined): ReadingAnnotations | undefined {
+  const bboxes = a?.bboxes ?? [];
+  const classifications = a?.classifications ?? [];
+  if (bboxes.length === 0 && classifications.length === 0) return undefined;
+  return {
+    bboxes: bboxes.map((b) => {
+      const o: ReadingAnnotations['bboxes'][number] = {
+        id: b.id ?? '',
+        label: b.label ?? '',
+        x_min_normalized: finite(b.x_min_normalized),
+        y_min_normalized: finite(b.y_min_normalized),
+        x_max_normalized: finite(b.x_max_normalized),
+        y_max_normalized: finite(b.y_max_normalized),
+      };
+      if (b.confidence != null) o.confidence = finite(b.confidence);
+      return o;
+    }),
+    classifications: classifications.map((c) => {
+      const o: ReadingAnnotations['classifications'][number] = { label: c.label ?? '' };
+      if (c.confidence != null) o.confidence = finite(c.confidence);
+      if (c.id) o.id = c.id;
+      return o;
+    }),
+  };
+}
+
+/** Bounding boxes plus classifications of one item (what the ingest bounds). */
+export function annotationCount(m: SensorMetadata__Output | null | undefined): number {
+  return (m?.annotations?.bboxes?.length ?? 0) + (m?.annotations?.classifications?.length ?? 0);
+}
+
+/**
+ * A stored reading's annotations back as SensorMetadata.annotations (the edge re-sending a
+ * file). A file is read as it is: lists that are not lists count as empty.
+ */
+export function annotationsToProto(a: ReadingAnnotations): Annotations {
+  return {
+    bboxes: Array.isArray(a.bboxes) ? a.bboxes.map((b) => ({ ...b })) : [],
+    classifications: Array.isArray(a.classifications) ? a.classifications.map((c) => ({ ...c })) : [],
+  };
+}
+
 // ── SensorData ⇄ readings, capture bytes ─────────────────────────────────────
 
 export interface ViamReading {
@@ -291,6 +347,8 @@ export interface ViamReading {
   data: Record<string, unknown> | Uint8Array;
   /** From the (deprecated) SensorMetadata.mime_type enum, when set. */
   mime_type?: string;
+  /** SensorMetadata.annotations (bounding boxes, classifications), when there are any. */
+  annotations?: ReadingAnnotations;
 }
 
 export function sensorDataToReading(sd: SensorData__Output): ViamReading {
@@ -301,11 +359,14 @@ export function sensorDataToReading(sd: SensorData__Output): ViamReading {
   const r: ViamReading = { time_requested_us: tReq, time_received_us: tRecv, data };
   const mime = mimeOfEnum(sd.metadata?.mime_type);
   if (mime) r.mime_type = mime;
+  const ann = annotationsOf(sd.metadata?.annotations);
+  if (ann) r.annotations = ann;
   return r;
 }
 
-export function readingToSensorData(r: { time_requested_us: number; time_received_us: number; data: unknown; mime_type?: string }, binary: boolean): SensorData {
-  const metadata = { time_requested: usToTimestamp(r.time_requested_us), time_received: usToTimestamp(r.time_received_us), mime_type: enumOfMime(r.mime_type) };
+export function readingToSensorData(r: { time_requested_us: number; time_received_us: number; data: unknown; mime_type?: string; annotations?: ReadingAnnotations }, binary: boolean): SensorData {
+  const metadata: SensorMetadata = { time_requested: usToTimestamp(r.time_requested_us), time_received: usToTimestamp(r.time_received_us), mime_type: enumOfMime(r.mime_type) };
+  if (r.annotations) metadata.annotations = annotationsToProto(r.annotations);
   if (binary) {
     if (!(r.data instanceof Uint8Array)) throw invalidUpload('binary reading is not a byte array');
     return { metadata, binary: r.data };
@@ -330,7 +391,7 @@ export function readingsToCaptureBytes(fileId: string, md: UploadMetadataLike, t
   const parts: Uint8Array[] = [encodeFileStart(init).bytes];
   const enc = new FrameEncoder();
   readings.forEach((r, seq) => {
-    parts.push(encodeFrame(FrameType.READING, enc.readingPayload(seq, r.time_requested_us, r.time_received_us, r.data, readingMime(init, r.mime_type))));
+    parts.push(encodeFrame(FrameType.READING, enc.readingPayload(seq, r.time_requested_us, r.time_received_us, r.data, readingMime(init, r.mime_type), r.annotations)));
   });
   return Buffer.concat(parts);
 }

@@ -51,6 +51,8 @@ export {
   sensorDataToReading,
   readingToSensorData,
   readingsToCaptureBytes,
+  annotationsOf,
+  annotationCount,
   DEDUP_DOMAIN,
   type ViamReading,
   type UploadMetadataLike,
@@ -66,7 +68,7 @@ export {
   type ViamCaptureContents,
   type ViamCaptureProblem,
 } from './capture-file.js';
-export { viamServiceHandlers, safeViamFileName, VIAM_SOURCE, UPLOAD_STATUS_TRAILER, type ViamCommit, type ViamCommitRequest, type ViamServiceOptions } from './service.js';
+export { viamServiceHandlers, safeViamFileName, VIAM_SOURCE, UPLOAD_STATUS_TRAILER, DEFAULT_MAX_ANNOTATIONS, type ViamCommit, type ViamCommitRequest, type ViamServiceOptions } from './service.js';
 export {
   uploadViam,
   createViamClient,

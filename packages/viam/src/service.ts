@@ -22,11 +22,11 @@
 import { createHash } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { EdgecapError, ErrorCodes } from '@edgecap/core';
-import { captureTypeOf, dataTypeName, dedupFileId, readingsToCaptureBytes, sensorDataToReading, sensorItemDigest, timestampToUs, viamDedupKey, type UploadMetadataLike } from './convert.js';
+import { annotationCount, captureTypeOf, dataTypeName, dedupFileId, readingsToCaptureBytes, sensorDataToReading, sensorItemDigest, timestampToUs, viamDedupKey, type UploadMetadataLike } from './convert.js';
 import { IncompleteUpload, messagesOf, watchCall, type WatchedCall } from './call-end.js';
 import { planBinaryCapture, writeBinaryCapture, type BinaryCaptureInput } from './capture-stream.js';
 import { invalidUpload } from './errors.js';
-import type { DataCaptureUploadRequest__Output, FileUploadRequest__Output, SensorData__Output, StreamingDataCaptureUploadRequest__Output, UploadMetadata__Output } from './proto.js';
+import type { DataCaptureUploadRequest__Output, FileUploadRequest__Output, SensorData__Output, SensorMetadata__Output, StreamingDataCaptureUploadRequest__Output, UploadMetadata__Output } from './proto.js';
 
 /**
  * A staging area for one upload's bytes (on the ingest: a file on its disk). The service writes
@@ -80,6 +80,8 @@ export interface ViamServiceOptions<P> {
   commit: ViamCommit<P>;
   /** Largest upload accepted (default 1 GiB). */
   maxBytes?: number;
+  /** Most annotations (bounding boxes + classifications) one item may carry (default 10,000). */
+  maxAnnotations?: number;
   /** Map an error from `admit`, `stage` or `commit` to a status (default INTERNAL; CLOSED → UNAVAILABLE). */
   toStatus?: (err: unknown) => Partial<grpc.StatusObject>;
   /** Called after each answered upload (logging). */
@@ -89,6 +91,7 @@ export interface ViamServiceOptions<P> {
 export const VIAM_SOURCE = 'viam';
 export const UPLOAD_STATUS_TRAILER = 'edgecap-upload-status';
 const DEFAULT_MAX_BYTES = 1024 * 1024 * 1024;
+export const DEFAULT_MAX_ANNOTATIONS = 10_000;
 
 /** A viam file name (often an absolute path on the robot) as a safe relative name. */
 export function safeViamFileName(name: string, extension: string, fallback: string): string {
@@ -146,6 +149,12 @@ interface Answer {
 
 export function viamServiceHandlers<P>(opts: ViamServiceOptions<P>): grpc.UntypedServiceImplementation {
   const maxBytes = opts.maxBytes ?? DEFAULT_MAX_BYTES;
+  const maxAnnotations = opts.maxAnnotations ?? DEFAULT_MAX_ANNOTATIONS;
+  /** Annotations are kept with the item (capture file, export): a client may not send unbounded lists. */
+  const boundAnnotations = (m: SensorMetadata__Output | null | undefined, where: string): void => {
+    const n = annotationCount(m);
+    if (n > maxAnnotations) throw invalidUpload(`${where} carries ${n} annotations (bounding boxes + classifications), the server limit is ${maxAnnotations}`);
+  };
   const toStatus = (err: unknown): Partial<grpc.StatusObject> => {
     if (err instanceof IncompleteUpload) return err.status;
     if (err instanceof EdgecapError && err.code === ErrorCodes.UPLOAD_REJECTED && !('status' in err)) return { code: grpc.status.INVALID_ARGUMENT, details: err.message };
@@ -179,6 +188,7 @@ export function viamServiceHandlers<P>(opts: ViamServiceOptions<P>): grpc.Untype
     items.forEach((sd, i) => {
       if (type === 'binary' && !isBinaryItem(sd)) throw invalidUpload(`sensor_contents[${i}] has no binary data (metadata.type is binary)`);
       if (type === 'tabular' && sd.data !== 'struct') throw invalidUpload(`sensor_contents[${i}] has no struct data (metadata.type is tabular)`);
+      boundAnnotations(sd.metadata, `sensor_contents[${i}]`);
     });
     const key = viamDedupKey(md as UploadMetadataLike, items.map(sensorItemDigest));
     const id = dedupFileId(key);
@@ -225,6 +235,7 @@ export function viamServiceHandlers<P>(opts: ViamServiceOptions<P>): grpc.Untype
             admit(who, um.part_id);
             const t = dataTypeName(um.type);
             if (t !== 'DATA_TYPE_BINARY_SENSOR' && t !== 'DATA_TYPE_UNSPECIFIED') throw invalidUpload(`StreamingDataCaptureUpload carries binary data, metadata.type is ${t}`);
+            boundAnnotations(m.metadata.sensor_metadata, 'sensor_metadata');
             raw = await staging.open();
             watch.check();
             continue;
@@ -241,6 +252,7 @@ export function viamServiceHandlers<P>(opts: ViamServiceOptions<P>): grpc.Untype
         const r = sensorDataToReading({ metadata: md.sensor_metadata, binary: Buffer.alloc(0), data: 'binary' } as SensorData__Output);
         const input: BinaryCaptureInput = { md: um as UploadMetadataLike, sensorMetadata: md.sensor_metadata, time_requested_us: r.time_requested_us, time_received_us: r.time_received_us, size };
         if (r.mime_type) input.mime_type = r.mime_type;
+        if (r.annotations) input.annotations = r.annotations;
         const plan = await planBinaryCapture(input, raw, watch.check);
         if (plan.total > maxBytes) throw invalidUpload(`upload of ${plan.total} bytes exceeds the server limit of ${maxBytes} bytes`);
         const out = await staging.open();

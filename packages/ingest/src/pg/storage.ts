@@ -22,7 +22,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import pg from 'pg';
+import type pg from 'pg';
 import { EdgecapError, ErrorCodes, logger } from '@edgecap/core';
 import { RecordStream, type RecordEvent } from '@edgecap/format';
 import { stringify, toExportable } from '../json.js';
@@ -107,8 +107,9 @@ interface BinaryItem {
  * byte array becomes {binary:{size,sha256,mime_type}} and is collected for binary_items; strings
  * and keys lose NUL (JSONB cannot hold \u0000; the original bytes stay in file_chunks).
  */
-function toJson(v: unknown, items: BinaryItem[], mime?: string): unknown {
-  return toExportable(v, mime, {
+function toJson(v: unknown, items: BinaryItem[], mime?: string, annotations?: unknown): unknown {
+  const text = (s: string): string => (s.includes('\0') ? s.replaceAll('\0', '\uFFFD') : s);
+  const out = toExportable(v, mime, {
     binary(bytes, m) {
       const sha256 = createHash('sha256').update(bytes).digest('hex');
       const b: { size: number; sha256: string; mime_type?: string } = { size: bytes.length, sha256 };
@@ -120,8 +121,11 @@ function toJson(v: unknown, items: BinaryItem[], mime?: string): unknown {
       items.push(it);
       return { binary: b };
     },
-    text: (s) => (s.includes('\0') ? s.replaceAll('\0', '\uFFFD') : s),
+    text,
   });
+  // A viam image's annotations join its summary, as in the embedded storage's export.
+  if (annotations !== undefined && v instanceof Uint8Array) (out as { binary: Record<string, unknown> }).binary.annotations = toExportable(annotations, undefined, { text });
+  return out;
 }
 
 function alive(pid: number): boolean {
@@ -148,7 +152,8 @@ export class PgStorage implements IngestStorage {
 
   /** Connect, migrate (under the advisory lock) or check the schema, prepare node-local scratch. */
   static async open(opts: PgStorageOptions): Promise<PgStorage> {
-    const pool = new pg.Pool({ connectionString: opts.url, max: opts.poolSize ?? 10, connectionTimeoutMillis: 10_000, application_name: 'edgecap-ingest' });
+    const { Pool } = await loadPg();
+    const pool = new Pool({ connectionString: opts.url, max: opts.poolSize ?? 10, connectionTimeoutMillis: 10_000, application_name: 'edgecap-ingest' });
     // An idle pooled client whose server connection dies must not crash the process.
     pool.on('error', (err) => log.warn({ err: err.message }, 'idle PostgreSQL connection failed'));
     try {
@@ -326,7 +331,7 @@ export class PgStorage implements IngestStorage {
       const r = ev.reading;
       const mime = r.mime_type ?? mimeDefault;
       const its: BinaryItem[] = [];
-      const d = toJson(r.data, its, mime);
+      const d = toJson(r.data, its, mime, r.annotations);
       for (const it of its) {
         items.push({ ord, it });
         itemBytes += it.bytes.length;
@@ -552,5 +557,20 @@ export class PgStorage implements IngestStorage {
 
   private assertOpen(): void {
     if (this.closed) throw new EdgecapError(ErrorCodes.CLOSED, 'ingest storage is closed');
+  }
+}
+
+/**
+ * `pg` is an optional peer dependency: loaded on first use, so an edge or an embedded
+ * ingest on files never needs it installed.
+ */
+async function loadPg(): Promise<typeof pg> {
+  try {
+    return ((await import('pg')) as { default: typeof pg }).default;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND') {
+      throw new PgStorageError(ErrorCodes.STATE, "the PostgreSQL storage needs the 'pg' package: npm i pg", { cause: e });
+    }
+    throw e;
   }
 }

@@ -1,0 +1,299 @@
+// Realistic load (issue 14): what edgecap costs on a robot, beside floors measured in the same run.
+//   load      `edgecap run`-equivalent DataManager process, sync off: 16 sensors @ 100 Hz + an IMU
+//             @ 1 kHz + 2 cameras (64 KiB) @ 10 Hz; and idle: one sensor @ 1 Hz. Steady-state CPU
+//             (% of one core, whole process: every thread) and RSS over a window after warm-up;
+//             start-up = process spawn → every stream's first reading (performance.now() counts
+//             from the process's start).
+//   floors    19 bare worker threads waking at the same rates with setTimeout; the same with
+//             Atomics.wait; 19 timers in one thread; one bare thread at 1 Hz (idle).
+//   import    import('@edgecap/datamanager') in a fresh process, beside `node -e 0`.
+//   slope     RSS over 1, 4, 16, 64 resources at 10 Hz: the least-squares MB per collector.
+//   shared    the realistic load with its 16 sensors in the shared collector thread
+//             (`collector: "shared"`), and the slope with every resource shared.
+// Each measurement runs in its own process (runChild), so CPU and RSS are its own.
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { fmt, ROOT_DIR } from './util.js';
+
+/** The CLI's package resolves @edgecap/datamanager as an app would (benchmarks does not depend on it). */
+const APP_DIR = path.join(ROOT_DIR, 'packages', 'cli');
+const DATAMANAGER = pathToFileURL(path.join(ROOT_DIR, 'packages', 'datamanager', 'dist', 'index.js')).href;
+
+const MiB = 1024 * 1024;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** The issue's loads, as wake-up rates (Hz) per resource. */
+export const LOADS = {
+  realistic: [...Array(16).fill(100), 1000, 10, 10],
+  idle: [1],
+};
+
+function resources(load, shared) {
+  if (load === 'idle') return [{ name: 'env', model: 'sim:sensor', capture_methods: [{ method: 'Readings', capture_frequency_hz: 1 }] }];
+  const out = [];
+  for (let i = 0; i < 16; i++) out.push({ name: `sensor${i}`, model: 'sim:sensor', ...(shared ? { collector: 'shared' } : {}), capture_methods: [{ method: 'Readings', capture_frequency_hz: 100 }] });
+  out.push({ name: 'imu', model: 'sim:movement_sensor', capture_methods: [{ method: 'LinearAcceleration', capture_frequency_hz: 1000 }] });
+  for (let i = 0; i < 2; i++) out.push({ name: `camera${i}`, model: 'sim:camera', attributes: { image_bytes: 65536 }, capture_methods: [{ method: 'ReadImage', capture_frequency_hz: 10, additional_params: { mime_type: 'image/jpeg' } }] });
+  return out;
+}
+
+/** CPU % of one core and RSS (mean, max) of this whole process over `seconds`. */
+async function steady(seconds) {
+  const rss = [];
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  const end = t0 + seconds * 1000;
+  while (performance.now() < end) {
+    rss.push(process.memoryUsage.rss() / MiB);
+    await sleep(Math.min(250, Math.max(1, end - performance.now())));
+  }
+  const cpu = process.cpuUsage(cpu0);
+  const wallSec = (performance.now() - t0) / 1000;
+  return {
+    cpuPct: (100 * (cpu.user + cpu.system)) / 1e6 / wallSec,
+    rssMB: rss.reduce((a, b) => a + b, 0) / rss.length,
+    rssMaxMB: Math.max(...rss),
+    windowSec: wallSec,
+  };
+}
+
+/** A DataManager as `edgecap run` makes one (sync off), under `load`. */
+export async function load({ dir, load: which, seconds, warmupSeconds = 2, resources: n, hz, shared = false }) {
+  const tImport = performance.now();
+  const { DataManager } = await import(DATAMANAGER);
+  const importMs = performance.now() - tImport;
+  const res =
+    n !== undefined
+      ? Array.from({ length: n }, (_, i) => ({ name: `s${i}`, model: 'sim:sensor', ...(shared ? { collector: 'shared' } : {}), capture_methods: [{ method: 'Readings', capture_frequency_hz: hz }] }))
+      : resources(which, shared);
+  const streams = res.reduce((a, r) => a + r.capture_methods.length, 0);
+  const dm = new DataManager({ capture_dir: path.join(dir, 'capture'), sync_disabled: true, resources: res });
+  const errors = [];
+  dm.on('error', (e) => errors.push(String(e?.message ?? e)));
+  // spawn → every stream's first reading (and the first of any stream), polled every 2 ms from
+  // the start() call on: collectors may produce before start() resolves
+  let firstAnyMs;
+  let allFirstMs;
+  let startedMs;
+  let startError;
+  const starting = dm.start().then(
+    () => (startedMs = performance.now()),
+    (e) => (startError = e),
+  );
+  const deadline = performance.now() + 120_000;
+  for (;;) {
+    if (startError) throw startError;
+    const got = dm.stats().capture.streams.filter((s) => s.captured > 0).length;
+    if (got > 0 && firstAnyMs === undefined) firstAnyMs = performance.now();
+    if (got >= streams) {
+      allFirstMs = performance.now();
+      break;
+    }
+    if (performance.now() > deadline) throw new Error(`only ${got} of ${streams} streams produced a reading in 120 s`);
+    await sleep(2);
+  }
+  await starting;
+  await sleep(warmupSeconds * 1000);
+  const st0 = dm.stats().capture.streams;
+  const w = await steady(seconds);
+  const st1 = dm.stats().capture.streams;
+  const sum = (st, k) => st.reduce((a, s) => a + s[k], 0);
+  const readings = sum(st1, 'captured') - sum(st0, 'captured');
+  const missed = sum(st1, 'missedDeadlines') - sum(st0, 'missedDeadlines');
+  const dropped = sum(st1, 'dropped') - sum(st0, 'dropped');
+  await dm.stop();
+  return {
+    load: `${which ?? `${n} × ${hz} Hz`}${shared ? ', shared' : ''}`,
+    streams,
+    ...w,
+    readingsPerSec: readings / w.windowSec,
+    missedPerSec: missed / w.windowSec,
+    dropped,
+    errors,
+    importMs,
+    startMs: startedMs, // process start → dm.start() resolved
+    firstAnyMs,
+    allFirstMs,
+  };
+}
+
+// ── floors ───────────────────────────────────────────────────────────────────────────────────
+
+/** A bare thread waking at `hz` from deadlines, doing nothing else; `how`: timeout | atomics. */
+const THREAD = `
+const { workerData } = require('node:worker_threads');
+const { hz, how } = workerData;
+const period = 1000 / hz;
+let deadline = performance.now();
+let n = 0;
+if (how === 'atomics') {
+  const word = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    deadline += period;
+    const wait = deadline - performance.now();
+    if (wait > 0) Atomics.wait(word, 0, 0, wait);
+    n++;
+  }
+} else {
+  const tick = () => {
+    n++;
+    deadline += period;
+    setTimeout(tick, Math.max(0, Math.ceil(deadline - performance.now())));
+  };
+  tick();
+}
+`;
+
+/** The floor of a load: `how` = timeout | atomics (one bare thread per rate) | onethread (timers in this thread). */
+export async function floor({ rates, how, seconds, warmupSeconds = 1 }) {
+  const tStart = performance.now();
+  const workers = [];
+  if (how === 'onethread') {
+    for (const hz of rates) {
+      const period = 1000 / hz;
+      let deadline = performance.now();
+      const tick = () => {
+        deadline += period;
+        setTimeout(tick, Math.max(0, Math.ceil(deadline - performance.now())));
+      };
+      tick();
+    }
+  } else {
+    await Promise.all(
+      rates.map(
+        (hz) =>
+          new Promise((resolve, reject) => {
+            const w = new Worker(THREAD, { eval: true, workerData: { hz, how } });
+            w.once('online', resolve);
+            w.once('error', reject);
+            workers.push(w);
+          }),
+      ),
+    );
+  }
+  const startMs = performance.now() - tStart;
+  await sleep(warmupSeconds * 1000);
+  const w = await steady(seconds);
+  await Promise.all(workers.map((x) => x.terminate()));
+  // the timers of `onethread` keep the process alive: child.js exits after reporting
+  return { how, threads: how === 'onethread' ? 0 : rates.length, startMs, ...w };
+}
+
+// ── import time ──────────────────────────────────────────────────────────────────────────────
+
+/** Wall time of fresh processes: `node -e 0` and one that imports @edgecap/datamanager (median of `runs`). */
+export async function importTime({ runs = 5 }) {
+  const cwd = APP_DIR;
+  const wall = (args) => {
+    const t = [];
+    for (let i = 0; i < runs; i++) {
+      const t0 = performance.now();
+      const r = spawnSync(process.execPath, args, { cwd, encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`${args.join(' ')}: ${r.stderr}`);
+      t.push({ wall: performance.now() - t0, out: r.stdout });
+    }
+    return t;
+  };
+  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const bare = wall(['-e', '0']);
+  const dm = wall(['--input-type=module', '-e', "const t = performance.now(); await import('@edgecap/datamanager'); console.log(performance.now() - t)"]);
+  return {
+    nodeMs: median(bare.map((x) => x.wall)),
+    processMs: median(dm.map((x) => x.wall)),
+    importMs: median(dm.map((x) => Number(x.out.trim()))),
+    runs,
+  };
+}
+
+// ── markdown (appended to the report by run.js) ─────────────────────────────────────────────
+
+const ratio = (a, b) => (a && b ? `${(a / b).toFixed(2)}×` : '–');
+
+export function realisticMarkdown(section) {
+  const L = ['## Realistic load (issue 14)', ''];
+  if (!section) return L.concat(['_not run._', '']).join('\n');
+  if (!section.ok) return L.concat([section.skipped ? `_not run in this invocation (${section.error})._` : `**realistic FAILED** — \`${String(section.error).split('\n')[0]}\``, '']).join('\n');
+  const d = section.data;
+  const e = (r, f) => (r?.error ? `FAILED: ${r.error.split('|')[0]}` : f(r));
+  L.push(
+    `\`edgecap run\`-equivalent process (DataManager, sync off, janitor on), steady state over ${fmt(d.params.seconds)} s after ${fmt(d.params.warmupSeconds)} s of warm-up; CPU in % of one core for the whole process (every thread); RSS mean (max) over the window. Floors measured in the same run: bare worker threads waking at the same rates (\`setTimeout\` from deadlines, or \`Atomics.wait\`), and the same timers in one thread. Load average at the start of the section: ${d.loadavg.map((x) => x.toFixed(2)).join(' / ')}${section.carriedFrom ? ` (carried from ${section.carriedFrom})` : ''}.`,
+    '',
+  );
+  const r = d.realistic;
+  const fl = d.floors;
+  L.push('| load | edgecap | floor: threads + setTimeout | floor: threads + Atomics.wait | floor: timers in one thread | edgecap ÷ setTimeout floor |');
+  L.push('|---|---|---|---|---|---|');
+  const cell = (x) => e(x, (y) => `${fmt(y.cpuPct)} % CPU, ${fmt(y.rssMB)} (${fmt(y.rssMaxMB)}) MB RSS`);
+  L.push(`| 16 sensors @ 100 Hz + IMU @ 1 kHz + 2 cameras 64 KiB @ 10 Hz | ${cell(r)} | ${cell(fl.timeout)} | ${cell(fl.atomics)} | ${cell(fl.onethread)} | CPU ${ratio(r?.cpuPct, fl.timeout?.cpuPct)} |`);
+  if (d.realisticShared) L.push(`| the same, 16 sensors \`collector: "shared"\` | ${cell(d.realisticShared)} | ${cell(fl.timeout)} | ${cell(fl.atomics)} | ${cell(fl.onethread)} | CPU ${ratio(d.realisticShared?.cpuPct, fl.timeout?.cpuPct)} |`);
+  L.push(`| idle: one sensor @ 1 Hz | ${cell(d.idle)} | ${cell(fl.idle)} | – | – | – |`);
+  L.push('');
+  L.push('| figure | edgecap | beside |');
+  L.push('|---|---|---|');
+  L.push(`| start-up, 19 resources: spawn → every stream's first reading | ${e(r, (y) => `${fmt(y.allFirstMs)} ms (first of any stream ${fmt(y.firstAnyMs)} ms; \`dm.start()\` resolved at ${fmt(y.startMs)} ms; import ${fmt(y.importMs)} ms)`)} | 19 bare threads online: ${e(fl.timeout, (y) => `${fmt(y.startMs)} ms`)} |`);
+  L.push(`| \`import('@edgecap/datamanager')\` | ${e(d.importTime, (y) => `${fmt(y.importMs)} ms (process ${fmt(y.processMs)} ms)`)} | \`node -e 0\`: ${e(d.importTime, (y) => `${fmt(y.nodeMs)} ms`)} |`);
+  if (d.realisticShared) L.push(`| start-up, 16 of 19 shared | ${e(d.realisticShared, (y) => `${fmt(y.allFirstMs)} ms (first of any stream ${fmt(y.firstAnyMs)} ms)`)} | – |`);
+  const slopeRow = (label, sl) => `| ${label} (slope over ${sl.points.map((p) => p.resources).join(', ')} resources @ 10 Hz) | ${fmt(sl.mbPerCollector)} MB | ${sl.points.map((p) => (p.error ? `${p.resources}: FAILED` : `${p.resources}: ${fmt(p.rssMB)} MB`)).join(', ')} |`;
+  L.push(slopeRow('RSS per collector', d.slope));
+  if (d.slopeShared) L.push(slopeRow('RSS per shared resource', d.slopeShared));
+  L.push(`| realistic load: readings/s, missed deadlines/s | ${e(r, (y) => `${fmt(y.readingsPerSec)}, ${fmt(y.missedPerSec)}`)} | ${LOADS.realistic.reduce((a, b) => a + b, 0)} scheduled/s |`);
+  L.push('');
+  return L.join('\n');
+}
+
+/** Least-squares slope of y over x. */
+export function slope(points) {
+  const n = points.length;
+  const mx = points.reduce((a, p) => a + p[0], 0) / n;
+  const my = points.reduce((a, p) => a + p[1], 0) / n;
+  const num = points.reduce((a, p) => a + (p[0] - mx) * (p[1] - my), 0);
+  const den = points.reduce((a, p) => a + (p[0] - mx) ** 2, 0);
+  return den ? num / den : NaN;
+}
+
+/** The whole section (run.js): every measurement in its own process, one after the other. */
+export async function runSection({ runChild, scratch, rmrf, step, seconds, warmupSeconds = 2, slopeNs = [1, 4, 16, 64], os }) {
+  const libFile = new URL(import.meta.url).pathname;
+  const out = { params: { seconds, warmupSeconds, slopeNs }, loadavg: os.loadavg(), floors: {} };
+  const guard = async (label, fn) => {
+    try {
+      const r = await fn();
+      return r;
+    } catch (e) {
+      step(`   ${label}: FAILED ${e.message.split('\n')[0]}`);
+      return { error: e.message.split('\n').slice(0, 4).join(' | ') };
+    }
+  };
+  const child = (fn, args, timeoutMs = 240_000) => runChild(libFile, fn, args, { timeoutMs });
+  const show = (label, r) => !r.error && step(`   ${label}: ${fmt(r.cpuPct)} % CPU, RSS ${fmt(r.rssMB)} MB (max ${fmt(r.rssMaxMB)})${r.allFirstMs ? `, spawn → every stream's first reading ${fmt(r.allFirstMs)} ms` : ''}`);
+  for (const how of ['timeout', 'atomics', 'onethread']) {
+    out.floors[how] = await guard(`floor ${how}`, () => child('floor', { rates: LOADS.realistic, how, seconds, warmupSeconds: 1 }));
+    show(`floor, 19 × ${how}`, out.floors[how]);
+  }
+  out.floors.idle = await guard('floor idle', () => child('floor', { rates: LOADS.idle, how: 'timeout', seconds, warmupSeconds: 1 }));
+  show('floor, one thread @ 1 Hz', out.floors.idle);
+  for (const [key, which, shared] of [['realistic', 'realistic', false], ['realisticShared', 'realistic', true], ['idle', 'idle', false]]) {
+    const dir = scratch(`real-${key}`);
+    out[key] = await guard(key, () => child('load', { dir, load: which, seconds, warmupSeconds, shared }));
+    show(`edgecap, ${which}${shared ? ' (16 sensors shared)' : ''}`, out[key]);
+    rmrf(dir);
+  }
+  out.importTime = await guard('import', () => child('importTime', { runs: 5 }));
+  if (!out.importTime.error) step(`   import('@edgecap/datamanager') ${fmt(out.importTime.importMs)} ms; node -e 0 ${fmt(out.importTime.nodeMs)} ms`);
+  for (const [key, shared] of [['slope', false], ['slopeShared', true]]) {
+    const points = [];
+    for (const n of slopeNs) {
+      const dir = scratch(`real-${key}-${n}`);
+      const r = await guard(`${n} resources${shared ? ', shared' : ''}`, () => child('load', { dir, resources: n, hz: 10, seconds: Math.min(seconds, 3), warmupSeconds: 1, shared }));
+      points.push(r.error ? { resources: n, error: r.error } : { resources: n, rssMB: r.rssMB, cpuPct: r.cpuPct, allFirstMs: r.allFirstMs });
+      rmrf(dir);
+    }
+    const good = points.filter((p) => !p.error);
+    out[key] = { points, mbPerCollector: good.length >= 2 ? slope(good.map((p) => [p.resources, p.rssMB])) : NaN };
+    step(`   RSS per ${shared ? 'shared resource' : 'collector'}: ${fmt(out[key].mbPerCollector)} MB (${good.map((p) => `${p.resources}: ${fmt(p.rssMB)}`).join(', ')})`);
+  }
+  return out;
+}

@@ -1,0 +1,24 @@
+/**
+ * First import of every capture thread entry (ESM evaluates imports in order, so this runs
+ * before any module below it makes its logger): logs go to the main thread through parentPort
+ * (thread-log.ts), never through a logger loaded here.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { setRootLogger } from '@edgecap/core';
+import { PortLogger } from './thread-log.js';
+
+/** What ManagedWorker hands every thread it starts. */
+export interface ThreadData {
+  edgecap?: {
+    /** Main thread's log level: lines below it are dropped here. */
+    logLevel?: string;
+    /** Control word (Int32 slot 0): set and notified after every control message (see managed-worker.ts). */
+    wakeSab?: SharedArrayBuffer;
+  };
+}
+
+const data = (workerData as ThreadData | undefined)?.edgecap;
+if (parentPort) setRootLogger(new PortLogger(parentPort, data?.logLevel ?? process.env.EDGECAP_LOG_LEVEL ?? 'info').asLogger());
+
+/** The control word of this thread (a private one when not started by ManagedWorker). */
+export const wakeWord = new Int32Array(data?.wakeSab ?? new SharedArrayBuffer(4));

@@ -1,0 +1,109 @@
+/**
+ * Isolation and control with cheap waits: collectors sleep on Atomics.wait between readings
+ * (wait mode), yet a resource that blocks its thread never moves another resource's readings,
+ * and control calls (stop) reach a collector asleep for a long period.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { CaptureEngine, type ResourceSpec } from '@edgecap/capture';
+import type { StateStore } from '@edgecap/store';
+import { expectAccounted, expectContiguous, newStore, readBack, sleep, tmpDir } from './helpers.js';
+
+const stores: StateStore[] = [];
+afterEach(async () => {
+  while (stores.length) await stores.pop()!.close();
+});
+
+/** A resource whose 3rd reading blocks its thread (synchronously, no event loop) for BLOCK_MS. */
+const BLOCK_MS = 2000;
+const BLOCKER = `
+let n = 0;
+const word = new Int32Array(new SharedArrayBuffer(4));
+export default () => ({
+  kind: 'sensor',
+  Readings() {
+    n++;
+    if (n === 3) Atomics.wait(word, 0, 0, ${BLOCK_MS});
+    return { n };
+  },
+});
+`;
+
+async function until(what: string, ok: () => boolean, ms = 30_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+describe('collector isolation with Atomics.wait sleeps', () => {
+  it('a resource blocking its method for 2 s does not move another resource\'s readings off schedule', async () => {
+    const dir = tmpDir('isolation');
+    const store = newStore(dir);
+    stores.push(store);
+    const mod = path.join(dir, 'blocker.mjs');
+    fs.writeFileSync(mod, BLOCKER);
+    const periodMs = 20;
+    const specs: ResourceSpec[] = [
+      { name: 'blocker', module: mod, methods: [{ method: 'Readings', frequencyHz: 10 }] },
+      { name: 'steady', model: 'sim:sensor', methods: [{ method: 'Readings', frequencyHz: 1000 / periodMs }] },
+    ];
+    const eng = new CaptureEngine({ captureDir: dir, store, partId: 'p', tags: [], flushIntervalMs: 50 });
+    const errors: Error[] = [];
+    eng.on('error', (e: Error) => errors.push(e));
+    await eng.start(specs);
+    const stat = (name: string) => eng.stats().find((s) => s.resource === name)!;
+    // the blocking call returned, and the steady stream went on for a while after it
+    await until('the blocking call to return', () => (stat('blocker')?.captured ?? 0) >= 4);
+    const after = stat('steady').captured;
+    await until('steady readings after the block', () => stat('steady').captured >= after + 10);
+    await eng.stop();
+    expect(errors).toEqual([]);
+
+    const disk = readBack(dir);
+    const blocked = disk.get('sensor/blocker/Readings')!.readings;
+    const slow = blocked.find((r) => r.time_received_us - r.time_requested_us >= (BLOCK_MS - 100) * 1000);
+    // the block happened (else this test proves nothing) and the blocker itself missed deadlines
+    expect(slow).toBeDefined();
+    expect(stat('blocker').missedDeadlines).toBeGreaterThanOrEqual(10);
+
+    const steady = disk.get('sensor/steady/Readings')!.readings;
+    expectContiguous(steady, 0);
+    const from = slow!.time_requested_us;
+    const to = slow!.time_received_us;
+    const inWindow = steady.filter((r) => r.time_requested_us >= from && r.time_requested_us <= to);
+    const expected = (to - from) / 1000 / periodMs;
+    // loose bounds (a loaded host delays threads), far from what a shared thread would show:
+    // none or one reading in the window and a 2 s hole
+    expect(inWindow.length).toBeGreaterThanOrEqual(expected * 0.5);
+    let maxGapMs = 0;
+    for (let i = 1; i < inWindow.length; i++) maxGapMs = Math.max(maxGapMs, (inWindow[i]!.time_requested_us - inWindow[i - 1]!.time_requested_us) / 1000);
+    expect(maxGapMs).toBeLessThan(BLOCK_MS / 3);
+    expect(stat('steady').missedDeadlines).toBeLessThan(expected * 0.5);
+    expectAccounted(dir, store, eng.stats());
+  }, 60_000);
+
+  it('stop reaches a collector asleep until a deadline 60 s away: graceful, no timeout, nothing lost', async () => {
+    const dir = tmpDir('sleeper');
+    const store = newStore(dir);
+    stores.push(store);
+    const eng = new CaptureEngine({ captureDir: dir, store, partId: 'p', tags: [], collectorStopTimeoutMs: 5_000 });
+    const errors: Error[] = [];
+    eng.on('error', (e: Error) => errors.push(e));
+    await eng.start([{ name: 'slow', model: 'sim:sensor', methods: [{ method: 'Readings', frequencyHz: 1 / 60 }] }]);
+    await until('the first reading', () => (eng.stats()[0]?.captured ?? 0) >= 1);
+    await sleep(300); // asleep now, until its next deadline a minute away
+    const t0 = performance.now();
+    await eng.stop();
+    const stopMs = performance.now() - t0;
+    // a stop that had to wait for the deadline (or the stop timeout) would take 5 s or more
+    expect(errors).toEqual([]);
+    expect(stopMs).toBeLessThan(4_500);
+    const st = eng.stats()[0]!;
+    expect(st.captured).toBe(1);
+    const reasons = expectAccounted(dir, store, eng.stats());
+    expect([...(reasons.get('sensor/slow/Readings') ?? [])]).toEqual([]);
+  }, 60_000);
+});

@@ -1,0 +1,81 @@
+/**
+ * `edgecap`: the one package a user installs. The library API of the internal packages, bundled
+ * into this package's `dist/` by scripts/build.js (README.md says why bundled).
+ */
+export {
+  DataManager,
+  configSchema,
+  parseConfig,
+  loadConfigFile,
+  readConfigFile,
+  createMetricsRegistry,
+  listFailed,
+  type DataManagerStats,
+  type DataManagerEvents,
+  type EdgecapConfig,
+  type EdgecapConfigInput,
+  type ResourceConfig,
+} from '@edgecap/datamanager';
+export {
+  startIngestServer,
+  parseListen,
+  makeDevCert,
+  exportReadings,
+  listReceived,
+  gapReport,
+  defaultLimits,
+  INGEST_VERSION,
+  DEFAULT_MAX_FILE_BYTES,
+  type IngestServer,
+  type IngestServerOptions,
+  type IngestLimits,
+  type DevCert,
+  type ExportedReading,
+  type ReceivedEntry,
+  type GapReport,
+  type GapReportOptions,
+} from '@edgecap/ingest';
+export {
+  ErrorCodes,
+  EdgecapError,
+  ConfigError,
+  CorruptFrameError,
+  DEFAULT_CAPTURE_DIR,
+  IN_PROGRESS_EXT,
+  FINISHED_EXT,
+  type ErrorCode,
+  type StreamKey,
+  type DataType,
+} from '@edgecap/core';
+// Capture files: readers, and the frame-level writer (encodeFileStart + FrameEncoder).
+export {
+  readCaptureFile,
+  readCaptureBytes,
+  readRecords,
+  scanFrames,
+  RecordStream,
+  FrameStream,
+  listFiles,
+  walkFiles,
+  isFinishedCapture,
+  isInProgressCapture,
+  recoverCaptureDir,
+  encodeFileStart,
+  checkHeader,
+  newFileId,
+  FrameEncoder,
+  FrameType,
+  FORMAT_VERSION,
+  type CaptureFileHeader,
+  type HeaderInit,
+  type CaptureFileSummary,
+  type Reading,
+  type Gap,
+  type Problem,
+  type RecordEvent,
+  type ScanEvent,
+  type RecoveryResult,
+  type GapReason,
+} from '@edgecap/format';
+export { type ResourceCtx, type LoadedResource } from '@edgecap/capture';
+export { type SyncStats, type SyncErrorEvent, type FileSyncedEvent, type FileFailedEvent } from '@edgecap/sync';

@@ -1,0 +1,124 @@
+/**
+ * Issue #16 (per-file cost, bytes per CPU-second, capture first) through real parts: the real
+ * ingest server (TLS, files + LMDB, group commit) in this process, real capture files.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { dataSyncService } from '@edgecap/proto';
+import { makeDevCert, startIngestServer } from '@edgecap/ingest';
+import { SyncEngine, type SyncOptions } from '@edgecap/sync';
+// Internal (not exported by the package): the compiled file the worker threads run.
+import { frameChunk } from '../dist/upload.js';
+import { makeCapture, tmpDir } from './helpers.js';
+
+describe('pre-framed chunks', () => {
+  it('are byte for byte what protobufjs encodes for UploadRequest{chunk}', () => {
+    const encode = dataSyncService().Upload!.requestSerialize as (m: object) => Buffer;
+    for (const len of [1, 5, 127, 128, 300, 16_383, 16_384, 1_048_576, 2_097_151, 2_097_152]) {
+      const data = Buffer.alloc(len, len % 251);
+      const buf = Buffer.alloc(8 + len);
+      data.copy(buf, 8);
+      expect(frameChunk(buf, 8, len).equals(encode({ chunk: data })), `length ${len}`).toBe(true);
+    }
+  });
+});
+
+/** Every `<id>.capture` under the ingest's data dir, by id. */
+function storedCaptures(dir: string, out = new Map<string, Buffer>()): Map<string, Buffer> {
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) storedCaptures(p, out);
+    else if (e.name.endsWith('.capture')) out.set(e.name.slice(0, -'.capture'.length), fs.readFileSync(p));
+  }
+  return out;
+}
+
+/** nice value of each thread of this process (Linux). */
+function threadNices(): { tid: number; nice: number }[] {
+  return fs.readdirSync('/proc/self/task').map((t) => {
+    const st = fs.readFileSync(`/proc/self/task/${t}/stat`, 'utf8');
+    return { tid: Number(t), nice: Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[16]) };
+  });
+}
+
+describe('small and big files through the real ingest server', () => {
+  const root = tmpDir('cost');
+  let server: Awaited<ReturnType<typeof startIngestServer>>;
+  let certs: ReturnType<typeof makeDevCert>;
+  const dataDir = path.join(root, 'ingest');
+
+  beforeAll(async () => {
+    certs = makeDevCert(path.join(root, 'certs'));
+    server = await startIngestServer({ listen: '127.0.0.1:0', dataDir, tls: { certFile: certs.certFile, keyFile: certs.keyFile }, apiKeys: ['k1'] });
+  });
+  afterAll(async () => {
+    await server?.close();
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+
+  const options = (captureDir: string, extra: Partial<SyncOptions> = {}): SyncOptions => ({
+    captureDir,
+    stateDir: path.join(captureDir, '.edgecap'),
+    additionalSyncPaths: [],
+    fileLastModifiedMs: 0,
+    intervalMs: 3_600_000,
+    threads: 2,
+    partId: 'cost',
+    tags: [],
+    ingest: { address: `localhost:${server.port}`, caFile: certs.caFile, apiKey: 'k1' },
+    // Several chunks per file from 256 KiB: the in-memory layout and the streamed path both.
+    chunkBytes: 96 * 1024,
+    ...extra,
+  });
+
+  it('every file arrives once, byte for byte: many small ones sharing group commits, big ones in chunks', async () => {
+    const captureDir = path.join(root, 'capture-a');
+    const files = [
+      ...Array.from({ length: 150 }, (_, i) => makeCapture(captureDir, `s${i % 5}`, 3 + (i % 40))), // small: held in memory at the ingest
+      makeCapture(captureDir, 'mid', 400, { payloadBytes: 200 }), // ~90 KiB: staged on disk, one chunk
+      makeCapture(captureDir, 'big', 1500, { payloadBytes: 600 }), // ~1 MiB: whole read, many chunks
+      makeCapture(captureDir, 'huge', 3000, { payloadBytes: 700 }), // > 1 MiB: async read path
+    ];
+    const engine = new SyncEngine(options(captureDir, { niceIncrement: 0 }));
+    try {
+      const res = await engine.syncNow();
+      expect(res.errors).toEqual([]);
+      expect(res.uploaded).toBe(files.length);
+      expect(res.failed).toBe(0);
+      const stored = storedCaptures(dataDir);
+      for (const f of files) {
+        expect(stored.get(f.id)?.equals(f.bytes), `${f.id} (${f.bytes.length} bytes)`).toBe(true);
+        expect(fs.existsSync(f.path)).toBe(false);
+      }
+      // Nothing left to send; the same bytes again are recognised, not stored twice.
+      expect((await engine.syncNow()).uploaded).toBe(0);
+      const again = files[7]!;
+      fs.mkdirSync(path.dirname(again.path), { recursive: true });
+      fs.writeFileSync(again.path, again.bytes);
+      const r2 = await engine.syncNow();
+      expect([r2.uploaded, r2.alreadyHad]).toEqual([0, 1]);
+    } finally {
+      await engine.stop();
+    }
+  });
+
+  it.skipIf(process.platform !== 'linux')('capture first: sync threads run niceIncrement below the process, the main thread keeps its priority', async () => {
+    const captureDir = path.join(root, 'capture-b');
+    for (let i = 0; i < 6; i++) makeCapture(captureDir, `n${i}`, 20);
+    const base = os.getPriority(0);
+    const before = new Set(threadNices().map((t) => t.tid));
+    const engine = new SyncEngine(options(captureDir, { niceIncrement: 3 }));
+    try {
+      expect((await engine.syncNow()).uploaded).toBe(6);
+      // The pool's threads stay alive (idleTimeout) right after the round.
+      const fresh = threadNices().filter((t) => !before.has(t.tid));
+      expect(fresh.some((t) => t.nice === Math.min(19, base + 3))).toBe(base < 19);
+      expect(os.getPriority(0)).toBe(base);
+      expect(threadNices().find((t) => t.tid === process.pid)?.nice).toBe(base);
+    } finally {
+      await engine.stop();
+    }
+  });
+});
