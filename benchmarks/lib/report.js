@@ -270,7 +270,11 @@ export function writeReport(R, { root, resultsDir }) {
     const cf = bar.captureFirst;
     if (cf) rowsB.push(['a 1 kHz stream while the backlog drains: missed deadlines ≤ 2× idle, 0 drops', `**${fmt(cf.ratio)}×**, ${fmt(cf.dropped)} dropped`, v(cf.ratio <= cf.max && cf.dropped === 0)]);
     L.push(table(['bar', 'figure', 'verdict'], rowsB), '');
-    for (const r of sy.barRows ?? []) L.push(`- ${r.label}: ${r.error ? `FAILED: ${r.error}` : r.__line}`);
+    for (const r of sy.barRows ?? []) {
+      if (r.error) L.push(`- ${r.label}: FAILED: ${r.error}`);
+      else if (r.key === 'ceiling') L.push(`- ${r.label}: ${fmt(r.mbps)} MB/s, client ${fmt(r.clientCpuSecPerGB)} CPU-s/GB, server ${fmt(r.serverCpuSecPerGB)} CPU-s/GB`);
+      else if (r.key === 'captureFirst') L.push(`- ${r.label}: ${r.rows.map((x) => `${x.phase} ${fmt(x.missedPerSec)} missed deadlines/s, ${fmt(x.dropped)} dropped`).join('; ')}`);
+    }
     L.push('');
   } else L.push('_not measured in this run._', '');
 
@@ -279,7 +283,13 @@ export function writeReport(R, { root, resultsDir }) {
   const sl = ok(S['slow-link']);
   if (sl) {
     L.push('A throttling TCP proxy (token bucket, one direction at 32 KiB/s) between a real SyncEngine and a real ingest over TLS; then no throttle and `sync_max_bytes_per_second: 262144`, the rate measured at the proxy over the window.', '');
-    L.push(...sl.rows.map((r) => `- ${r.label}: ${r.error ? `FAILED: ${r.error}` : r.__line}`), '');
+    const line = (r) =>
+      r.error
+        ? `FAILED: ${r.error}`
+        : r.key === 'slowFile'
+          ? `${r.completed ? '✅ completed' : '❌ NOT completed'} (${fmt(r.committed)} commit), ${fmt(r.seconds)} s = ${fmt(r.ratio)}× the ideal ${fmt(r.idealSec)} s (size ÷ rate), ${fmt(r.errors)} sync errors`
+          : `${fmt(r.bytesPerSec)} B/s over ${fmt(r.seconds)} s = **${fmt(r.ratio)}× the cap** (bar 0.9–1.1: ${r.ratio >= 0.9 && r.ratio <= 1.1 ? '✅ met' : '❌ missed'}), ${fmt(r.errors)} sync errors`;
+    L.push(...sl.rows.map((r) => `- ${r.label}: ${line(r)}`), '');
   } else L.push(failed('slow-link', S['slow-link']), '');
 
   // issue #17: memory mode beside disk mode
