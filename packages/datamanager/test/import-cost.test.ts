@@ -11,19 +11,26 @@ import { describe, expect, it } from 'vitest';
 const PKG = path.join(import.meta.dirname, '..');
 
 const CHILD = `
-import { register } from 'node:module';
+import * as mod from 'node:module';
 import { MessageChannel } from 'node:worker_threads';
-const { port1, port2 } = new MessageChannel();
 const seen = [];
-port1.on('message', (u) => seen.push(u));
-const hook = 'let port; export function initialize(d) { port = d.port; } export async function resolve(s, c, next) { const r = await next(s, c); port.postMessage(r.url); return r; }';
-register('data:text/javascript,' + encodeURIComponent(hook), { data: { port: port2 }, transferList: [port2] });
+let port1;
+if (typeof mod.registerHooks === 'function') {
+  // in-thread, synchronous hooks (Node 22.15+, 23.5+): every resolution is recorded as it happens
+  mod.registerHooks({ resolve(s, c, next) { const r = next(s, c); seen.push(r.url); return r; } });
+} else {
+  const ch = new MessageChannel();
+  port1 = ch.port1;
+  port1.on('message', (u) => seen.push(u));
+  const hook = 'let port; export function initialize(d) { port = d.port; } export async function resolve(s, c, next) { const r = await next(s, c); port.postMessage(r.url); return r; }';
+  mod.register('data:text/javascript,' + encodeURIComponent(hook), { data: { port: ch.port2 }, transferList: [ch.port2] });
+}
 const dm = await import('@edgecap/datamanager');
 const afterImport = seen.length;
 let threw = '';
 try { new dm.DataManager({ resources: [{ name: 'x', model: 'sim:nope' }] }); } catch (e) { threw = e.constructor.name; }
 await new Promise((r) => setTimeout(r, 200));
-port1.close();
+port1?.close();
 console.log(JSON.stringify({ urls: seen.slice(0, afterImport), threw, exports: Object.keys(dm).sort() }));
 `;
 
