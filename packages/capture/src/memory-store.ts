@@ -22,7 +22,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { MessagePort } from 'node:worker_threads';
-import { logger, nowMicros, streamKeyString, type StreamKey } from '@edgecap/core';
+import { logger, nowMicros, streamKeyString, type StreamGap, type StreamKey } from '@edgecap/core';
 import { readCaptureBytes, type CaptureFileHeader } from '@edgecap/format';
 import { MEM_OPEN_BYTES, MEM_POSTED } from './memory-fs.js';
 
@@ -33,15 +33,7 @@ export const SEQS_PER_MS = 1024;
 
 export type MemoryFullPolicy = 'drop_oldest' | 'drop_newest';
 
-export interface MemoryGap {
-  kind: string;
-  name: string;
-  method: string;
-  from_seq: number;
-  to_seq: number;
-  reason: string;
-  time_us: number;
-}
+export type MemoryGap = StreamGap;
 
 /** A sealed in-memory capture file: the bytes a disk file would hold. */
 export interface SealedFile {

@@ -30,7 +30,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { logger, nowMicros, streamKeyString, type StreamKey } from '@edgecap/core';
+import { logger, nowMicros, streamKeyString, type StreamGap, type StreamKey } from '@edgecap/core';
 import { DIR_MODE, encodeFileStart, FILE_MODE, finishedPathOf, FrameEncoder, inProgressPath, newFileId, type CaptureFileHeader } from '@edgecap/format';
 import { Doorbell, RingConsumer } from '@edgecap/ring';
 import { REC_PREFIX_BYTES, RecFlag, RecOff, RecType, Stat } from './layout.js';
@@ -75,7 +75,7 @@ const MAX_SYNCING = 16;
 export interface SeqSink {
   advanceSeqSync(key: StreamKey, next: number): void;
   /** Record a gap that no file will carry (drops still pending at stop, losses of a dead writer). */
-  recordGap?(g: { kind: string; name: string; method: string; from_seq: number; to_seq: number; reason: string; time_us: number }): void;
+  recordGap?(g: StreamGap): void;
   /** Several streams in ONE synchronous transaction (optional: else one advanceSeqSync each). */
   advanceSeqsSync?(entries: readonly { key: StreamKey; next: number }[]): void;
 }

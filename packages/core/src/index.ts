@@ -23,4 +23,4 @@ export {
 } from './constants.js';
 export { hostOf, isLoopback } from './net.js';
 export { failedEntries, listFailed } from './failed.js';
-export { nowMicros, type StreamKey, streamKeyString, type DataType } from './types.js';
+export { nowMicros, type StreamKey, streamKeyString, type DataType, type StreamGap } from './types.js';

@@ -1,5 +1,5 @@
 import type { Database, RootDatabase } from 'lmdb';
-import { EdgecapError, ErrorCodes } from '@edgecap/core';
+import { EdgecapError, ErrorCodes, type StreamGap } from '@edgecap/core';
 import { isThisProcess, ownerAlive, thisProcess, type LeaseOwner } from './owner.js';
 
 /**
@@ -51,14 +51,7 @@ export interface FileState {
   pendingGaps?: Omit<ExplainedGap, 'reported'>[];
 }
 
-export interface ExplainedGap {
-  kind: string;
-  name: string;
-  method: string;
-  from_seq: number;
-  to_seq: number;
-  reason: string;
-  time_us: number;
+export interface ExplainedGap extends StreamGap {
   /** True once the ingest server acknowledged the report. */
   reported: boolean;
 }

@@ -16,7 +16,7 @@
 import crypto from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type * as grpc from '@grpc/grpc-js';
-import { Backoff, ErrorCodes, logger } from '@edgecap/core';
+import { Backoff, ErrorCodes, logger, type StreamGap } from '@edgecap/core';
 import type { DataSyncClient, Gap, UploadResponse__Output } from '@edgecap/proto';
 import { classifyStatus, statusName, type FailureKind } from './errors.js';
 import { DEFAULT_CHUNK_BYTES, addressesOf, callMetadata, checkTarget, makeClient, type IngestTarget } from './target.js';
@@ -34,15 +34,7 @@ export interface MemoryFile {
   sealedAtMs: number;
 }
 
-export interface MemoryFileGap {
-  kind: string;
-  name: string;
-  method: string;
-  from_seq: number;
-  to_seq: number;
-  reason: string;
-  time_us: number;
-}
+export type MemoryFileGap = StreamGap;
 
 /** Where memory-mode sync gets its files and gaps (the MemoryStore implements it). */
 export interface MemoryFileSource {
