@@ -46,7 +46,7 @@ import { DEFAULT_CHUNK_BYTES, addressesOf, callMetadata, checkTarget, makeClient
 import type { ReadIdentity, UploadOutcome, UploadTask } from './upload.js';
 import { createRateLimit, type RateLimitShare } from './link.js';
 import { uploaderFor, type Uploader } from './uploader.js';
-import { RoundScheduler, nextTickDelay } from './scheduler.js';
+import { RoundScheduler, countAcked, nextTickDelay, type UploadTally } from './scheduler.js';
 import { FailedDir, type RetryFailedResult } from './failed.js';
 
 export { type RetryFailedResult } from './failed.js';
@@ -272,7 +272,7 @@ export class SyncEngine extends EventEmitter {
   private readonly sched: RoundScheduler;
   private abort: AbortController | undefined;
   private gateFn: (() => boolean) | undefined;
-  private readonly st = { uploadedFiles: 0, uploadedBytes: 0, alreadyHave: 0, failedFiles: 0 };
+  private readonly st: UploadTally = { uploadedFiles: 0, uploadedBytes: 0, alreadyHave: 0, failedFiles: 0 };
   private lastError: string | undefined;
   /** The last failure was the link itself: probe at probeIntervalMs until it answers. */
   private offline = false;
@@ -927,15 +927,7 @@ export class SyncEngine extends EventEmitter {
       if (!changed) this.settle(c);
       this.link.succeed();
       this.offline = false;
-      if (out.status === 'committed') {
-        res.uploaded++;
-        this.st.uploadedFiles++;
-      } else {
-        res.alreadyHad++;
-        this.st.alreadyHave++;
-      }
-      res.bytes += out.bytes;
-      this.st.uploadedBytes += out.bytes;
+      countAcked(res, this.st, out.status, out.bytes);
       this.emit('file-synced', { path: c.path, fileId: w.id, status: out.status, bytes: out.bytes } satisfies FileSyncedEvent);
       return 'ok';
     }

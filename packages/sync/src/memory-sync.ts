@@ -21,7 +21,7 @@ import type { DataSyncClient, Gap, UploadResponse__Output } from '@edgecap/proto
 import { classifyStatus, statusName, type FailureKind } from './errors.js';
 import { DEFAULT_CHUNK_BYTES, addressesOf, callMetadata, checkTarget, makeClient, type IngestTarget } from './target.js';
 import { DEFAULT_PROBE_INTERVAL_MS, type FileSyncedEvent, type SyncErrorEvent, type SyncResult, type SyncStats } from './engine.js';
-import { RoundScheduler, nextTickDelay } from './scheduler.js';
+import { RoundScheduler, countAcked, nextTickDelay, type UploadTally } from './scheduler.js';
 
 const log = logger('sync.memory');
 
@@ -89,7 +89,7 @@ export class MemorySyncEngine extends EventEmitter {
   private lastError: string | undefined;
   private gateFn: (() => boolean) | undefined;
   private readonly calls = new Set<grpc.ClientWritableStream<unknown> | grpc.ClientUnaryCall>();
-  private readonly st = { uploadedFiles: 0, uploadedBytes: 0, alreadyHave: 0, failedFiles: 0 };
+  private readonly st: UploadTally = { uploadedFiles: 0, uploadedBytes: 0, alreadyHave: 0, failedFiles: 0 };
 
   constructor(readonly opts: MemorySyncOptions) {
     super();
@@ -239,15 +239,7 @@ export class MemorySyncEngine extends EventEmitter {
           src.release(f.id);
           this.link.succeed();
           this.offline = false;
-          if (out.status === 'committed') {
-            res.uploaded++;
-            this.st.uploadedFiles++;
-          } else {
-            res.alreadyHad++;
-            this.st.alreadyHave++;
-          }
-          res.bytes += f.bytes.length;
-          this.st.uploadedBytes += f.bytes.length;
+          countAcked(res, this.st, out.status, f.bytes.length);
           this.emit('file-synced', { path: f.path, fileId: f.id, status: out.status, bytes: f.bytes.length } satisfies FileSyncedEvent);
         } else if (out.kind === 'rejected') {
           // A verdict about the bytes: keeping them would block the memory for good; their

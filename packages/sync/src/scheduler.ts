@@ -89,3 +89,24 @@ export function nextTickDelay(o: { intervalMs: number; now: number; backoffUntil
   if (o.offline) wait = Math.min(wait, Math.max(0, o.lastProbeAt + o.probeIntervalMs - o.now));
   return wait;
 }
+
+/** Run-wide upload counters (both engines' stats()). */
+export interface UploadTally {
+  uploadedFiles: number;
+  uploadedBytes: number;
+  alreadyHave: number;
+  failedFiles: number;
+}
+
+/** An acknowledged upload, counted in the round's result and the run's tally (both engines). */
+export function countAcked(res: { uploaded: number; alreadyHad: number; bytes: number }, st: UploadTally, status: 'committed' | 'already_have', bytes: number): void {
+  if (status === 'committed') {
+    res.uploaded++;
+    st.uploadedFiles++;
+  } else {
+    res.alreadyHad++;
+    st.alreadyHave++;
+  }
+  res.bytes += bytes;
+  st.uploadedBytes += bytes;
+}
