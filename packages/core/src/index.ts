@@ -23,4 +23,5 @@ export {
 } from './constants.js';
 export { hostOf, isLoopback } from './net.js';
 export { failedEntries, listFailed } from './failed.js';
+export { tokenMatches } from './token.js';
 export { nowMicros, type StreamKey, streamKeyString, type DataType, type StreamGap } from './types.js';

@@ -16,11 +16,10 @@
 import http from 'node:http';
 import fs from 'node:fs';
 import net from 'node:net';
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { EdgecapError, ErrorCodes, FAILED_DIR_NAME, failedEntries, logger } from '@edgecap/core';
+import { EdgecapError, ErrorCodes, FAILED_DIR_NAME, failedEntries, logger, tokenMatches } from '@edgecap/core';
 import { createMetricsRegistry } from './metrics.js';
 import { LastReadings, streamKey } from './last-reading.js';
 import type { DataManager, DataManagerStats } from './manager.js';
@@ -98,14 +97,6 @@ export function isLoopbackHost(host: string): boolean {
   if (net.isIPv4(h)) return h.startsWith('127.');
   if (net.isIPv6(h)) return h === '::1';
   return false;
-}
-
-/** Constant-time comparison of a presented token with the configured one. */
-export function tokenMatches(want: string | undefined, got: string | undefined): boolean {
-  if (!want || !got) return false;
-  const a = createHash('sha256').update(want).digest();
-  const b = createHash('sha256').update(got).digest();
-  return timingSafeEqual(a, b);
 }
 
 /** The Host header names this loopback server (no other site's page can reach it by DNS rebinding). */
@@ -291,7 +282,7 @@ export async function serveStatus(dm: DataManager, opts: StatusServerOptions): P
       return;
     }
     const token = req.headers['x-edgecap-token'];
-    const authorized = tokenMatches(opts.token, typeof token === 'string' ? token : undefined);
+    const authorized = tokenMatches(opts.token, token);
     // Off loopback every read needs the token too, always as a header (the page reads /events
     // with fetch, not EventSource, so the token never sits in a URL or an access log).
     const readOk = loopback || authorized;

@@ -19,10 +19,9 @@ import fsp from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import net from 'node:net';
 import path from 'node:path';
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { EdgecapError, ErrorCodes, logger } from '@edgecap/core';
+import { EdgecapError, ErrorCodes, logger, tokenMatches } from '@edgecap/core';
 import { gapReportStreams } from '../report.js';
 import { checkPartId, isKeyId } from '../keys.js';
 import { FileStorage, acquireFileStorage, releaseFileStorage, type IngestStorage } from '../storage.js';
@@ -81,11 +80,6 @@ function assets(): Map<string, [string, string]> {
     ['/ui/uplot.js', [path.join(uplot, 'uPlot.iife.min.js'), 'text/javascript; charset=utf-8']],
     ['/ui/uplot.css', [path.join(uplot, 'uPlot.min.css'), 'text/css; charset=utf-8']],
   ]);
-}
-
-function tokenOk(want: string, got: unknown): boolean {
-  if (typeof got !== 'string' || !got) return false;
-  return timingSafeEqual(createHash('sha256').update(want).digest(), createHash('sha256').update(got).digest());
 }
 
 const int = (q: URLSearchParams, name: string, def: number, max: number): number => {
@@ -281,7 +275,7 @@ export async function startIngestUi(o: IngestUiOptions): Promise<IngestUi> {
       return;
     }
     if (!p.startsWith('/api/')) return send(res, 404, 'not found\n', 'text/plain');
-    if (!tokenOk(o.token, req.headers['x-edgecap-token'])) return json(res, 401, { error: 'admin token required' });
+    if (!tokenMatches(o.token, req.headers['x-edgecap-token'])) return json(res, 401, { error: 'admin token required' });
     api(req, res, p, url.searchParams).catch((e: unknown) => {
       if (res.headersSent) return res.destroy();
       if (e instanceof HttpError) return json(res, e.status, { error: e.message });
