@@ -20,6 +20,7 @@ import { StreamEmitter, type EmitterShared } from './emitter.js';
 import { enabledMethods, loadResource } from './resource.js';
 import type { LoadedResource } from './sims.js';
 import type { ResourceSpec } from './types.js';
+import { Ctl } from './layout.js';
 
 const log = logger('capture.collector');
 
@@ -180,8 +181,8 @@ export class Collector {
           continue;
         }
         // wait mode: sleep to the deadline; a notify means a control message is queued
-        if (Atomics.wait(wake, 0, 0, wait) !== 'timed-out') {
-          Atomics.store(wake, 0, 0);
+        if (Atomics.wait(wake, Ctl.WAKE, 0, wait) !== 'timed-out') {
+          Atomics.store(wake, Ctl.WAKE, 0);
           await new Promise((r) => setImmediate(r));
           lastYield = performance.now();
         }

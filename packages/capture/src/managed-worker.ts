@@ -13,6 +13,8 @@
  *     wake          a shared control word, set and notified after every control message, so a
  *                   thread asleep in Atomics.wait (a collector between readings) turns its event
  *                   loop and reads the message without polling for it.
+ *     terminate     only once the thread's gate is closed (txn-gate.ts): never inside an LMDB
+ *                   transaction, which would hang the whole process.
  *     logs          the thread's log lines arrive as messages (thread-log.ts), written here.
  *   prespawn()      start a thread's boot (mostly Node's own bootstrap, on another core) before
  *                   its owner is ready for it; the ManagedWorker made later for the same entry
@@ -23,7 +25,9 @@
 import { Worker } from 'node:worker_threads';
 import { Backoff, EdgecapError, ErrorCodes, logger, rootLogger } from '@edgecap/core';
 import { Comlink, nodeEndpoint, type Remote } from './comlink.js';
+import { CTL_SLOTS, Ctl } from './layout.js';
 import { logLineOf, relayLogLine } from './thread-log.js';
+import { closeGate } from './txn-gate.js';
 import type { ThreadData } from './worker-boot.js';
 
 const log = logger('capture.worker');
@@ -42,6 +46,8 @@ const ALLOWED: Record<WorkerState, readonly WorkerState[]> = {
 export const DEFAULT_CALL_TIMEOUT_MS = 30_000;
 /** worker.terminate() of a thread stuck in a native call may never finish: wait this long. */
 const TERMINATE_TIMEOUT_MS = 5_000;
+/** How long terminate() waits for a state transaction in the thread to end (txn-gate.ts). */
+const GATE_TIMEOUT_MS = 2_000;
 
 /**
  * How a stop went. graceful: the stop call answered. timeout: it did not answer in time (the
@@ -89,7 +95,7 @@ function spawn(url: URL, name: string, wakeSab: SharedArrayBuffer): Worker {
 
 /** Start booting a thread for `url` named `name`; the next ManagedWorker(url, name) adopts it. */
 export function prespawn(url: URL, name: string): void {
-  const wakeSab = new SharedArrayBuffer(4);
+  const wakeSab = new SharedArrayBuffer(CTL_SLOTS * 4);
   const p: Prespawned = { worker: spawn(url, name, wakeSab), wakeSab };
   p.worker.on('error', (e) => (p.adopt ? p.adopt.error(e) : (p.error = e)));
   p.worker.on('exit', (code) => (p.adopt ? p.adopt.exit(code) : (p.exitCode = code)));
@@ -153,7 +159,7 @@ export class ManagedWorker<T> {
         if (pre.exitCode !== undefined) onExit(pre.exitCode);
       });
     } else {
-      this.wakeSab = new SharedArrayBuffer(4);
+      this.wakeSab = new SharedArrayBuffer(CTL_SLOTS * 4);
       this.worker = spawn(url, name, this.wakeSab);
       this.worker.on('error', onError);
       this.worker.on('exit', onExit);
@@ -206,8 +212,8 @@ export class ManagedWorker<T> {
     const answer = fn(...(args as unknown[]));
     answer.catch(() => undefined); // may settle after the race was lost
     // the message is queued (comlink posts synchronously): wake a thread sleeping on its word
-    Atomics.store(this.wake, 0, 1);
-    Atomics.notify(this.wake, 0);
+    Atomics.store(this.wake, Ctl.WAKE, 1);
+    Atomics.notify(this.wake, Ctl.WAKE);
     const timedOut = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         const err = new EdgecapError(ErrorCodes.WORKER_EXITED, `worker ${this.name} did not answer ${String(method)}() within ${timeoutMs} ms; terminating it`, {
@@ -234,10 +240,15 @@ export class ManagedWorker<T> {
     if (!this.terminating) {
       let timer: NodeJS.Timeout | undefined;
       this.terminating = Promise.race([
-        this.worker.terminate().then(
-          () => undefined,
-          () => undefined,
-        ),
+        closeGate(this.wake, Ctl.GATE, GATE_TIMEOUT_MS)
+          .then((closed) => {
+            if (!closed) log.error({ worker: this.name }, 'worker stayed inside a state transaction; terminating it anyway');
+            return this.worker.terminate();
+          })
+          .then(
+            () => undefined,
+            () => undefined,
+          ),
         new Promise<void>((r) => {
           timer = setTimeout(() => {
             log.error({ worker: this.name }, 'worker did not terminate in time; abandoning it');

@@ -5,6 +5,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { setRootLogger } from '@edgecap/core';
+import { CTL_SLOTS } from './layout.js';
 import { PortLogger } from './thread-log.js';
 
 /** What ManagedWorker hands every thread it starts. */
@@ -12,7 +13,7 @@ export interface ThreadData {
   edgecap?: {
     /** Main thread's log level: lines below it are dropped here. */
     logLevel?: string;
-    /** Control word (Int32 slot 0): set and notified after every control message (see managed-worker.ts). */
+    /** Control words (Int32 slots `Ctl` of layout.ts). */
     wakeSab?: SharedArrayBuffer;
   };
 }
@@ -20,5 +21,5 @@ export interface ThreadData {
 const data = (workerData as ThreadData | undefined)?.edgecap;
 if (parentPort) setRootLogger(new PortLogger(parentPort, data?.logLevel ?? process.env.EDGECAP_LOG_LEVEL ?? 'info').asLogger());
 
-/** The control word of this thread (a private one when not started by ManagedWorker). */
-export const wakeWord = new Int32Array(data?.wakeSab ?? new SharedArrayBuffer(4));
+/** The control words of this thread (private ones when not started by ManagedWorker). */
+export const wakeWord = new Int32Array(data?.wakeSab ?? new SharedArrayBuffer(CTL_SLOTS * 4));

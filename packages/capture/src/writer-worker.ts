@@ -1,12 +1,14 @@
 /** Worker entry of the writer: the Writer body bound to comlink, real fs, its own StateStore handle. */
 // first: logs through the parent (no logger in this thread)
-import './worker-boot.js';
+import { wakeWord } from './worker-boot.js';
 import { parentPort, type MessagePort } from 'node:worker_threads';
 import { openStateStore, type StateStore } from '@edgecap/store';
 import { Comlink, nodeEndpoint } from './comlink.js';
 import { MemoryFs } from './memory-fs.js';
 import type { MemoryWriterInit, MemoryWriterMessage } from './memory-store.js';
 import type { OversizeMessage, StreamInfo, WriterEvent } from './types.js';
+import { Ctl } from './layout.js';
+import { gatedObject } from './txn-gate.js';
 import { Writer, type SeqSink, type WriterOptions } from './writer.js';
 
 let writer: Writer | undefined;
@@ -43,7 +45,8 @@ export const writerApi = {
   init(o: WriterOptions, stateDir: string, events: MessagePort, mem?: MemoryWriterInit): void {
     if (mem) writer = memoryWriter(o, events, mem);
     else {
-      store = openStateStore(stateDir);
+      // every ledger call behind the thread's gate: a terminate() never lands inside an LMDB transaction
+      store = gatedObject(openStateStore(stateDir), wakeWord, Ctl.GATE);
       writer = new Writer(o, { store, emit: (ev: WriterEvent) => events.postMessage(ev) });
     }
     writer.start();
