@@ -44,6 +44,10 @@ export interface IngestLimits {
   maxRangesPerFile: number;
   /** viam uploads: bounding boxes + classifications one item may carry (stored and exported with it). */
   maxAnnotationsPerItem: number;
+  /** UploadBatch: files in one call (one upload slot holds them all) ... */
+  maxBatchFiles: number;
+  /** ... and their bytes, declared and received (held in memory until the group commit). */
+  maxBatchBytes: number;
 }
 
 /** The process's soft limit on open files (Linux /proc; 1024 when unknown). */
@@ -77,6 +81,10 @@ export function defaultLimits(fdLimit = openFileLimit()): IngestLimits {
     maxGapsPerReport: 10_000,
     maxRangesPerFile: 10_000,
     maxAnnotationsPerItem: 10_000,
+    // The edge sends ≤ 64 files / 1 MiB per call (sync/src/batch.ts): room to spare, and a slot's
+    // memory stays bounded (maxConcurrentUploads × 8 MiB at most).
+    maxBatchFiles: 256,
+    maxBatchBytes: 8 * 1024 * 1024,
   };
 }
 

@@ -11,19 +11,28 @@
  *              (progress watched: ≥ minBytesPerSecond per window)
  *           ─► clean half-close, not cancelled, sizes and digest equal ─► storage.commit ─► response
  *   Anything else (cancel, deadline, stall, error): staging discarded, nothing committed.
+ *   (the per-file steps live in receive.ts: FileReceiver)
+ *
+ *   UploadBatch (batch.ts): ONE slot ─► [metadata, chunks]… each file through FileReceiver as above
+ *           (≤ maxBatchFiles / maxBatchBytes) ─► a refused file gets its own REJECTED result, the rest go on
+ *           ─► clean half-close ─► the verified files committed together (one group commit) ─► one result per file
  */
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { EdgecapError, ErrorCodes, logger } from '@edgecap/core';
-import type { FileMetadata__Output, ReportGapsRequest__Output, UploadRequest__Output } from '@edgecap/proto';
+import type { ReportGapsRequest__Output, UploadRequest__Output } from '@edgecap/proto';
 import { CaptureCheck } from './capture-check.js';
+import { handleUploadBatch } from './batch.js';
 import { RequestRejected, invalid } from './errors.js';
 import { UNAUTHENTICATED_DETAILS, actAs, makeIdentity } from './identity.js';
 import type { Principal } from './keys.js';
 import { ProgressWatch, SessionCap, UploadSlots, resolveLimits, statusOfSystemError, type IngestLimits } from './limits.js';
 import { checkFileId, checkFileName } from './paths.js';
+
+export { checkNames } from './receive.js';
+import { FileReceiver, checkNames, consume, describeCapture, type UploadContext } from './receive.js';
 import { acquireFileStorage, releaseFileStorage, sameContent, FileStorage, type IngestStorage, type NewFileRecord, type ReportedGap, type StagedUpload } from './storage.js';
 import { PgStorage } from './pg/storage.js';
 import { BadMessage, strictDataSyncService } from './wire.js';
@@ -102,13 +111,7 @@ export function isLoopback(host: string): boolean {
   return false;
 }
 
-const DATA_TYPES: Record<string, NewFileRecord['data_type']> = {
-  DATA_TYPE_TABULAR: 'tabular',
-  DATA_TYPE_BINARY: 'binary',
-  DATA_TYPE_FILE: 'file',
-};
-
-function toStatus(err: unknown): Partial<grpc.StatusObject> {
+export function toStatus(err: unknown): Partial<grpc.StatusObject> {
   if (err instanceof RequestRejected) return { code: err.status, details: err.message };
   if (err instanceof EdgecapError && err.code === ErrorCodes.CLOSED) return { code: grpc.status.UNAVAILABLE, details: 'ingest server is shutting down' };
   if (err instanceof EdgecapError && err.code === ErrorCodes.UNAVAILABLE) {
@@ -125,170 +128,40 @@ function toStatus(err: unknown): Partial<grpc.StatusObject> {
   return { code: grpc.status.INTERNAL, details: `internal error: ${(err as Error)?.message ?? String(err)}` };
 }
 
-/** Strings a client names things with: bounded, so an index record stays small. */
-export function checkNames(o: Record<string, string>, tags: readonly string[], l: IngestLimits, where: string): void {
-  for (const [k, v] of Object.entries(o)) {
-    if (Buffer.byteLength(v) > l.maxNameBytes) throw invalid(`${where}.${k} is longer than ${l.maxNameBytes} bytes`, { field: k, limit: l.maxNameBytes });
-  }
-  if (tags.length > l.maxTags) throw invalid(`${where}.tags has ${tags.length} tags (limit ${l.maxTags})`, { field: 'tags', limit: l.maxTags });
-  tags.forEach((t, i) => {
-    if (Buffer.byteLength(t) > l.maxTagBytes) throw invalid(`${where}.tags[${i}] is longer than ${l.maxTagBytes} bytes`, { field: 'tags', limit: l.maxTagBytes });
-  });
-}
-
-/** Validated upload metadata, as the storage will record it. */
-function checkMetadata(md: FileMetadata__Output, maxFileBytes: number, fileRoot: string, l: IngestLimits): NewFileRecord & { sha256raw: Buffer } {
-  const fileId = checkFileId(md.file_id);
-  checkNames({ part_id: md.part_id, resource_kind: md.resource_kind, resource_name: md.resource_name, method: md.method, source: md.source }, md.tags ?? [], l, 'metadata');
-  const dataType = DATA_TYPES[md.data_type as unknown as string];
-  if (!dataType) throw invalid(`metadata.data_type ${String(md.data_type)} is not one of DATA_TYPE_TABULAR, DATA_TYPE_BINARY, DATA_TYPE_FILE`);
-  const size = Number(md.size);
-  if (!Number.isSafeInteger(size) || size < 0) throw invalid(`metadata.size ${String(md.size)} is not a valid byte count`);
-  if (size > maxFileBytes) throw invalid(`file size ${size} exceeds the server limit of ${maxFileBytes} bytes`, { size, limit: maxFileBytes });
-  const sha = Buffer.from(md.sha256 ?? []);
-  if (sha.length !== 32) throw invalid(`metadata.sha256 must be 32 bytes, got ${sha.length}`);
-  let fileName: string | undefined;
-  if (dataType === 'file') {
-    checkFileName(md.file_name, `${fileRoot}/files/x/y`);
-    fileName = md.file_name;
-  }
-  const rec: NewFileRecord & { sha256raw: Buffer } = {
-    file_id: fileId,
-    part_id: md.part_id,
-    data_type: dataType,
-    resource_kind: md.resource_kind,
-    resource_name: md.resource_name,
-    method: md.method,
-    tags: [...(md.tags ?? [])],
-    size,
-    sha256: sha.toString('hex'),
-    mtime_ms: Number(md.mtime_ms ?? 0),
-    source: md.source,
-    sha256raw: sha,
-  };
-  if (fileName !== undefined) rec.file_name = fileName;
-  return rec;
-}
-
 type UploadCall = grpc.ServerReadableStream<UploadRequest__Output | BadMessage, unknown>;
 
-/**
- * Feed the call's messages one at a time to `onMessage` (paused while it runs: disk writes
- * apply backpressure to the sender). `onMessage` returns true to stop reading early. Resolves
- * only on a clean half-close of a call that is not cancelled (nor past its deadline); `abort`
- * fails it from outside (the progress watch).
- */
-function consume<T>(call: grpc.ServerReadableStream<T, unknown>, onMessage: (m: T) => Promise<boolean>, abort?: (fail: (e: unknown) => void) => void): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    let chain: Promise<unknown> = Promise.resolve();
-    let done = false;
-    const fail = (e: unknown): void => {
-      if (done) return;
-      done = true;
-      call.pause();
-      reject(e);
-    };
-    abort?.(fail);
-    call.on('data', (m: T) => {
-      call.pause();
-      chain = chain
-        .then(() => (done ? true : onMessage(m)))
-        .then((stop) => {
-          if (done) return;
-          if (stop) {
-            done = true;
-            resolve();
-          } else call.resume();
-        }, fail);
-    });
-    call.on('end', () => {
-      chain = chain.then(() => {
-        if (done) return;
-        if (call.cancelled) return fail(new RequestRejected(grpc.status.CANCELLED, 'upload cancelled by the client'));
-        const deadline = call.getDeadline();
-        if (deadline instanceof Date ? deadline.getTime() <= Date.now() : Number.isFinite(deadline) && deadline <= Date.now()) {
-          return fail(new RequestRejected(grpc.status.DEADLINE_EXCEEDED, 'upload passed its deadline'));
-        }
-        done = true;
-        resolve();
-      });
-    });
-    call.on('error', fail);
-    call.on('cancelled', () => fail(new RequestRejected(grpc.status.CANCELLED, 'upload cancelled by the client')));
-  });
-}
-
-/** Work done on an upload between two yields to the event loop. */
-const SLICE_BYTES = 1024 * 1024;
-
-interface UploadContext {
-  storage: IngestStorage;
-  maxFileBytes: number;
-  fileRoot: string;
-  limits: IngestLimits;
-}
-
 async function handleUpload(call: UploadCall, who: Principal, ctx: UploadContext): Promise<Record<string, unknown>> {
-  const { storage, limits } = ctx;
-  let staged: StagedUpload | undefined;
-  let meta: ReturnType<typeof checkMetadata> | undefined;
-  let check: CaptureCheck | undefined;
-  let early: Record<string, unknown> | undefined;
-  const watch = new ProgressWatch(limits, (e) => abortUpload(e));
+  const file = new FileReceiver(who, ctx);
+  const watch = new ProgressWatch(ctx.limits, (e) => abortUpload(e));
   let abortUpload: (e: unknown) => void = () => undefined;
   try {
     await consume(
       call,
       async (msg) => {
         if (msg instanceof BadMessage) throw invalid(msg.reason);
-        if (!meta) {
+        if (!file.started) {
           if (msg.packet !== 'metadata' || !msg.metadata) {
             throw invalid(msg.packet === 'chunk' ? 'first message must be metadata, got a chunk' : 'first message must be metadata, got an empty message');
           }
           watch.metadataAt();
-          meta = checkMetadata(msg.metadata, ctx.maxFileBytes, ctx.fileRoot, limits);
-          meta.part_id = actAs(who, meta.part_id, 'upload');
-          const have = await storage.get(meta.part_id, meta.file_id);
-          if (have && sameContent(have, meta.size, meta.sha256)) {
-            // Committed before with the same content: answer now, store nothing, read no further.
-            early = { file_id: meta.file_id, status: 'UPLOAD_STATUS_ALREADY_HAVE', stored_bytes: have.size };
-            return true;
-          }
-          if (meta.data_type !== 'file') check = new CaptureCheck(meta.file_id, { maxRanges: limits.maxRangesPerFile });
-          staged = await storage.stage(meta.size);
-          return false;
+          // Held already: answer now, read no further.
+          return file.begin(msg.metadata);
         }
         if (msg.packet === 'metadata') throw invalid('metadata sent twice in one upload');
         if (msg.packet !== 'chunk') throw invalid('message has neither metadata nor chunk');
-        const chunk = msg.chunk;
-        if (staged!.bytes + chunk.length > meta.size) {
-          throw invalid(`size mismatch: received more than the declared ${meta.size} bytes`, { declared: meta.size });
-        }
-        watch.bytes(chunk.length);
-        // Checked, hashed and written as they arrive, a slice at a time: each slice's disk write
-        // yields to the event loop, so one big chunk never holds other callers up for long.
-        for (let off = 0; off < chunk.length; off += SLICE_BYTES) {
-          const slice = chunk.subarray(off, Math.min(chunk.length, off + SLICE_BYTES));
-          check?.push(slice);
-          await staged!.write(slice);
-        }
+        watch.bytes(msg.chunk.length);
+        await file.chunk(msg.chunk);
         return false;
       },
       (fail) => {
         abortUpload = fail;
       },
     );
-    if (early) return early;
-    if (!meta || !staged) throw invalid('upload ended without metadata');
-    const { bytes, sha256 } = await staged.finish();
-    if (bytes !== meta.size) throw invalid(`size mismatch: metadata.size is ${meta.size} bytes, received ${bytes}`, { declared: meta.size, received: bytes });
-    if (sha256 !== meta.sha256) throw invalid(`checksum mismatch: sha256 of the received bytes is ${sha256}, metadata.sha256 is ${meta.sha256}`);
-    const { sha256raw: _, ...rec } = meta;
-    if (check) describeCapture(rec, check.finish(), who);
-    const st = staged;
-    staged = undefined; // commit owns it now (placed or discarded)
-    const res = await storage.commit(st, rec);
-    log.info({ file_id: rec.file_id, part_id: rec.part_id, status: res.status, bytes }, 'upload');
+    const got = await file.finish();
+    if (got.kind === 'already_have') return { file_id: got.file_id, status: 'UPLOAD_STATUS_ALREADY_HAVE', stored_bytes: got.stored_bytes };
+    const { rec } = got;
+    const res = await ctx.storage.commit(got.staged, rec); // commit owns the staging (placed or discarded)
+    log.info({ file_id: rec.file_id, part_id: rec.part_id, status: res.status, bytes: rec.size }, 'upload');
     return {
       file_id: rec.file_id,
       status: res.status === 'committed' ? 'UPLOAD_STATUS_COMMITTED' : 'UPLOAD_STATUS_ALREADY_HAVE',
@@ -296,27 +169,8 @@ async function handleUpload(call: UploadCall, who: Principal, ctx: UploadContext
     };
   } finally {
     watch.stop();
-    if (staged) await (staged as StagedUpload).discard().catch(() => undefined);
+    await file.discard();
   }
-}
-
-/**
- * Fill in what a checked capture file says about itself. Its header's part must be the
- * upload's (a device cannot smuggle another part's file in under its own name, nor the
- * reverse); kind, resource and method come from the header (authoritative).
- */
-function describeCapture(rec: NewFileRecord, c: ReturnType<CaptureCheck['finish']>, who: Principal): void {
-  if (c.part_id && c.part_id !== rec.part_id) {
-    if (who.kind === 'device') {
-      throw new RequestRejected(grpc.status.PERMISSION_DENIED, `capture file header part_id ${JSON.stringify(c.part_id)} is not this key's part ${JSON.stringify(rec.part_id)}`);
-    }
-    if (rec.part_id !== '') throw invalid(`capture file header part_id ${JSON.stringify(c.part_id)} does not match metadata.part_id ${JSON.stringify(rec.part_id)}`, { field: 'part_id' });
-    rec.part_id = c.part_id;
-  }
-  rec.capture = c.info;
-  rec.resource_kind = c.kind;
-  rec.resource_name = c.name;
-  rec.method = c.method;
 }
 
 /** Check staged bytes (viam conversions) the way an upload's chunks are checked: read back chunk by chunk. */
@@ -546,6 +400,31 @@ export async function startIngestServer(opts: IngestServerOptions): Promise<Inge
           (res) => cb(null, res),
           (err) => {
             if (err instanceof RequestRejected) log.warn({ reason: err.message }, 'upload rejected');
+            cb(toStatus(err));
+          },
+        )
+        .finally(release);
+    },
+    // A batch of small files holds ONE upload slot: its files arrive one after another on one
+    // stream, and maxBatchBytes bounds what it holds in memory.
+    UploadBatch: (call: UploadCall, cb: grpc.sendUnaryData<unknown>) => {
+      const who = identity.principal(call.metadata);
+      if (!who) {
+        cb(unauth);
+        return;
+      }
+      let release: () => void;
+      try {
+        release = slots.acquire(call.getPeer(), keyOf(who));
+      } catch (e) {
+        cb(toStatus(e));
+        return;
+      }
+      handleUploadBatch(call, who, ctx)
+        .then(
+          (res) => cb(null, res),
+          (err) => {
+            if (err instanceof RequestRejected) log.warn({ reason: err.message }, 'upload batch refused');
             cb(toStatus(err));
           },
         )

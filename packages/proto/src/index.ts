@@ -13,6 +13,8 @@ export type { DataSyncHandlers } from './gen/edgecap/sync/v1/DataSync.js';
 export type { FileMetadata, FileMetadata__Output } from './gen/edgecap/sync/v1/FileMetadata.js';
 export type { UploadRequest, UploadRequest__Output } from './gen/edgecap/sync/v1/UploadRequest.js';
 export type { UploadResponse, UploadResponse__Output } from './gen/edgecap/sync/v1/UploadResponse.js';
+export type { UploadBatchResponse, UploadBatchResponse__Output } from './gen/edgecap/sync/v1/UploadBatchResponse.js';
+export type { BatchFileResult, BatchFileResult__Output } from './gen/edgecap/sync/v1/BatchFileResult.js';
 export type { Gap, Gap__Output } from './gen/edgecap/sync/v1/Gap.js';
 export type { ReportGapsRequest__Output } from './gen/edgecap/sync/v1/ReportGapsRequest.js';
 export type { ReportGapsResponse } from './gen/edgecap/sync/v1/ReportGapsResponse.js';

@@ -12,6 +12,9 @@
  *                  piscina worker threads (niceIncrement below the process: capture first):
  *                  uploaderFor(task).upload() = one attempt, no sleeping (uploader.ts: edgecap | viam)
  *                  read + sha256 ─► Upload(metadata, chunk...) ─► COMMITTED | ALREADY_HAVE | status
+ *                  small files (edgecap, ≤ SMALL_FILE_BYTES): ONE task per batch (batch.ts, ≤ 64 files /
+ *                  1 MiB) ─► UploadBatch([metadata, chunk]...) ─► a result per file, settled one by one
+ *                  (UNIMPLEMENTED: older ingest ─► one file per call from then on)
  *                                                             │
  *            ┌────────────────────────────────────────────────▼─────────┐
  *            │ ok       ─► unchanged since read? ─► unlink ─► forget     │
@@ -48,6 +51,7 @@ import { createRateLimit, type RateLimitShare } from './link.js';
 import { uploaderFor, type Uploader } from './uploader.js';
 import { RoundScheduler, countAcked, nextTickDelay, type UploadTally } from './scheduler.js';
 import { FailedDir, type RetryFailedResult } from './failed.js';
+import { BATCH_MAX_BYTES, BATCH_MAX_FILES, type BatchOutcome, type BatchTask } from './batch.js';
 
 export { type RetryFailedResult } from './failed.js';
 export { listFailed } from '@edgecap/core';
@@ -175,6 +179,11 @@ export const UPLOADS_PER_THREAD = 4;
 export const SMALL_UPLOADS_PER_THREAD = 16;
 export const SMALL_FILE_BYTES = 256 * 1024;
 /**
+ * UploadBatch calls in flight per sync thread (edgecap protocol): each carries up to
+ * BATCH_MAX_FILES small files / BATCH_MAX_BYTES (batch.ts) in one piscina task and one gRPC call.
+ */
+export const BATCHES_PER_THREAD = 4;
+/**
  * How long completions gather before their state is dropped in one LMDB transaction. Each
  * transaction is an fsync on the main thread: at 50 ms they were half the edge's CPU per small
  * file. A crash before the batch commits only leaves records of vanished files (swept at start).
@@ -265,6 +274,8 @@ export class SyncEngine extends EventEmitter {
    * fleet spreads over the nodes; on failure it moves to the next (fail-over).
    */
   private addrIdx = 0;
+  /** The ingest answered UNIMPLEMENTED to UploadBatch (an older server): one file per call from then on. */
+  private batchOff = false;
   /** Synced-and-deleted files whose state is dropped in the next batch (see forget). */
   private forgetting: { files: string[]; idKeys: string[] } = { files: [], idKeys: [] };
   private forgetTimer: NodeJS.Timeout | undefined;
@@ -548,42 +559,103 @@ export class SyncEngine extends EventEmitter {
       let opened = false;
       let open!: () => void;
       const gate = new Promise<void>((r) => (open = r));
+      const batchSlots = new Slots(this.opts.threads * BATCHES_PER_THREAD);
       const runner = async (extra: boolean): Promise<void> => {
         if (extra) await gate;
-        // Stopping ends the walk; a link that went down only stops the uploads (the rest of the
-        // round is counted as deferred, as a failed probe counts it).
-        while (!abort.signal.aborted) {
-          // Once the link is down the rest is only counted: read past the claims.
-          const next = linkDown ? source.next() : work.next();
-          if (next.done) return;
-          const w = next.value;
-          if (linkDown) {
-            res.deferred++;
-            continue;
+        /** Pulled while filling a batch, not batchable with it: this runner's next file. */
+        let carry: Work | undefined;
+        try {
+          // Stopping ends the walk; a link that went down only stops the uploads (the rest of the
+          // round is counted as deferred, as a failed probe counts it).
+          while (!abort.signal.aborted) {
+            if (carry && linkDown) {
+              held.push(carry); // claimed, never sent: released with the round's other unsent claims
+              carry = undefined;
+            }
+            // Once the link is down the rest is only counted: read past the claims.
+            const next: IteratorResult<Work> = carry ? { done: false, value: carry } : linkDown ? source.next() : work.next();
+            carry = undefined;
+            if (next.done) return;
+            const w = next.value;
+            if (linkDown) {
+              res.deferred++;
+              continue;
+            }
+            if (this.batchable(w)) {
+              // Small files travel together: up to BATCH_MAX_FILES / BATCH_MAX_BYTES per call. The
+              // file waits for a call slot back in the queue, not in this runner's hands: whoever
+              // gets a slot first takes it with the rest (else every waiting runner would end up
+              // sending a batch of one).
+              held.unshift(w);
+              await batchSlots.take();
+              const first = linkDown ? undefined : work.next();
+              if (!first || first.done) {
+                batchSlots.give();
+                continue;
+              }
+              if (!this.batchable(first.value)) {
+                batchSlots.give();
+                carry = first.value;
+                continue;
+              }
+              const group = [first.value];
+              let bytes = first.value.c.size;
+              while (group.length < BATCH_MAX_FILES && !linkDown) {
+                const n = work.next();
+                if (n.done) break;
+                if (!this.batchable(n.value) || bytes + n.value.c.size > BATCH_MAX_BYTES) {
+                  carry = n.value;
+                  break;
+                }
+                group.push(n.value);
+                bytes += n.value.c.size;
+              }
+              let done: Awaited<ReturnType<typeof this.uploadOne>>;
+              try {
+                done = await this.uploadGroup(store, group, abort.signal, res);
+                progress += group.length;
+              } catch (e) {
+                res.errors.push(`${group.length} files from ${group[0]!.c.path}: ${(e as Error).message}`);
+                log.warn({ err: e, files: group.length }, 'upload bookkeeping failed');
+                res.deferred += group.length;
+                continue;
+              } finally {
+                for (const g of group) this.leased.delete(g.c.path);
+                batchSlots.give();
+              }
+              if (done === 'link') linkDown = true;
+              if (done === 'ok' && !opened) {
+                opened = true;
+                open();
+              }
+              continue;
+            }
+            let done: Awaited<ReturnType<typeof this.uploadOne>>;
+            const big = w.c.size > SMALL_FILE_BYTES;
+            try {
+              if (big) await bigSlots.take();
+              done = await this.uploadOne(store, w, abort.signal, res);
+              progress++;
+              this.leased.delete(w.c.path);
+            } catch (e) {
+              this.leased.delete(w.c.path);
+              // e.g. the state store cannot write (disk full): this file waits for the next round,
+              // and the round's other uploads are still awaited before it ends.
+              res.errors.push(`${w.c.path}: ${(e as Error).message}`);
+              log.warn({ err: e, file: w.c.path }, 'upload bookkeeping failed');
+              res.deferred++;
+              continue;
+            } finally {
+              if (big) bigSlots.give();
+            }
+            if (done === 'link') linkDown = true;
+            if (done === 'ok' && !opened) {
+              opened = true;
+              open();
+            }
           }
-          let done: Awaited<ReturnType<typeof this.uploadOne>>;
-          const big = w.c.size > SMALL_FILE_BYTES;
-          try {
-            if (big) await bigSlots.take();
-            done = await this.uploadOne(store, w, abort.signal, res);
-            progress++;
-            this.leased.delete(w.c.path);
-          } catch (e) {
-            this.leased.delete(w.c.path);
-            // e.g. the state store cannot write (disk full): this file waits for the next round,
-            // and the round's other uploads are still awaited before it ends.
-            res.errors.push(`${w.c.path}: ${(e as Error).message}`);
-            log.warn({ err: e, file: w.c.path }, 'upload bookkeeping failed');
-            res.deferred++;
-            continue;
-          } finally {
-            if (big) bigSlots.give();
-          }
-          if (done === 'link') linkDown = true;
-          if (done === 'ok' && !opened) {
-            opened = true;
-            open();
-          }
+        } finally {
+          if (carry) held.push(carry);
         }
       };
       const bases = Promise.all(Array.from({ length: this.opts.threads }, () => runner(false))).finally(() => open());
@@ -900,6 +972,77 @@ export class SyncEngine extends EventEmitter {
       if (!signal.aborted) res.errors.push(`upload worker failed for ${c.path}: ${(e as Error).message}`);
       return 'retry';
     }
+    return this.settleOutcome(store, w, out, res);
+  }
+
+  /** Small files go in UploadBatch calls: edgecap protocol, an ingest that has it, no bandwidth cap (its pieces are per file). */
+  private batchable(w: Work): boolean {
+    return this.uploader.protocol === 'edgecap' && !this.batchOff && !this.rateLimit && w.format === undefined && w.c.size <= SMALL_FILE_BYTES;
+  }
+
+  /**
+   * Upload claimed small files in ONE UploadBatch call (one piscina task) and settle each as
+   * uploadOne does. The whole call failing is one link/server failure for all of them; an ingest
+   * without UploadBatch (UNIMPLEMENTED, remembered) or a batch it refuses as a whole sends each
+   * file on its own, so every file gets its own verdict.
+   */
+  private async uploadGroup(store: StateStore, ws: Work[], signal: AbortSignal, res: SyncResult): Promise<'ok' | 'link' | 'failed' | 'retry' | 'skip'> {
+    if (ws.length === 1) return this.uploadOne(store, ws[0]!, signal, res);
+    const task: BatchTask = { kind: 'batch', target: this.opts.ingest, addressIndex: this.addrIdx, files: ws.map((w) => ({ path: w.c.path, meta: w.meta })) };
+    if (this.opts.uploadDeadlineMs !== undefined) task.deadlineMs = this.opts.uploadDeadlineMs;
+    if (this.opts.stallTimeoutMs !== undefined) task.stallTimeoutMs = this.opts.stallTimeoutMs;
+    task.niceIncrement = this.opts.niceIncrement ?? SYNC_NICE_INCREMENT;
+    const paths = ws.map((w) => w.c.path);
+    let out: BatchOutcome;
+    try {
+      out = await runUnlessAborted(this.pool!.run(task) as Promise<BatchOutcome>, signal);
+    } catch (e) {
+      store.releaseUploads(paths, this.runId);
+      res.deferred += ws.length;
+      if (!signal.aborted) res.errors.push(`upload worker failed for a batch of ${ws.length} files from ${paths[0]}: ${(e as Error).message}`);
+      return 'retry';
+    }
+    const worst = (dones: Awaited<ReturnType<typeof this.uploadOne>>[]): Awaited<ReturnType<typeof this.uploadOne>> =>
+      dones.includes('link') ? 'link' : dones.includes('ok') ? 'ok' : dones[0]!;
+    if (!out.ok) {
+      if (out.unimplemented || out.kind === 'rejected') {
+        if (out.unimplemented && !this.batchOff) {
+          this.batchOff = true;
+          log.info({ address: addressesOf(this.opts.ingest)[this.addrIdx] }, 'ingest server has no UploadBatch (older version): small files go one per call');
+        } else if (!out.unimplemented) log.warn({ files: ws.length, err: out.message }, 'ingest refused an upload batch as a whole: its files go one per call');
+        // One after another, as the runners would have sent them: a link failing on the first
+        // leaves the rest unsent (released, deferred), so the fallback makes no herd.
+        const dones: Awaited<ReturnType<typeof this.uploadOne>>[] = [];
+        for (let k = 0; k < ws.length; k++) {
+          const d = await this.uploadOne(store, ws[k]!, signal, res);
+          dones.push(d);
+          if (d === 'link' || signal.aborted) {
+            const rest = ws.slice(k + 1).map((w) => w.c.path);
+            store.releaseUploads(rest, this.runId);
+            res.deferred += rest.length;
+            break;
+          }
+        }
+        return worst(dones);
+      }
+      // Nothing is known about any file's bytes: all wait (one transaction), one link failure.
+      if (out.kind === 'server') {
+        for (const w of ws) {
+          const attempts = (store.fileState(w.c.path)?.attempts ?? 0) + 1;
+          store.releaseUpload(w.c.path, this.runId, { attempts, nextRetryAt: this.clock.now() + this.fileDelay(attempts), reason: `${statusName(out.grpcCode)}: ${out.message}` });
+        }
+      } else store.releaseUploads(paths, this.runId);
+      this.linkFailure(out.kind, { code: out.grpcCode, message: out.message }, res);
+      res.deferred += ws.length;
+      return 'link';
+    }
+    const files = out.files;
+    return worst(ws.map((w, k) => this.settleOutcome(store, w, files[k]!, res)));
+  }
+
+  /** Settle one file's outcome: delete and forget, keep, back off, or move to failed/. */
+  private settleOutcome(store: StateStore, w: Work, out: UploadOutcome, res: SyncResult): 'ok' | 'link' | 'failed' | 'retry' | 'skip' {
+    const { c } = w;
     if (out.ok) {
       // Delete only the file that was read: an arbitrary file appended to (or replaced) after
       // the worker's stat still holds bytes the server has not got.

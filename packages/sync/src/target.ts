@@ -112,13 +112,15 @@ export const PREFRAMED = Symbol('edgecap.sync.preframed');
 
 let ctor: grpc.ServiceClientConstructor | undefined;
 
-/** DataSync's client class, with Upload's serializer taking PREFRAMED messages as they are. */
+/** DataSync's client class, with Upload's and UploadBatch's serializers taking PREFRAMED messages as they are. */
 function dataSyncClientClass(): grpc.ServiceClientConstructor {
   if (!ctor) {
     const svc = loadSyncProto().edgecap.sync.v1.DataSync.service;
     const up = svc.Upload!;
     const encode = up.requestSerialize;
-    const def: grpc.ServiceDefinition = { ...svc, Upload: { ...up, requestSerialize: (m: Record<symbol, unknown>) => (m[PREFRAMED] as Buffer | undefined) ?? encode(m) } };
+    const serialize = (m: Record<symbol, unknown>): Buffer => (m[PREFRAMED] as Buffer | undefined) ?? encode(m);
+    // UploadBatch streams the same UploadRequest messages (batch.ts).
+    const def: grpc.ServiceDefinition = { ...svc, Upload: { ...up, requestSerialize: serialize }, ...(svc.UploadBatch ? { UploadBatch: { ...svc.UploadBatch, requestSerialize: serialize } } : {}) };
     ctor = grpc.makeClientConstructor(def, 'edgecap.sync.v1.DataSync');
   }
   return ctor;

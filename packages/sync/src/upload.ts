@@ -77,8 +77,8 @@ function clientKey(t: IngestTarget, idx: number): string {
   return `${JSON.stringify(t)}#${idx}`;
 }
 
-/** One channel per (target, address) per thread, reused across tasks. */
-function clientFor(t: IngestTarget, idx: number): DataSyncClient {
+/** One channel per (target, address) per thread, reused across tasks (batch.ts too). */
+export function clientFor(t: IngestTarget, idx: number): DataSyncClient {
   const key = clientKey(t, idx);
   let c = clients.get(key);
   if (!c) {
@@ -100,7 +100,7 @@ export function linkFor(c: DataSyncClient, t: IngestTarget, stallTimeoutMs: numb
 }
 
 /** A stalled connection: the next attempt gets a fresh one instead of queueing behind it. */
-function dropClient(t: IngestTarget, idx: number, c: DataSyncClient): void {
+export function dropClient(t: IngestTarget, idx: number, c: DataSyncClient): void {
   const key = clientKey(t, idx);
   if (clients.get(key) === c) {
     clients.delete(key);
@@ -146,10 +146,10 @@ export const WHOLE_READ_BYTES = 16 * 1024 * 1024;
  * are written there, so the message handed to grpc-js is a view of the bytes as read (no copy
  * by the protobuf encoder; grpc-js's own 5-byte framing copy is the only one left).
  */
-const RESERVE = 6;
+export const RESERVE = 6;
 
 /** A file in memory as chunks, each with RESERVE free bytes before it. */
-interface Layout {
+export interface Layout {
   buf: Buffer;
   /** Offset in buf of chunk i; file position i × chunk. */
   offs: number[];
@@ -213,7 +213,7 @@ async function readWhole(fh: fs.FileHandle, size: number, chunk: number, h: cryp
 export const SYNC_READ_BYTES = 1024 * 1024;
 
 /** A small file, read whole with blocking calls (stat first: see ReadIdentity), hashed as read. */
-function readSmall(file: string, chunk: number, h: crypto.Hash): { st: fsSync.Stats; whole: Layout } | undefined {
+export function readSmall(file: string, chunk: number, h: crypto.Hash): { st: fsSync.Stats; whole: Layout } | undefined {
   const fd = fsSync.openSync(file, 'r');
   try {
     const st = fsSync.fstatSync(fd);

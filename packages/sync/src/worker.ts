@@ -1,8 +1,10 @@
 /**
- * piscina worker entry: one task = one upload attempt of one file (see upload.ts).
+ * piscina worker entry: one task = one upload attempt of one file (see upload.ts), or of a
+ * batch of small files in one call (batch.ts).
  * Runs in a worker thread; returns plain data so nothing class-shaped crosses threads.
  */
 import os from 'node:os';
+import { isBatchTask, uploadBatch, type BatchOutcome, type BatchTask } from './batch.js';
 import { uploaderFor } from './uploader.js';
 import type { UploadOutcome, UploadTask } from './upload.js';
 
@@ -26,8 +28,15 @@ export function reniceThread(increment: number | undefined): void {
   }
 }
 
-export default async function run(task: UploadTask): Promise<UploadOutcome> {
+export default async function run(task: UploadTask | BatchTask): Promise<UploadOutcome | BatchOutcome> {
   reniceThread(task.niceIncrement);
+  if (isBatchTask(task)) {
+    try {
+      return await uploadBatch(task);
+    } catch (e) {
+      return { ok: false, kind: 'server', message: `upload batch failed: ${(e as Error).message}` };
+    }
+  }
   try {
     return await uploaderFor(task).upload(task);
   } catch (e) {

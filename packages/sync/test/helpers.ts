@@ -37,14 +37,18 @@ export interface Faults {
 
 export class TestServer extends EventEmitter {
   readonly stored = new Map<string, Stored>();
-  readonly hits = { Health: 0, Upload: 0, ReportGaps: 0 };
+  readonly hits = { Health: 0, Upload: 0, ReportGaps: 0, UploadBatch: 0 };
   readonly gaps: Gap__Output[] = [];
   faults: Faults = {};
   port = 0;
   private server: grpc.Server | undefined;
   private hung: grpc.ServerReadableStream<UploadRequest__Output, UploadResponse>[] = [];
 
-  constructor(private readonly opts: { tls?: { cert: Buffer; key: Buffer }; apiKey?: string } = {}) {
+  /** Files per UploadBatch call answered (batch: true). */
+  readonly batchSizes: number[] = [];
+
+  /** batch: answer UploadBatch (default: UNIMPLEMENTED, as an ingest older than it). */
+  constructor(private readonly opts: { tls?: { cert: Buffer; key: Buffer }; apiKey?: string; batch?: boolean } = {}) {
     super();
   }
 
@@ -77,6 +81,28 @@ export class TestServer extends EventEmitter {
         if (this.faults.down !== undefined) return cb({ code: this.faults.down, details: 'test server is down' });
         this.gaps.push(...call.request.gaps);
         cb(null, { accepted: call.request.gaps.length });
+      },
+      UploadBatch: (call: grpc.ServerReadableStream<UploadRequest__Output, object>, cb: grpc.sendUnaryData<object>) => {
+        this.hits.UploadBatch++;
+        if (!this.opts.batch) return cb({ code: grpc.status.UNIMPLEMENTED, details: 'this test server has no UploadBatch' });
+        if (!this.authed(call.metadata)) return cb({ code: grpc.status.UNAUTHENTICATED, details: 'bad api key' });
+        if (this.faults.down !== undefined) return cb({ code: this.faults.down, details: 'test server is down' });
+        const files: { meta: FileMetadata__Output; chunks: Buffer[] }[] = [];
+        call.on('data', (m: UploadRequest__Output) => {
+          if (m.packet === 'metadata' && m.metadata) files.push({ meta: m.metadata, chunks: [] });
+          else if (m.packet === 'chunk' && m.chunk) files.at(-1)?.chunks.push(m.chunk);
+        });
+        call.on('error', () => undefined); // client went away: nothing is committed
+        call.on('end', () => {
+          this.batchSizes.push(files.length);
+          const results = files.map(({ meta, chunks }) => {
+            const reason = this.faults.reject?.(meta);
+            const v = reason ? { code: grpc.status.INVALID_ARGUMENT, details: reason } : this.commitOne(meta, Buffer.concat(chunks));
+            if ('code' in v) return { file_id: meta.file_id, status: 'UPLOAD_STATUS_REJECTED', stored_bytes: 0, code: v.code, message: v.details };
+            return { ...v, code: 0, message: '' };
+          });
+          cb(null, { results });
+        });
       },
       Upload: (call: grpc.ServerReadableStream<UploadRequest__Output, UploadResponse>, cb: grpc.sendUnaryData<UploadResponse>) => {
         this.hits.Upload++;
@@ -121,23 +147,9 @@ export class TestServer extends EventEmitter {
             this.emit('hung', meta);
             return;
           }
-          if (data.length !== meta.size) return answer({ code: grpc.status.INVALID_ARGUMENT, details: `size mismatch: got ${data.length}, metadata says ${meta.size}` });
-          if (!crypto.createHash('sha256').update(data).digest().equals(meta.sha256)) return answer({ code: grpc.status.INVALID_ARGUMENT, details: 'sha256 mismatch' });
-          const prev = this.stored.get(meta.file_id);
-          let res: UploadResponse;
-          if (prev && !prev.data.equals(data)) {
-            // As the ingest answers: the same id already committed with other content.
-            const digest = (b: Buffer): string => crypto.createHash('sha256').update(b).digest('hex');
-            return answer({ code: grpc.status.ALREADY_EXISTS, details: `file ${meta.file_id} already committed with sha256 ${digest(prev.data)}, this upload has sha256 ${digest(data)}` });
-          }
-          if (prev) {
-            prev.alreadyHave++;
-            res = { file_id: meta.file_id, status: 'UPLOAD_STATUS_ALREADY_HAVE', stored_bytes: prev.data.length };
-          } else {
-            this.stored.set(meta.file_id, { meta, data, stores: 1, alreadyHave: 0 });
-            res = { file_id: meta.file_id, status: 'UPLOAD_STATUS_COMMITTED', stored_bytes: data.length };
-          }
-          this.emit('committed', meta);
+          const v = this.commitOne(meta, data);
+          if ('code' in v) return answer(v);
+          const res = v;
           if (hang === 'after-commit') {
             this.hung.push(call);
             this.emit('hung', meta);
@@ -149,6 +161,28 @@ export class TestServer extends EventEmitter {
     });
     const server = this.server;
     this.port = await new Promise<number>((res, rej) => server.bindAsync(`127.0.0.1:${this.port}`, creds, (e, p) => (e ? rej(e) : res(p))));
+  }
+
+  /** The ingest's verdict on one whole file: size and digest, then dedup by id with a content check. */
+  private commitOne(meta: FileMetadata__Output, data: Buffer): UploadResponse | { code: grpc.status; details: string } {
+    if (data.length !== meta.size) return { code: grpc.status.INVALID_ARGUMENT, details: `size mismatch: got ${data.length}, metadata says ${meta.size}` };
+    if (!crypto.createHash('sha256').update(data).digest().equals(meta.sha256)) return { code: grpc.status.INVALID_ARGUMENT, details: 'sha256 mismatch' };
+    const prev = this.stored.get(meta.file_id);
+    if (prev && !prev.data.equals(data)) {
+      // As the ingest answers: the same id already committed with other content.
+      const digest = (b: Buffer): string => crypto.createHash('sha256').update(b).digest('hex');
+      return { code: grpc.status.ALREADY_EXISTS, details: `file ${meta.file_id} already committed with sha256 ${digest(prev.data)}, this upload has sha256 ${digest(data)}` };
+    }
+    let res: UploadResponse;
+    if (prev) {
+      prev.alreadyHave++;
+      res = { file_id: meta.file_id, status: 'UPLOAD_STATUS_ALREADY_HAVE', stored_bytes: prev.data.length };
+    } else {
+      this.stored.set(meta.file_id, { meta, data, stores: 1, alreadyHave: 0 });
+      res = { file_id: meta.file_id, status: 'UPLOAD_STATUS_COMMITTED', stored_bytes: data.length };
+    }
+    this.emit('committed', meta);
+    return res;
   }
 
   /** Gone: every connection reset, the port refuses (start() again to come back on the same port). */

@@ -1,0 +1,86 @@
+/**
+ * Issue #16: small files travel together (UploadBatch, sync/src/batch.ts) — each file settled on
+ * its own verdict; an ingest without UploadBatch gets one file per call, remembered. The real
+ * ingest's side of the same call is packages/ingest/test/upload-batch.test.ts, and
+ * cost.test.ts sends 150 small files through it.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { SyncEngine, type SyncOptions } from '@edgecap/sync';
+import { TestServer, makeCapture, tmpDir } from './helpers.js';
+
+const servers: TestServer[] = [];
+const dirs: string[] = [];
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((s) => s.close()));
+  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+});
+
+async function setup(batch: boolean): Promise<{ server: TestServer; captureDir: string; opts: SyncOptions }> {
+  const server = new TestServer({ apiKey: 'k', batch });
+  await server.start();
+  servers.push(server);
+  const base = tmpDir('batch');
+  dirs.push(base);
+  const captureDir = path.join(base, 'capture');
+  const opts: SyncOptions = {
+    captureDir,
+    stateDir: path.join(captureDir, '.edgecap'),
+    additionalSyncPaths: [],
+    fileLastModifiedMs: 0,
+    intervalMs: 3_600_000,
+    threads: 1,
+    partId: 'p',
+    tags: [],
+    ingest: { address: server.address, insecure: true, apiKey: 'k' },
+  };
+  return { server, captureDir, opts };
+}
+
+describe('small files in UploadBatch calls', () => {
+  it('go many to a call; a file the server refuses goes to failed/ on its own verdict, the others are deleted once acknowledged', async () => {
+    const { server, captureDir, opts } = await setup(true);
+    const files = Array.from({ length: 90 }, (_, i) => makeCapture(captureDir, `s${i % 3}`, 5 + (i % 7)));
+    const bad = files[41]!;
+    server.faults.reject = (m) => (m.file_id === bad.id ? 'refused by the test' : undefined);
+    const engine = new SyncEngine(opts);
+    try {
+      const res = await engine.syncNow();
+      expect(res.uploaded).toBe(89);
+      expect(res.failed).toBe(1);
+      // several files per call: far fewer calls than files (a lone file left over may go in an Upload)
+      expect(server.hits.UploadBatch + server.hits.Upload).toBeLessThanOrEqual(6);
+      expect(server.batchSizes.reduce((a, b) => a + b, 0) + server.hits.Upload).toBe(90);
+      for (const f of files) {
+        if (f === bad) continue;
+        expect(server.stored.get(f.id)?.data.equals(f.bytes), f.id).toBe(true);
+        expect(server.stored.get(f.id)?.stores).toBe(1);
+        expect(fs.existsSync(f.path)).toBe(false);
+      }
+      expect(server.stored.has(bad.id)).toBe(false);
+      const failed = path.join(captureDir, '.edgecap', 'failed', path.relative(captureDir, bad.path));
+      expect(fs.existsSync(failed)).toBe(true);
+    } finally {
+      await engine.stop();
+    }
+  });
+
+  it('an ingest without UploadBatch (older) gets one file per call, and is not asked again', async () => {
+    const { server, captureDir, opts } = await setup(false);
+    const first = Array.from({ length: 12 }, (_, i) => makeCapture(captureDir, `a${i}`, 4));
+    const engine = new SyncEngine(opts);
+    try {
+      expect((await engine.syncNow()).uploaded).toBe(12);
+      expect(server.hits.UploadBatch).toBe(1);
+      expect(server.hits.Upload).toBe(12);
+      const second = Array.from({ length: 12 }, (_, i) => makeCapture(captureDir, `b${i}`, 4));
+      expect((await engine.syncNow()).uploaded).toBe(12);
+      expect(server.hits.UploadBatch).toBe(1); // remembered
+      expect(server.hits.Upload).toBe(24);
+      for (const f of [...first, ...second]) expect(server.stored.get(f.id)?.stores).toBe(1);
+    } finally {
+      await engine.stop();
+    }
+  });
+});
