@@ -381,55 +381,35 @@ export async function startIngestServer(opts: IngestServerOptions): Promise<Inge
 
   const unauth = { code: grpc.status.UNAUTHENTICATED, details: UNAUTHENTICATED_DETAILS };
   const keyOf = (who: Principal): string => (who.kind === 'device' ? who.keyId : who.label);
+  /** An upload call: the caller from its credential, an upload slot held until it ends. */
+  const withSlot = (call: UploadCall, cb: grpc.sendUnaryData<unknown>, refused: string, handle: (call: UploadCall, who: Principal, ctx: UploadContext) => Promise<unknown>): void => {
+    const who = identity.principal(call.metadata);
+    if (!who) {
+      cb(unauth);
+      return;
+    }
+    let release: () => void;
+    try {
+      release = slots.acquire(call.getPeer(), keyOf(who));
+    } catch (e) {
+      cb(toStatus(e));
+      return;
+    }
+    handle(call, who, ctx)
+      .then(
+        (res) => cb(null, res),
+        (err) => {
+          if (err instanceof RequestRejected) log.warn({ reason: err.message }, refused);
+          cb(toStatus(err));
+        },
+      )
+      .finally(release);
+  };
   const handlers: grpc.UntypedServiceImplementation = {
-    Upload: (call: UploadCall, cb: grpc.sendUnaryData<unknown>) => {
-      const who = identity.principal(call.metadata);
-      if (!who) {
-        cb(unauth);
-        return;
-      }
-      let release: () => void;
-      try {
-        release = slots.acquire(call.getPeer(), keyOf(who));
-      } catch (e) {
-        cb(toStatus(e));
-        return;
-      }
-      handleUpload(call, who, ctx)
-        .then(
-          (res) => cb(null, res),
-          (err) => {
-            if (err instanceof RequestRejected) log.warn({ reason: err.message }, 'upload rejected');
-            cb(toStatus(err));
-          },
-        )
-        .finally(release);
-    },
+    Upload: (call: UploadCall, cb: grpc.sendUnaryData<unknown>) => withSlot(call, cb, 'upload rejected', handleUpload),
     // A batch of small files holds ONE upload slot: its files arrive one after another on one
     // stream, and maxBatchBytes bounds what it holds in memory.
-    UploadBatch: (call: UploadCall, cb: grpc.sendUnaryData<unknown>) => {
-      const who = identity.principal(call.metadata);
-      if (!who) {
-        cb(unauth);
-        return;
-      }
-      let release: () => void;
-      try {
-        release = slots.acquire(call.getPeer(), keyOf(who));
-      } catch (e) {
-        cb(toStatus(e));
-        return;
-      }
-      handleUploadBatch(call, who, ctx)
-        .then(
-          (res) => cb(null, res),
-          (err) => {
-            if (err instanceof RequestRejected) log.warn({ reason: err.message }, 'upload batch refused');
-            cb(toStatus(err));
-          },
-        )
-        .finally(release);
-    },
+    UploadBatch: (call: UploadCall, cb: grpc.sendUnaryData<unknown>) => withSlot(call, cb, 'upload batch refused', handleUploadBatch),
     ReportGaps: (call: grpc.ServerUnaryCall<ReportGapsRequest__Output | BadMessage, unknown>, cb: grpc.sendUnaryData<unknown>) => {
       const who = identity.principal(call.metadata);
       if (!who) return cb(unauth);

@@ -19,7 +19,7 @@ import type { DataSyncClient, UploadBatchResponse__Output } from '@edgecap/proto
 import { classifyStatus, type FailureKind } from './errors.js';
 import { DEFAULT_STALL_TIMEOUT_MS } from './link.js';
 import { DEFAULT_CHUNK_BYTES, PREFRAMED, callMetadata, type IngestTarget } from './target.js';
-import { clientFor, dropClient, frameChunk, identityOf, linkFor, readSmall, type Layout, type UploadOutcome, type UploadTask } from './upload.js';
+import { LinkedCall, clientFor, dropClient, frameChunk, identityOf, linkFor, readSmall, type Layout, type UploadOutcome, type UploadTask } from './upload.js';
 
 /** Edge-side batch bounds (the ingest's defaults, limits.ts maxBatchFiles / maxBatchBytes, are above them). */
 export const BATCH_MAX_FILES = 64;
@@ -72,53 +72,22 @@ export async function uploadBatch(task: BatchTask, client?: DataSyncClient): Pro
   const link = linkFor(c, task.target, stallMs);
   const opts: grpc.CallOptions = task.deadlineMs !== undefined ? { deadline: Date.now() + task.deadlineMs } : {};
   const answer = await new Promise<{ err?: grpc.ServiceError | { code?: number; message: string; local?: string }; res?: UploadBatchResponse__Output }>((resolve) => {
-    let settled = false;
-    let pending = 0;
-    let lastProgress = Date.now();
-    const progress = (): void => {
-      lastProgress = Date.now();
-    };
-    const unsubscribe = link.onAck(progress);
-    const done = (a: Parameters<typeof resolve>[0]): void => {
-      if (settled) return;
-      settled = true;
-      clearInterval(watchdog);
-      unsubscribe();
-      if (pending > 0) link.abandon(pending);
-      pending = 0;
-      link.poke();
-      resolve(a);
-    };
-    const watchdog = setInterval(() => {
-      if (Date.now() - lastProgress <= stallMs) return;
+    const lc = new LinkedCall(link, stallMs, () => {
       done({ err: { code: grpc.status.DEADLINE_EXCEEDED, message: `upload batch stalled: no progress for ${stallMs} ms (sync_stall_timeout_ms); the connection is dropped and the files retried` } });
       call.cancel();
       if (!client) dropClient(task.target, task.addressIndex, c);
-    }, Math.max(50, Math.min(1000, stallMs / 4)));
+    });
+    const done = (a: Parameters<typeof resolve>[0]): void => {
+      if (lc.settle()) resolve(a);
+    };
     const call = c.UploadBatch(callMetadata(task.target), opts, (err: grpc.ServiceError | null, res?: UploadBatchResponse__Output) => done(err ? { err } : { res: res! }));
     call.on('error', () => undefined); // reported through the callback
-    const write = (msg: object, n: number): Promise<void> =>
-      new Promise<void>((res) => {
-        if (settled) return res();
-        link.issue(n);
-        pending += n;
-        const ok = call.write(msg, () => {
-          if (settled) return;
-          pending -= n;
-          link.wrote(n);
-          progress();
-        });
-        if (ok) return res();
-        const go = (): void => {
-          call.off('drain', go).off('status', go).off('error', go);
-          res();
-        };
-        call.on('drain', go).on('status', go).on('error', go);
-      });
-    const cancelled = (): boolean => settled;
+    lc.call = call;
+    const write = (msg: object, n: number): Promise<void> => lc.write(msg, n);
+    const { cancelled } = lc;
     void (async () => {
       for (const r of ready) {
-        if (settled) return;
+        if (lc.settled) return;
         const f = task.files[r.i]!;
         await write({ metadata: { ...f.meta, size: r.st.size, sha256: r.sha, mtime_ms: Math.floor(r.st.mtimeMs) } }, 0);
         const len = r.whole.lens[0] ?? 0;
@@ -127,10 +96,10 @@ export async function uploadBatch(task: BatchTask, client?: DataSyncClient): Pro
         // The link's window applies to a batch as to one file (an edge with a bandwidth cap
         // does not batch: engine.ts).
         await link.room(len, cancelled);
-        if (settled) return;
+        if (lc.settled) return;
         await write({ chunk: r.whole.buf.subarray(off, off + len), [PREFRAMED]: frameChunk(r.whole.buf, off, len) }, len);
       }
-      if (settled) return;
+      if (lc.settled) return;
       call.end();
       await link.drained(cancelled);
     })().catch((e: unknown) => {

@@ -23,7 +23,7 @@ import crypto from 'node:crypto';
 import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
-import type { DataSyncClient, FileMetadata, UploadResponse__Output } from '@edgecap/proto';
+import type { DataSyncClient, FileMetadata, UploadRequest, UploadResponse__Output } from '@edgecap/proto';
 import { classifyStatus, type FailureKind } from './errors.js';
 import { DEFAULT_STALL_TIMEOUT_MS, LinkMonitor, MAX_TARGET_QUEUE_MS, MIN_WINDOW_BYTES, capPiece, takeBytes, type RateLimitShare } from './link.js';
 import { DEFAULT_CHUNK_BYTES, DEFAULT_KEEPALIVE_TIMEOUT_MS, PREFRAMED, callMetadata, makeClient, type IngestTarget } from './target.js';
@@ -97,6 +97,75 @@ export function linkFor(c: DataSyncClient, t: IngestTarget, stallTimeoutMs: numb
     links.set(c, l);
   }
   return l;
+}
+
+
+/**
+ * One upload call's life on the link, the same for Upload and UploadBatch: writes that respect
+ * HTTP/2 back-pressure and count toward the link's window when issued and as progress when
+ * they complete; a watchdog that gives up after `stallMs` without progress (acknowledged
+ * bytes count: a slow link that moves is never cut); settle() once, returning what was issued
+ * and not written to the link.
+ */
+export class LinkedCall {
+  settled = false;
+  /** Issued bytes of this call whose write has not completed (returned to the link if the call ends first). */
+  private pending = 0;
+  private lastProgress = Date.now();
+  private readonly unsubscribe: () => void;
+  private readonly watchdog: NodeJS.Timeout;
+  call: grpc.ClientWritableStream<UploadRequest> | undefined;
+
+  constructor(
+    private readonly link: LinkMonitor,
+    stallMs: number,
+    onStall: () => void,
+  ) {
+    this.unsubscribe = link.onAck(() => this.progress());
+    this.watchdog = setInterval(() => {
+      if (Date.now() - this.lastProgress > stallMs) onStall();
+    }, Math.max(50, Math.min(1000, stallMs / 4)));
+  }
+
+  private progress(): void {
+    this.lastProgress = Date.now();
+  }
+
+  /** The first call ends it (true); later calls do nothing (false). */
+  settle(): boolean {
+    if (this.settled) return false;
+    this.settled = true;
+    clearInterval(this.watchdog);
+    this.unsubscribe();
+    if (this.pending > 0) this.link.abandon(this.pending);
+    this.pending = 0;
+    this.link.poke();
+    return true;
+  }
+
+  readonly cancelled = (): boolean => this.settled;
+
+  /** Write `msg` (carrying `n` chunk bytes); resolves when the stream takes more (or the call ended). */
+  write(msg: object, n: number): Promise<void> {
+    const call = this.call!;
+    return new Promise<void>((res) => {
+      if (this.settled) return res();
+      this.link.issue(n);
+      this.pending += n;
+      const ok = call.write(msg as UploadRequest, () => {
+        if (this.settled) return;
+        this.pending -= n;
+        this.link.wrote(n);
+        this.progress();
+      });
+      if (ok) return res();
+      const go = (): void => {
+        call.off('drain', go).off('status', go).off('error', go);
+        res();
+      };
+      call.on('drain', go).on('status', go).on('error', go);
+    });
+  }
 }
 
 /** A stalled connection: the next attempt gets a fresh one instead of queueing behind it. */
@@ -277,29 +346,13 @@ export async function uploadFile(task: UploadTask, client?: DataSyncClient): Pro
     const cap = task.rateLimit;
     const opts: grpc.CallOptions = task.deadlineMs !== undefined ? { deadline: Date.now() + task.deadlineMs } : {};
     return await new Promise<UploadOutcome>((resolve) => {
-      let settled = false;
-      /** Issued bytes of this call whose write has not completed (returned to the link if the call ends first). */
-      let pending = 0;
-      let lastProgress = Date.now();
-      const progress = (): void => {
-        lastProgress = Date.now();
-      };
-      const unsubscribe = link.onAck(progress);
-      const watchdog = setInterval(() => {
-        if (Date.now() - lastProgress <= stallMs) return;
+      const lc = new LinkedCall(link, stallMs, () => {
         done({ ok: false, kind: 'link', grpcCode: grpc.status.DEADLINE_EXCEEDED, message: `upload stalled: no progress for ${stallMs} ms (sync_stall_timeout_ms); the connection is dropped and the file retried` });
         call.cancel();
         if (!client) dropClient(task.target, task.addressIndex, c);
-      }, Math.max(50, Math.min(1000, stallMs / 4)));
+      });
       const done = (o: UploadOutcome): void => {
-        if (settled) return;
-        settled = true;
-        clearInterval(watchdog);
-        unsubscribe();
-        if (pending > 0) link.abandon(pending);
-        pending = 0;
-        link.poke();
-        resolve(o);
+        if (lc.settle()) resolve(o);
       };
       const call = c.Upload(callMetadata(task.target), opts, (err: grpc.ServiceError | null, res?: UploadResponse__Output) => {
         if (err) {
@@ -313,36 +366,17 @@ export async function uploadFile(task: UploadTask, client?: DataSyncClient): Pro
         }
         done({ ok: true, status: res.status === 'UPLOAD_STATUS_COMMITTED' ? 'committed' : 'already_have', bytes: size, sha256: sha.toString('hex'), read: identityOf(st) });
       });
-      // Respect HTTP/2 back-pressure; a call that ended (status/error) also releases the writer.
-      // Every write counts toward the link's window when issued, and as progress when it completes.
-      const write = (msg: { chunk?: Buffer; metadata?: object; [PREFRAMED]?: Buffer }): Promise<void> =>
-        new Promise<void>((res) => {
-          if (settled) return res();
-          const n = msg.chunk?.length ?? 0;
-          link.issue(n);
-          pending += n;
-          const ok = call.write(msg, () => {
-            if (settled) return;
-            pending -= n;
-            link.wrote(n);
-            progress();
-          });
-          if (ok) return res();
-          const go = (): void => {
-            call.off('drain', go).off('status', go).off('error', go);
-            res();
-          };
-          call.on('drain', go).on('status', go).on('error', go);
-        });
-      const cancelled = (): boolean => settled;
+      lc.call = call;
+      const write = (msg: { chunk?: Buffer; metadata?: object; [PREFRAMED]?: Buffer }): Promise<void> => lc.write(msg, msg.chunk?.length ?? 0);
+      const { cancelled } = lc;
       /** Largest chunk message now: half the link's window (so a probe's answer frees room), and the cap's piece. */
       const piece = (): number => Math.min(chunk, Math.max(MIN_WINDOW_BYTES, Math.floor(link.window / 2)), cap ? capPiece(cap) : chunk);
       /** `framed`: the encoded message around `buf` (frameChunk), sent as is. */
       const send = async (buf: Buffer, framed?: Buffer): Promise<void> => {
         if (cap) await takeBytes(cap, buf.length);
-        if (settled) return;
+        if (lc.settled) return;
         await link.room(buf.length, cancelled);
-        if (settled) return;
+        if (lc.settled) return;
         await write(framed ? { chunk: buf, [PREFRAMED]: framed } : { chunk: buf });
       };
       call.on('error', () => undefined); // reported through the callback
@@ -354,7 +388,7 @@ export async function uploadFile(task: UploadTask, client?: DataSyncClient): Pro
             // Views of one buffer nobody writes to again: grpc-js may serialise them later. A
             // whole chunk goes pre-framed; a smaller piece (slow link, bandwidth cap) as a view.
             const { buf, offs, lens } = whole;
-            for (let i = 0; i < offs.length && !settled; i++) {
+            for (let i = 0; i < offs.length && !lc.settled; i++) {
               const len = lens[i]!;
               if (len === 0) continue;
               if (piece() >= len) {
@@ -362,7 +396,7 @@ export async function uploadFile(task: UploadTask, client?: DataSyncClient): Pro
                 pos += len;
                 continue;
               }
-              for (let at = 0; at < len && !settled; ) {
+              for (let at = 0; at < len && !lc.settled; ) {
                 const n = Math.min(piece(), len - at);
                 await send(buf.subarray(offs[i]! + at, offs[i]! + at + n));
                 at += n;
@@ -370,7 +404,7 @@ export async function uploadFile(task: UploadTask, client?: DataSyncClient): Pro
               }
             }
           }
-          while (pos < size && !settled) {
+          while (pos < size && !lc.settled) {
             // A fresh buffer per chunk: grpc-js may still hold the previous one while serialising.
             const n = Math.min(piece(), size - pos);
             const buf = Buffer.allocUnsafe(RESERVE + n);
@@ -379,7 +413,7 @@ export async function uploadFile(task: UploadTask, client?: DataSyncClient): Pro
             await send(buf.subarray(RESERVE, RESERVE + bytesRead), frameChunk(buf, RESERVE, bytesRead));
             pos += bytesRead;
           }
-          if (settled) return;
+          if (lc.settled) return;
           call.end();
           // Learn when the tail reaches the server: progress for the watchdog while it drains.
           await link.drained(cancelled);
