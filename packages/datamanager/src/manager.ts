@@ -3,7 +3,8 @@
  *
  *   collectors ─ring─► writer ─► capture dir ─► SyncEngine (piscina) ─gRPC─► ingest
  *        ▲                            │
- *   push()                            └─► Janitor (own thread, disk-full deletion)
+ *   push()                            └─► Janitor (disk-full deletion; statfs on this thread, its own
+ *                                           thread only while usage >= the deletion threshold)
  *
  * Capture and sync start and stop independently; the janitor runs only while capture does.
  */

@@ -34,7 +34,9 @@ export interface JanitorCoreOptions {
 
 export interface JanitorRound {
   usage: number;
+  /** NaN when the check stopped at statfs (usage under the threshold: the capture dir was not walked). */
   captureDirBytes: number;
+  /** NaN as captureDirBytes. */
   captureShare: number;
   action: 'none' | 'warned' | 'deleted';
   deletedFiles: number;

@@ -1,7 +1,9 @@
 import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import * as Comlink from 'comlink';
 import { DEFAULTS, ErrorCodes, fromWire, logger, type Logger } from '@edgecap/core';
+import { StateStore } from '@edgecap/store';
 import { JanitorCore, type JanitorRound } from './core.js';
 import { nodeEndpoint } from './endpoint.js';
 import { JanitorError, janitorClosed, workerExited } from './errors.js';
@@ -9,12 +11,21 @@ import type { JanitorWorkerApi, Reply, WorkerInit } from './protocol.js';
 import type { StatfsFn } from './usage.js';
 
 /**
- * Janitor facade (main thread). Checks run in a worker thread (`dist/worker.js`, comlink
- * control); the main thread only owns the timer, the event emitter and the stats.
+ * Janitor facade (main thread). A check starts with one statfs here (async, libuv pool); only
+ * a disk at or above the threshold takes it to a worker thread (`dist/worker.js`, comlink
+ * control), which walks the capture dir and deletes. The main thread owns the timer, the event
+ * emitter and the stats.
  *
- *   timer / checkNow() ──► serial queue ──► transport.check() ──► worker: JanitorCore.check()
- *                                               │ (statfs injected → in-process JanitorCore)
+ *   timer / checkNow() ──► serial queue ──► statfs ── usage < threshold ──────────────► 'none'
+ *                                               │ >= threshold
+ *                                               ├─► transport.check() ──► worker: JanitorCore.check()
+ *                                               │   (statfs injected → in-process JanitorCore, no statfs here)
  *                          stats + events ◄─────┘  'disk-warning' | 'deleted'
+ *
+ * The thread is spawned only when a check finds the disk at or above the threshold, and ended
+ * once a check leaves it under (an idle edge runs one isolate fewer: ~20–30 MB). Deletions a
+ * crashed run left half done are settled at start() from the main thread, as the worker's
+ * JanitorCore would have.
  *
  * Lifecycle: stopped ─start()─► started ─stop()─► stopped. A worker exit nobody asked for, or a
  * call it leaves unanswered past callTimeoutMs (the worker is then terminated), fails the
@@ -45,6 +56,8 @@ export interface JanitorOptions {
    * Default 5 min: a check walks the whole capture dir.
    */
   callTimeoutMs?: number;
+  /** The main thread's statfs before each check unanswered this long (a stalled filesystem) fails the check. Default 30 s. */
+  statfsTimeoutMs?: number;
 }
 
 export interface JanitorStats {
@@ -57,6 +70,10 @@ export interface JanitorStats {
   /** Failed checks (worker died, fs error). */
   errors: number;
   running: boolean;
+  /** A janitor worker thread is alive now (only while the disk is at or above the threshold). */
+  thread: boolean;
+  /** Janitor worker threads spawned so far. */
+  threadStarts: number;
 }
 
 export type { JanitorRound };
@@ -80,6 +97,7 @@ class InProcessTransport implements Transport {
 }
 
 const DEFAULT_CALL_TIMEOUT_MS = 300_000;
+const DEFAULT_STATFS_TIMEOUT_MS = 30_000;
 
 class WorkerTransport implements Transport {
   private readonly worker: Worker;
@@ -168,7 +186,9 @@ export class Janitor extends EventEmitter {
   private state: 'stopped' | 'started' = 'stopped';
   private closed = false;
   private lastWarnAt = Number.NEGATIVE_INFINITY;
-  private readonly s: JanitorStats = { checks: 0, deletedFiles: 0, deletedBytes: 0, warnings: 0, errors: 0, running: false };
+  private readonly s: JanitorStats = { checks: 0, deletedFiles: 0, deletedBytes: 0, warnings: 0, errors: 0, running: false, thread: false, threadStarts: 0 };
+  /** The statfs still running (hung filesystem): no second one is queued behind it on the libuv pool. */
+  private statfsPending: Promise<unknown> | undefined;
 
   constructor(opts: JanitorOptions) {
     super();
@@ -179,11 +199,20 @@ export class Janitor extends EventEmitter {
     return this.opts.intervalMs ?? DEFAULTS.janitor_interval_ms;
   }
 
+  get threshold(): number {
+    return this.opts.diskUsageThreshold ?? DEFAULTS.disk_usage_deletion_threshold;
+  }
+
+  private get inProcess(): boolean {
+    return this.opts.statfs !== undefined || this.opts.inProcess === true;
+  }
+
   /** Begin periodic checks (first one after one interval). Idempotent. */
   async start(): Promise<void> {
     if (this.closed) throw janitorClosed();
     if (this.state === 'started') return;
-    this.ensureTransport();
+    if (this.inProcess) this.ensureTransport();
+    else this.settleStaleDeletes();
     this.state = 'started';
     this.s.running = true;
     this.timer = setInterval(() => {
@@ -219,12 +248,58 @@ export class Janitor extends EventEmitter {
   }
 
   stats(): JanitorStats {
-    return { ...this.s };
+    return { ...this.s, thread: this.transport instanceof WorkerTransport && !this.transport.dead };
+  }
+
+  /** What JanitorCore's constructor does in the worker, done once here since the worker may never start. */
+  private settleStaleDeletes(): void {
+    if (!fs.existsSync(this.opts.stateDir)) return; // no ledger yet: nothing to settle
+    const store = new StateStore(this.opts.stateDir);
+    try {
+      const settled = store.settleStaleDeletes(this.opts.runId, (f) => fs.existsSync(f));
+      if (settled) this.log.info({ settled }, 'settled deletions left by an earlier run');
+    } catch (e) {
+      this.log.error({ err: (e as Error).message }, 'could not settle deletions left by an earlier run; the janitor thread retries when it starts');
+    } finally {
+      void store.close().catch(() => undefined);
+    }
+  }
+
+  /**
+   * Usage of the capture dir's filesystem, off the main thread's stack (libuv pool), raced against
+   * statfsTimeoutMs. A statfs still hanging from an earlier check fails this one at once.
+   */
+  private async usage(): Promise<number> {
+    const ms = this.opts.statfsTimeoutMs ?? DEFAULT_STATFS_TIMEOUT_MS;
+    const timedOut = (): JanitorError =>
+      new JanitorError(ErrorCodes.UNAVAILABLE, `statfs of the capture dir did not answer within ${ms} ms`, { details: { timeoutMs: ms, timeout: true } });
+    if (this.statfsPending) throw timedOut();
+    const p = fs.promises.statfs(this.opts.captureDir);
+    this.statfsPending = p;
+    void p.then(
+      () => (this.statfsPending = undefined),
+      () => (this.statfsPending = undefined),
+    );
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const s = await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(timedOut()), ms)))]);
+      // as usage.ts: blocks reserved for root count as used
+      return s.blocks > 0 ? (s.blocks - s.bavail) / s.blocks : 0;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async endThread(): Promise<void> {
+    const t = this.transport;
+    if (!(t instanceof WorkerTransport)) return;
+    this.transport = undefined;
+    await t.close();
   }
 
   private ensureTransport(): Transport {
     if (this.transport && !(this.transport instanceof WorkerTransport && this.transport.dead)) return this.transport;
-    if (this.opts.statfs || this.opts.inProcess) {
+    if (this.inProcess) {
       this.transport = new InProcessTransport(this.opts);
     } else {
       const init: WorkerInit = {
@@ -236,6 +311,7 @@ export class Janitor extends EventEmitter {
       if (this.opts.captureDirThreshold !== undefined) init.captureDirThreshold = this.opts.captureDirThreshold;
       if (this.opts.deleteEveryNth !== undefined) init.deleteEveryNth = this.opts.deleteEveryNth;
       if (this.opts.excludePaths !== undefined) init.excludePaths = this.opts.excludePaths;
+      this.s.threadStarts++;
       this.transport = new WorkerTransport(
         init,
         this.log,
@@ -250,24 +326,45 @@ export class Janitor extends EventEmitter {
     return this.transport;
   }
 
+  /** A check that stopped at statfs: the disk is under the threshold; the capture dir is not walked. */
+  private underThreshold(usage: number): JanitorRound {
+    return { usage, captureDirBytes: Number.NaN, captureShare: Number.NaN, action: 'none', deletedFiles: 0, freedBytes: 0, rounds: 0, startUsage: usage, warningEmitted: false, skippedClaimed: 0 };
+  }
+
   private async runCheck(): Promise<JanitorRound> {
-    const t = this.ensureTransport();
-    let r: JanitorRound;
-    try {
-      r = await t.check();
-    } catch (e) {
-      this.s.errors++;
-      throw e;
-    } finally {
-      // A checkNow() outside start() does not keep a worker thread alive.
-      if (this.state !== 'started' && this.transport === t) {
-        this.transport = undefined;
-        await t.close();
+    let r: JanitorRound | undefined;
+    if (!this.inProcess) {
+      let usage: number;
+      try {
+        usage = await this.usage();
+      } catch (e) {
+        this.s.errors++;
+        throw e;
+      }
+      if (usage < this.threshold) {
+        r = this.underThreshold(usage);
+        await this.endThread(); // the disk is fine again: no thread kept
+      }
+    }
+    if (!r) {
+      const t = this.ensureTransport();
+      try {
+        r = await t.check();
+      } catch (e) {
+        this.s.errors++;
+        throw e;
+      } finally {
+        // A checkNow() outside start() does not keep a worker thread alive, nor does a disk
+        // brought back under the threshold.
+        if (this.transport === t && (this.state !== 'started' || (r !== undefined && r.usage < this.threshold && !this.inProcess))) {
+          this.transport = undefined;
+          await t.close();
+        }
       }
     }
     this.s.checks++;
     this.s.lastUsage = r.usage;
-    this.s.lastCaptureShare = r.captureShare;
+    if (!Number.isNaN(r.captureShare)) this.s.lastCaptureShare = r.captureShare;
     if (r.action === 'warned') {
       const now = (this.opts.now ?? Date.now)();
       r.warningEmitted = now - this.lastWarnAt >= (this.opts.warnIntervalMs ?? 600_000);

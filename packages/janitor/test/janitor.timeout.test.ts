@@ -16,7 +16,8 @@ describe('janitor worker call timeout', () => {
     try {
       const captureDir = path.join(tmp, 'capture');
       fs.mkdirSync(captureDir);
-      const j = new Janitor({ captureDir, stateDir: path.join(captureDir, '.edgecap'), runId: 'run-t', callTimeoutMs: 1 });
+      // threshold 0: the disk is "full", so the check goes past the main thread's statfs to the worker
+      const j = new Janitor({ captureDir, stateDir: path.join(captureDir, '.edgecap'), runId: 'run-t', callTimeoutMs: 1, diskUsageThreshold: 0 });
       const errors: Error[] = [];
       j.on('error', (e: Error) => errors.push(e));
       await expect(j.checkNow()).rejects.toMatchObject({ code: 'EDGECAP_ERR_WORKER_EXITED', details: { timeout: true } });

@@ -83,7 +83,10 @@ describe('janitor on a real 8 MiB tmpfs (worker thread, real statfs)', () => {
     const events: { files: number; bytes: number }[] = [];
     janitor.on('deleted', (e: { files: number; bytes: number }) => events.push(e));
     await janitor.start();
+    expect(janitor.stats()).toMatchObject({ thread: false, threadStarts: 0 }); // spawned only when needed
     const r = await janitor.checkNow();
+    // the check that found the disk full ran in a thread, which ended once usage was back under
+    expect(janitor.stats()).toMatchObject({ thread: false, threadStarts: 1 });
 
     expect(r.startUsage).toBeGreaterThanOrEqual(0.9);
     expect(r.action).toBe('deleted');

@@ -41,7 +41,7 @@ describe('janitor worker thread', () => {
     }
   });
 
-  it('a failing check rejects with the original error code rebuilt across the thread; the janitor keeps working', async () => {
+  it('a failing check rejects with the original error code; the janitor keeps working', async () => {
     const missing = path.join(tmp, 'does-not-exist');
     const j = new Janitor({ captureDir: missing, stateDir: path.join(tmp, 'state'), runId: 'run-w' });
     await expect(j.checkNow()).rejects.toMatchObject({ code: 'ENOENT' });
@@ -54,5 +54,15 @@ describe('janitor worker thread', () => {
     expect(j.stats()).toMatchObject({ checks: 1, errors: 1, running: false });
     await j.close();
     await expect(j.checkNow()).rejects.toMatchObject({ code: 'EDGECAP_ERR_CLOSED' });
+  });
+
+  it('a check failing inside the worker rejects with the original error code rebuilt across the thread', async () => {
+    const stateFile = path.join(tmp, 'state-is-a-file');
+    fs.writeFileSync(stateFile, 'x');
+    // threshold 0: past the main thread's statfs, into the worker, whose state store cannot open
+    const j = new Janitor({ captureDir, stateDir: stateFile, runId: 'run-w', diskUsageThreshold: 0 });
+    await expect(j.checkNow()).rejects.toMatchObject({ code: 'EEXIST' });
+    expect(j.stats()).toMatchObject({ errors: 1, threadStarts: 1, thread: false });
+    await j.close();
   });
 });
