@@ -29,6 +29,8 @@ export interface BatchTask {
   kind: 'batch';
   target: IngestTarget;
   addressIndex: number;
+  /** The engine's outage count (upload.ts freshChannels). */
+  channelEpoch?: number;
   files: { path: string; meta: UploadTask['meta'] }[];
   stallTimeoutMs?: number;
   deadlineMs?: number;

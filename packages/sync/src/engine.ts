@@ -287,6 +287,8 @@ export class SyncEngine extends EventEmitter {
   private lastError: string | undefined;
   /** The last failure was the link itself: probe at probeIntervalMs until it answers. */
   private offline = false;
+  /** Outages ended so far (backOnline): upload tasks carry it; a thread seeing a newer one reconnects. */
+  private channelEpoch = 0;
   /** clock time of the last Health call (the round's or the cadence's). */
   private lastProbeAt = 0;
   private readonly probeIntervalMs: number;
@@ -437,13 +439,24 @@ export class SyncEngine extends EventEmitter {
       if (!this.probeDue()) return undefined;
       return this.exclusive(async () => {
         if (!(await this.probe())) return undefined;
-        this.link.succeed();
-        this.offline = false;
+        this.backOnline();
         log.info('ingest server reachable again; syncing now');
         return this.round(false);
       });
     }
     return this.exclusive(() => this.round(false));
+  }
+
+  /**
+   * An outage ended (a probe got through). The upload threads' channels from before it may be
+   * connections that died silently (a rebooted NAT or modem answers only what is sent, and an
+   * idle connection sends nothing until its keepalive, up to 40 s later): tasks of the new epoch
+   * make those threads close them and connect afresh.
+   */
+  private backOnline(): void {
+    this.link.succeed();
+    this.offline = false;
+    this.channelEpoch++;
   }
 
   private probeDue(): boolean {
@@ -517,10 +530,7 @@ export class SyncEngine extends EventEmitter {
       }
       // The link is back. (A Health answer says nothing about the server's storage or our key:
       // a backoff those started is reset by an upload that goes through, not by a probe.)
-      if (health && this.offline) {
-        this.link.succeed();
-        this.offline = false;
-      }
+      if (health && this.offline) this.backOnline();
       if (this.uploader.reportsGaps && !(await this.reportGaps(store, res))) {
         res.deferred = this.countBacklog();
         return res;
@@ -953,7 +963,7 @@ export class SyncEngine extends EventEmitter {
   /** Upload one claimed file and settle its state. */
   private async uploadOne(store: StateStore, w: Work, signal: AbortSignal, res: SyncResult): Promise<'ok' | 'link' | 'failed' | 'retry' | 'skip'> {
     const { c } = w;
-    const task: UploadTask = { path: c.path, target: this.opts.ingest, addressIndex: this.addrIdx, meta: w.meta, chunkBytes: this.opts.chunkBytes ?? DEFAULT_CHUNK_BYTES };
+    const task: UploadTask = { path: c.path, target: this.opts.ingest, addressIndex: this.addrIdx, channelEpoch: this.channelEpoch, meta: w.meta, chunkBytes: this.opts.chunkBytes ?? DEFAULT_CHUNK_BYTES };
     if (this.opts.uploadDeadlineMs !== undefined) task.deadlineMs = this.opts.uploadDeadlineMs;
     if (this.opts.stallTimeoutMs !== undefined) task.stallTimeoutMs = this.opts.stallTimeoutMs;
     if (this.rateLimit) task.rateLimit = this.rateLimit;
@@ -988,7 +998,7 @@ export class SyncEngine extends EventEmitter {
    */
   private async uploadGroup(store: StateStore, ws: Work[], signal: AbortSignal, res: SyncResult): Promise<'ok' | 'link' | 'failed' | 'retry' | 'skip'> {
     if (ws.length === 1) return this.uploadOne(store, ws[0]!, signal, res);
-    const task: BatchTask = { kind: 'batch', target: this.opts.ingest, addressIndex: this.addrIdx, files: ws.map((w) => ({ path: w.c.path, meta: w.meta })) };
+    const task: BatchTask = { kind: 'batch', target: this.opts.ingest, addressIndex: this.addrIdx, channelEpoch: this.channelEpoch, files: ws.map((w) => ({ path: w.c.path, meta: w.meta })) };
     if (this.opts.uploadDeadlineMs !== undefined) task.deadlineMs = this.opts.uploadDeadlineMs;
     if (this.opts.stallTimeoutMs !== undefined) task.stallTimeoutMs = this.opts.stallTimeoutMs;
     task.niceIncrement = this.opts.niceIncrement ?? SYNC_NICE_INCREMENT;

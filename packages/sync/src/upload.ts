@@ -48,6 +48,8 @@ export interface UploadTask {
   format?: 'edgecap' | 'viam';
   /** Lower the running sync thread's priority by this much (Linux: per thread; see worker.ts). */
   niceIncrement?: number;
+  /** The engine's outage count (freshChannels). */
+  channelEpoch?: number;
 }
 
 /**
@@ -86,6 +88,18 @@ export function clientFor(t: IngestTarget, idx: number): DataSyncClient {
     clients.set(key, c);
   }
   return c;
+}
+
+let epochSeen = 0;
+
+/**
+ * A task from after an outage (a higher epoch than this thread has seen) closes this thread's
+ * channels first: a connection from before the outage may be dead without knowing it.
+ */
+export function freshChannels(epoch: number | undefined): void {
+  if (epoch === undefined || epoch <= epochSeen) return;
+  epochSeen = epoch;
+  closeClients();
 }
 
 /** The link monitor of a channel (one per channel: its uploads share one connection's queue). */

@@ -6,7 +6,7 @@
 import os from 'node:os';
 import { isBatchTask, uploadBatch, type BatchOutcome, type BatchTask } from './batch.js';
 import { uploaderFor } from './uploader.js';
-import type { UploadOutcome, UploadTask } from './upload.js';
+import { freshChannels, type UploadOutcome, type UploadTask } from './upload.js';
 
 let reniced = false;
 
@@ -30,6 +30,7 @@ export function reniceThread(increment: number | undefined): void {
 
 export default async function run(task: UploadTask | BatchTask): Promise<UploadOutcome | BatchOutcome> {
   reniceThread(task.niceIncrement);
+  freshChannels(task.channelEpoch);
   if (isBatchTask(task)) {
     try {
       return await uploadBatch(task);
