@@ -144,6 +144,8 @@ export function consume<T>(call: grpc.ServerReadableStream<T, unknown>, onMessag
   });
 }
 
+const cancelledMidway = (): RequestRejected => new RequestRejected(grpc.status.CANCELLED, 'upload ended while this file was being staged');
+
 /** Work done on an upload between two yields to the event loop. */
 const SLICE_BYTES = 1024 * 1024;
 
@@ -156,6 +158,12 @@ export class FileReceiver {
   private staged: StagedUpload | undefined;
   private check: CaptureCheck | undefined;
   private early: Received | undefined;
+  /**
+   * discard() ran. The call's handler discards in its finally as soon as the call fails, while
+   * the step in progress (a stage(), a write, a finish()) may still be awaiting: that step must
+   * not leave a staging behind it.
+   */
+  private closed = false;
   /** Bytes declared by the metadata (after it passed its bounds). */
   declared = 0;
 
@@ -182,12 +190,18 @@ export class FileReceiver {
       return true;
     }
     if (meta.data_type !== 'file') this.check = new CaptureCheck(meta.file_id, { maxRanges: limits.maxRangesPerFile });
-    this.staged = await storage.stage(meta.size);
+    const staged = await storage.stage(meta.size);
+    if (this.closed) {
+      await staged.discard().catch(() => undefined);
+      throw cancelledMidway();
+    }
+    this.staged = staged;
     return false;
   }
 
   /** The next piece of the file: checked, hashed and written as it arrives. */
   async chunk(chunk: Uint8Array): Promise<void> {
+    if (this.closed) throw cancelledMidway();
     const meta = this.meta!;
     const staged = this.staged!;
     if (staged.bytes + chunk.length > meta.size) {
@@ -209,6 +223,7 @@ export class FileReceiver {
     const staged = this.staged;
     if (!meta || !staged) throw invalid('upload ended without metadata');
     const { bytes, sha256 } = await staged.finish();
+    if (this.closed) throw cancelledMidway(); // discard() took the staging meanwhile
     if (bytes !== meta.size) throw invalid(`size mismatch: metadata.size is ${meta.size} bytes, received ${bytes}`, { declared: meta.size, received: bytes });
     if (sha256 !== meta.sha256) throw invalid(`checksum mismatch: sha256 of the received bytes is ${sha256}, metadata.sha256 is ${meta.sha256}`);
     const { sha256raw: _, ...rec } = meta;
@@ -219,6 +234,7 @@ export class FileReceiver {
 
   /** Drop what is staged and not handed over (cancel, refusal, error). */
   async discard(): Promise<void> {
+    this.closed = true;
     const st = this.staged;
     this.staged = undefined;
     if (st) await st.discard().catch(() => undefined);
