@@ -18,23 +18,19 @@ import * as grpc from '@grpc/grpc-js';
 import type { DataSyncClient, UploadBatchResponse__Output } from '@edgecap/proto';
 import { classifyStatus, type FailureKind } from './errors.js';
 import { DEFAULT_STALL_TIMEOUT_MS } from './link.js';
-import { DEFAULT_CHUNK_BYTES, PREFRAMED, callMetadata, type IngestTarget } from './target.js';
+import { DEFAULT_CHUNK_BYTES, PREFRAMED, callMetadata } from './target.js';
 import { LinkedCall, clientFor, dropClient, frameChunk, identityOf, linkFor, readSmall, type Layout, type UploadOutcome, type UploadTask } from './upload.js';
 
 /** Edge-side batch bounds (the ingest's defaults, limits.ts maxBatchFiles / maxBatchBytes, are above them). */
 export const BATCH_MAX_FILES = 64;
 export const BATCH_MAX_BYTES = 1024 * 1024;
 
-export interface BatchTask {
+/** What a task says about the call itself, the same for one file (UploadTask) and a batch. */
+export type CallTask = Pick<UploadTask, 'target' | 'addressIndex' | 'channelEpoch' | 'stallTimeoutMs' | 'deadlineMs' | 'niceIncrement'>;
+
+export interface BatchTask extends CallTask {
   kind: 'batch';
-  target: IngestTarget;
-  addressIndex: number;
-  /** The engine's outage count (upload.ts freshChannels). */
-  channelEpoch?: number;
   files: { path: string; meta: UploadTask['meta'] }[];
-  stallTimeoutMs?: number;
-  deadlineMs?: number;
-  niceIncrement?: number;
 }
 
 export type BatchOutcome =

@@ -51,7 +51,7 @@ import { createRateLimit, type RateLimitShare } from './link.js';
 import { uploaderFor, type Uploader } from './uploader.js';
 import { RoundScheduler, countAcked, nextTickDelay, type UploadTally } from './scheduler.js';
 import { FailedDir, type RetryFailedResult } from './failed.js';
-import { BATCH_MAX_BYTES, BATCH_MAX_FILES, type BatchOutcome, type BatchTask } from './batch.js';
+import { BATCH_MAX_BYTES, BATCH_MAX_FILES, type BatchOutcome, type BatchTask, type CallTask } from './batch.js';
 
 export { type RetryFailedResult } from './failed.js';
 export { listFailed } from '@edgecap/core';
@@ -960,15 +960,20 @@ export class SyncEngine extends EventEmitter {
     }
   }
 
+  /** What every upload task (one file or a batch) carries about the call: where, which channel, its time limits, its priority. */
+  private callTask(): CallTask {
+    const t: CallTask = { target: this.opts.ingest, addressIndex: this.addrIdx, channelEpoch: this.channelEpoch, niceIncrement: this.opts.niceIncrement ?? SYNC_NICE_INCREMENT };
+    if (this.opts.uploadDeadlineMs !== undefined) t.deadlineMs = this.opts.uploadDeadlineMs;
+    if (this.opts.stallTimeoutMs !== undefined) t.stallTimeoutMs = this.opts.stallTimeoutMs;
+    return t;
+  }
+
   /** Upload one claimed file and settle its state. */
   private async uploadOne(store: StateStore, w: Work, signal: AbortSignal, res: SyncResult): Promise<'ok' | 'link' | 'failed' | 'retry' | 'skip'> {
     const { c } = w;
-    const task: UploadTask = { path: c.path, target: this.opts.ingest, addressIndex: this.addrIdx, channelEpoch: this.channelEpoch, meta: w.meta, chunkBytes: this.opts.chunkBytes ?? DEFAULT_CHUNK_BYTES };
-    if (this.opts.uploadDeadlineMs !== undefined) task.deadlineMs = this.opts.uploadDeadlineMs;
-    if (this.opts.stallTimeoutMs !== undefined) task.stallTimeoutMs = this.opts.stallTimeoutMs;
+    const task: UploadTask = { ...this.callTask(), path: c.path, meta: w.meta, chunkBytes: this.opts.chunkBytes ?? DEFAULT_CHUNK_BYTES };
     if (this.rateLimit) task.rateLimit = this.rateLimit;
     if (w.format) task.format = w.format;
-    task.niceIncrement = this.opts.niceIncrement ?? SYNC_NICE_INCREMENT;
     let out: UploadOutcome;
     try {
       // No `signal` for piscina: it runs at most ONE abortable task per worker, which would undo
@@ -998,10 +1003,7 @@ export class SyncEngine extends EventEmitter {
    */
   private async uploadGroup(store: StateStore, ws: Work[], signal: AbortSignal, res: SyncResult): Promise<'ok' | 'link' | 'failed' | 'retry' | 'skip'> {
     if (ws.length === 1) return this.uploadOne(store, ws[0]!, signal, res);
-    const task: BatchTask = { kind: 'batch', target: this.opts.ingest, addressIndex: this.addrIdx, channelEpoch: this.channelEpoch, files: ws.map((w) => ({ path: w.c.path, meta: w.meta })) };
-    if (this.opts.uploadDeadlineMs !== undefined) task.deadlineMs = this.opts.uploadDeadlineMs;
-    if (this.opts.stallTimeoutMs !== undefined) task.stallTimeoutMs = this.opts.stallTimeoutMs;
-    task.niceIncrement = this.opts.niceIncrement ?? SYNC_NICE_INCREMENT;
+    const task: BatchTask = { ...this.callTask(), kind: 'batch', files: ws.map((w) => ({ path: w.c.path, meta: w.meta })) };
     const paths = ws.map((w) => w.c.path);
     let out: BatchOutcome;
     try {
