@@ -8,7 +8,7 @@ import { JanitorCore, type JanitorRound } from './core.js';
 import { nodeEndpoint } from './endpoint.js';
 import { JanitorError, janitorClosed, workerExited } from './errors.js';
 import type { JanitorWorkerApi, Reply, WorkerInit } from './protocol.js';
-import type { StatfsFn } from './usage.js';
+import { usageOf, type StatfsFn } from './usage.js';
 
 /**
  * Janitor facade (main thread). A check starts with one statfs here (async, libuv pool); only
@@ -283,8 +283,7 @@ export class Janitor extends EventEmitter {
     let timer: NodeJS.Timeout | undefined;
     try {
       const s = await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(timedOut()), ms)))]);
-      // as usage.ts: blocks reserved for root count as used
-      return s.blocks > 0 ? (s.blocks - s.bavail) / s.blocks : 0;
+      return usageOf(s).usedFraction;
     } finally {
       clearTimeout(timer);
     }

@@ -9,7 +9,11 @@ export interface DiskUsage {
 
 /** Usage of the filesystem holding `dir` (fs.statfsSync). */
 export function diskUsage(dir: string): DiskUsage {
-  const s = fs.statfsSync(dir);
+  return usageOf(fs.statfsSync(dir));
+}
+
+/** Usage from a statfs answer (sync or async). */
+export function usageOf(s: fs.StatsFs): DiskUsage {
   const total = s.blocks * s.bsize;
   if (s.blocks <= 0) return { usedFraction: 0, usedBytes: 0, totalBytes: 0 };
   const usedBlocks = s.blocks - s.bavail;
