@@ -106,7 +106,8 @@ export class Collector {
   start(streams: CollectorStreamStart[]): void {
     if (!this.resource) throw new EdgecapError(ErrorCodes.STATE, 'collector started before load()');
     const bell = new Doorbell(this.init.bellSab);
-    // the writer wakes every flush tick on its own: wake it early only when the ring is a quarter full
+    // a busy writer wakes every flush tick on its own: ring it early only when the ring is a quarter
+    // full (or whenever it sleeps deep, with no tick: RingProducer.commit → Doorbell.ringIfDeep)
     this.ring = new RingProducer(this.init.ringSab, bell, Math.floor(this.init.ringSab.byteLength / 4));
     const ringId = this.init.ringId;
     const sh: EmitterShared = {

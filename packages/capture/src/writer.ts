@@ -3,6 +3,8 @@
  *
  *   rings ──drain──► stream batch (frames, copied once) ──flush tick──► write(fd, batch @ goodEnd)
  *     doorbell.wait (waitAsync, timeout)        │ every flush_interval_ms/2: one write per stream
+ *     (deep: nothing pending → no timer;        │   (none while nothing is buffered or unsynced)
+ *      every push rings the bell)               │
  *                                               │ every fsync_interval_ms: fdatasync
  *                                               │ size/age limit: fdatasync, rename .prog→.capture
  *                                               └ error: truncate back to goodEnd (or drop the file),
@@ -282,8 +284,17 @@ export class Writer {
       }
       now = performance.now();
       if (n === 0) {
-        const t = Math.max(0, Math.min(nextFlush, nextSync) - now);
-        await this.bell.wait(this.stopping ? Math.min(t, 5) : t, this.hasWork);
+        const deepUntil = this.stopping ? undefined : this.deepSleepUntil();
+        if (deepUntil !== undefined) {
+          // nothing buffered, unsynced or waiting to be renamed: sleep until a producer rings
+          // (every push does while we sleep deep) or the oldest open file is due to rotate
+          await this.bell.wait(deepUntil - now, this.hasWork, true);
+          // what woke us is flushed at once (its latency is what flush_interval_ms bounds)
+          nextFlush = Math.min(nextFlush, performance.now());
+        } else {
+          const t = Math.max(0, Math.min(nextFlush, nextSync) - now);
+          await this.bell.wait(this.stopping ? Math.min(t, 5) : t, this.hasWork);
+        }
         lastYield = performance.now();
       } else if (now - lastYield > 5) {
         await new Promise((r) => setImmediate(r));
@@ -314,6 +325,22 @@ export class Writer {
         log.error({ err: e, stream: streamKeyString(s.key) }, 'could not record a write_error gap at stop');
       }
     }
+  }
+
+  /**
+   * When the writer has nothing timed to do (no stream holds unwritten or unsynced bytes, no
+   * file waits for its fdatasync, rename or salvage), the time its next timed duty falls due:
+   * the oldest open file's age rotation (Infinity if no file is open). Undefined: stay on ticks.
+   * Idle, this takes the writer from 1000/(flush_interval_ms/2) wake-ups a second to none.
+   */
+  private deepSleepUntil(): number | undefined {
+    if (this.finished.length > 0 || this.abandoned.length > 0 || this.syncing > 0) return undefined;
+    let until = Infinity;
+    for (const s of this.streams.values()) {
+      if (s.batchLen > 0 || s.unsynced || (s.gapFrom >= 0 && s.fd >= 0)) return undefined;
+      if (s.fd >= 0) until = Math.min(until, s.openedAt + this.o.maxFileAgeMs);
+    }
+    return until;
   }
 
   private drainAll(): number {
@@ -418,6 +445,8 @@ export class Writer {
       if (this.rings.includes(r)) this.dropRings((x) => x === r);
       // the engine explains the rest from here: no writer_crash gap on top of its own
       for (const s of r.streams) if (s) s.resumeFrom = -1;
+      // its files wait for the loop's next tick, which a loop in deep sleep has not set
+      this.bell.ring(true);
     }
     // also a ring that ended (closed and drained) before the engine asked
     const out = this.retired.get(id) ?? [];

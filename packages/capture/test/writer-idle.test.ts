@@ -1,12 +1,13 @@
-// What the writer promises still holds after an idle spell (issue 14: whoever makes the idle
-// writer sleep longer must keep these). Collectors ring the doorbell only once their ring is a
-// quarter full (collector.ts), so the writer's own flush ticks are what bring a lone reading to
-// disk: a writer that slept until rung would leave it in the ring. The writer body runs
+// What the writer promises still holds after an idle spell (issue 14). An idle writer sleeps
+// deep: no flush tick until something rings the doorbell. Collectors ring only once their ring is
+// a quarter full (collector.ts), unless the writer sleeps deep (Sleep.DEEP: then every push
+// rings), so a lone reading must still reach disk, an open file still rotate at its age limit,
+// and a ring retired from outside the loop still get its files committed. The writer body runs
 // in-process, on the real fs (counted).
 import { describe, expect, it } from 'vitest';
 import { realFs, StreamEmitter, Writer, newStatsSab, type WriterEvent, type WriterFs } from '@edgecap/capture';
 import { FrameEncoder } from '@edgecap/format';
-import { createRingBuffer, Doorbell, RingProducer } from '@edgecap/ring';
+import { Bell, createRingBuffer, Doorbell, RingProducer, Sleep } from '@edgecap/ring';
 import { readBack, sleep, tmpDir } from './helpers.js';
 
 const key = { kind: 'sensor', name: 'idle', method: 'Readings' };
@@ -31,7 +32,7 @@ function setup(o: { maxFileAgeMs?: number } = {}) {
   // as collector.ts: ring the doorbell only at a quarter-full ring
   const ring = new RingProducer(ringSab, bell, Math.floor(ringSab.byteLength / 4));
   const em = new StreamEmitter({ ring, enc: new FrameEncoder(), sendOversize: () => {}, nextToken: { v: 0 } }, 0, statsSab, 0, undefined);
-  return { dir, w, ring, em, counts, events };
+  return { dir, w, ring, em, counts, events, bell };
 }
 
 async function until(cond: () => boolean, what: string, ms = 20_000): Promise<void> {
@@ -46,14 +47,15 @@ const finished = (events: WriterEvent[]): number => events.filter((e) => e.type 
 
 describe('idle writer', () => {
   it('writes and fdatasyncs a lone reading that comes after an idle spell, though its producer does not ring', async () => {
-    const { dir, w, ring, em, counts } = setup();
+    const { dir, w, ring, em, counts, bell } = setup();
     w.start();
     expect(em.emit({ v: 0 }, 1, 2)).toBe(true);
     await until(() => counts.writes >= 1 && counts.syncs >= 1, 'the first reading written and synced');
     const before = { writes: counts.writes, syncs: counts.syncs };
-    await sleep(500); // idle: 25 flush ticks with nothing to do
+    await sleep(500); // idle: 25 flush ticks' worth of nothing to do
     expect(counts.writes).toBe(before.writes); // nothing to write, nothing to sync while idle
     expect(counts.syncs).toBe(before.syncs);
+    expect(bell.words[Bell.SLEEPING]).toBe(Sleep.DEEP); // and no timer: asleep until rung
     expect(em.emit({ v: 1 }, 3, 4)).toBe(true);
     await until(() => counts.writes > before.writes && counts.syncs > before.syncs, 'the reading after the idle spell written and synced');
     expect(readBack(dir, '.prog').get('sensor/idle/Readings')!.readings.map((r) => r.seq)).toEqual([0, 1]);

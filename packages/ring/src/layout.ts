@@ -45,9 +45,14 @@ export const PAD_MARKER = -1;
 export const Bell = {
   /** Bumped by producers (only while the consumer sleeps); the consumer waits on it. */
   SEQ: 0,
-  /** 1 while the consumer is (about to be) asleep. */
+  /**
+   * 0 awake; 1 (about to be) asleep with a timer of its own (producers with a wake threshold
+   * ring only past it); 2 asleep with nothing to wake it but the bell (every push rings).
+   */
   SLEEPING: 1,
 } as const;
+/** Values of Bell.SLEEPING. */
+export const Sleep = { AWAKE: 0, TIMED: 1, DEEP: 2 } as const;
 export const BELL_SLOTS = 4;
 
 export const align4 = (n: number): number => (n + 3) & ~3;

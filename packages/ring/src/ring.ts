@@ -24,6 +24,7 @@ import {
   PAD_MARKER,
   RECORD_HEADER_BYTES,
   RingState,
+  Sleep,
   align4,
 } from './layout.js';
 
@@ -110,7 +111,8 @@ export class RingProducer extends RingView {
   /**
    * `wakeAtBytes` > 0: ring the doorbell only once at least that many bytes are queued, for a
    * consumer that also wakes on its own timer (the capture writer wakes every flush tick), so
-   * small pushes do not cost a futex wake each. 0 (default): ring on every push.
+   * small pushes do not cost a futex wake each; a consumer in deep sleep (no timer) is rung by
+   * every push. 0 (default): ring on every push.
    */
   constructor(
     sab: SharedArrayBuffer,
@@ -197,6 +199,8 @@ export class RingProducer extends RingView {
       else {
         const t = this.resTail;
         if ((next >= t ? next - t : this.capacity - t + next) >= w) this.bell.ring();
+        // below the threshold: a consumer in deep sleep has no timer to find this record by
+        else this.bell.ringIfDeep();
       }
     }
   }
@@ -275,44 +279,55 @@ export class Doorbell {
   }
 
   ring(force = false): void {
-    // Only the producer that flips SLEEPING 1→0 wakes the consumer: one futex wake per sleep,
-    // not one per push while the woken consumer is still on its way back to drain.
-    if (
-      force ||
-      (Atomics.load(this.words, Bell.SLEEPING) === 1 && Atomics.compareExchange(this.words, Bell.SLEEPING, 1, 0) === 1)
-    ) {
-      Atomics.add(this.words, Bell.SEQ, 1);
-      Atomics.notify(this.words, Bell.SEQ);
+    // Only the producer that flips SLEEPING to AWAKE wakes the consumer: one futex wake per
+    // sleep, not one per push while the woken consumer is still on its way back to drain.
+    const w = this.words;
+    const s = force ? Sleep.AWAKE : Atomics.load(w, Bell.SLEEPING);
+    if (force || (s !== Sleep.AWAKE && Atomics.compareExchange(w, Bell.SLEEPING, s, Sleep.AWAKE) === s)) {
+      Atomics.add(w, Bell.SEQ, 1);
+      Atomics.notify(w, Bell.SEQ);
+    }
+  }
+
+  /** ring(), but only for a consumer in deep sleep (one with no timer of its own to wake it). */
+  ringIfDeep(): void {
+    const w = this.words;
+    if (Atomics.load(w, Bell.SLEEPING) === Sleep.DEEP && Atomics.compareExchange(w, Bell.SLEEPING, Sleep.DEEP, Sleep.AWAKE) === Sleep.DEEP) {
+      Atomics.add(w, Bell.SEQ, 1);
+      Atomics.notify(w, Bell.SEQ);
     }
   }
 
   /**
    * Consumer: sleep until a producer rings or `timeoutMs` passes. `hasWork` is re-checked after
-   * declaring sleep (so a push racing with falling asleep is never missed). Non-blocking for the
-   * event loop (Atomics.waitAsync). Resolves true when woken, false on timeout / work found.
+   * declaring sleep (so a push racing with falling asleep is never missed: the producer's
+   * Atomics.store of its head and its Atomics.load of SLEEPING are ordered against ours).
+   * `deep`: the consumer has nothing timed to do, so every push must ring (Sleep.DEEP), not only
+   * one past a producer's threshold. Non-blocking for the event loop (Atomics.waitAsync).
+   * Resolves true when woken, false on timeout / work found.
    */
-  async wait(timeoutMs: number, hasWork: () => boolean): Promise<boolean> {
+  async wait(timeoutMs: number, hasWork: () => boolean, deep = false): Promise<boolean> {
     const seq = Atomics.load(this.words, Bell.SEQ);
-    Atomics.store(this.words, Bell.SLEEPING, 1);
+    Atomics.store(this.words, Bell.SLEEPING, deep ? Sleep.DEEP : Sleep.TIMED);
     try {
       if (hasWork()) return false;
       const r = (Atomics as unknown as AtomicsWithWaitAsync).waitAsync(this.words, Bell.SEQ, seq, Math.max(0, timeoutMs));
       const v = r.async ? await r.value : r.value;
       return v === 'ok' || v === 'not-equal';
     } finally {
-      Atomics.store(this.words, Bell.SLEEPING, 0);
+      Atomics.store(this.words, Bell.SLEEPING, Sleep.AWAKE);
     }
   }
 
   /** Blocking variant for threads without an event loop to keep free. */
   waitSync(timeoutMs: number, hasWork: () => boolean): boolean {
     const seq = Atomics.load(this.words, Bell.SEQ);
-    Atomics.store(this.words, Bell.SLEEPING, 1);
+    Atomics.store(this.words, Bell.SLEEPING, Sleep.TIMED);
     try {
       if (hasWork()) return false;
       return Atomics.wait(this.words, Bell.SEQ, seq, Math.max(0, timeoutMs)) !== 'timed-out';
     } finally {
-      Atomics.store(this.words, Bell.SLEEPING, 0);
+      Atomics.store(this.words, Bell.SLEEPING, Sleep.AWAKE);
     }
   }
 }
