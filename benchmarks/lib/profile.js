@@ -29,7 +29,7 @@ export function summarizeProfiles(dir, top = 8) {
       .map(([fn, us]) => ({ fn, ms: us / 1000, pctBusy: busy > 0 ? (100 * us) / busy : 0 }));
     // name the thread by its hottest edgecap file
     const urls = p.nodes.map((n) => n.callFrame.url).join(' ');
-    const thread = /capture\/dist\/writer-worker/.test(urls) ? 'writer' : /capture\/dist\/collector-worker/.test(urls) ? 'collector' : 'main';
+    const thread = /capture\/dist\/(writer-worker|threads\/writer)/.test(urls) ? 'writer' : /capture\/dist\/(collector-worker|threads\/collector)/.test(urls) ? 'collector' : 'main';
     out.push({ file: f, thread, totalMs: total / 1000, busyMs: busy / 1000, top: rows });
   }
   return out.sort((a, b) => b.busyMs - a.busyMs);

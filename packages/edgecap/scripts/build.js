@@ -30,12 +30,15 @@ const BUNDLED = new Set(['@grpc/grpc-js', '@grpc/proto-loader', 'protobufjs']);
 
 // Worker threads are started with `new URL('./<name>.js', import.meta.url)` next to the module
 // that starts them; in the bundle every file sits in dist/, so two `./worker.js` would collide.
+// The capture threads start their one-file bundles (packages/capture/scripts/bundle-threads.js):
+// bundled again here on their own, so they share no chunk with the library entry.
 const WORKERS = {
-  'capture/collector-worker': 'collector-worker',
-  'capture/writer-worker': 'writer-worker',
+  'capture/threads/collector': 'collector-worker',
+  'capture/threads/writer': 'writer-worker',
   'janitor/worker': 'janitor-worker',
   'sync/worker': 'sync-worker',
 };
+const OWN_BUILD = new Set(['collector-worker', 'writer-worker']);
 const distOf = (name) => path.join(repo, 'packages', name, 'dist');
 
 function need(file) {
@@ -55,7 +58,7 @@ const workerUrls = {
       const owner = m[1];
       let src = await fs.promises.readFile(args.path, 'utf8');
       const errors = [];
-      src = src.replace(/new URL\((['"])\.\/([\w-]+)\.js\1,\s*import\.meta\.url\)/g, (whole, q, name) => {
+      src = src.replace(/new URL\((['"])\.\/([\w/-]+)\.js\1,\s*import\.meta\.url\)/g, (whole, q, name) => {
         const entry = WORKERS[`${owner}/${name}`];
         if (!entry) {
           errors.push({ text: `${owner}: new URL('./${name}.js', import.meta.url) is not a known worker entry (add it to WORKERS in ${path.relative(repo, fileURLToPath(import.meta.url))})` });
@@ -110,26 +113,29 @@ const entryPoints = {
   index: path.join(pkgDir, 'src/index.ts'),
   cli: need(path.join(distOf('cli'), 'index.js')),
 };
+const ownEntryPoints = {};
 for (const [from, to] of Object.entries(WORKERS)) {
-  const [p, f] = from.split('/');
-  entryPoints[to] = need(path.join(distOf(p), `${f}.js`));
+  const [p, ...f] = from.split('/');
+  (OWN_BUILD.has(to) ? ownEntryPoints : entryPoints)[to] = need(path.join(distOf(p), `${f.join('/')}.js`));
 }
 
-await esbuild.build({
-  entryPoints,
-  outdir: dist,
-  bundle: true,
-  splitting: true,
-  format: 'esm',
-  platform: 'node',
-  target: 'node22',
-  chunkNames: 'chunk-[hash]',
-  // grpc-js and protobufjs are CommonJS: their require() of Node built-ins needs a real require.
-  banner: { js: "import { createRequire as __edgecapCreateRequire } from 'node:module';\nconst require = __edgecapCreateRequire(import.meta.url);" },
-  plugins: [externals, workerUrls],
-  legalComments: 'eof',
-  logLevel: 'warning',
-});
+for (const entries of [entryPoints, ownEntryPoints]) {
+  await esbuild.build({
+    entryPoints: entries,
+    outdir: dist,
+    bundle: true,
+    splitting: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node22',
+    chunkNames: 'chunk-[hash]',
+    // grpc-js and protobufjs are CommonJS: their require() of Node built-ins needs a real require.
+    banner: { js: "import { createRequire as __edgecapCreateRequire } from 'node:module';\nconst require = __edgecapCreateRequire(import.meta.url);" },
+    plugins: [externals, workerUrls],
+    legalComments: 'eof',
+    logLevel: 'warning',
+  });
+}
 
 // Declarations: tsc -b wrote build/index.d.ts (imports of @edgecap/*); inline them.
 const bundle = await rollup({
