@@ -207,12 +207,25 @@ export function onCloseClients(fn: () => void): void {
   closers.push(fn);
 }
 
+/**
+ * One read of a file being uploaded: a blocking call on this sync thread, not on libuv's pool.
+ * The pool's threads run at the process's priority, so there a draining backlog's page-cache
+ * copies escaped the sync threads' renice and held the CPU a 1 kHz collector woke up for (perf
+ * sched: its wake-ups waited up to ~10 ms behind them). A turn of the event loop follows each
+ * read, so the thread's other uploads keep moving.
+ */
+async function readAt(fh: fs.FileHandle, buf: Uint8Array, off: number, len: number, pos: number): Promise<number> {
+  const n = fsSync.readSync(fh.fd, buf, off, len, pos);
+  await new Promise<void>((r) => setImmediate(r));
+  return n;
+}
+
 async function hashFile(fh: fs.FileHandle, size: number, chunk: number): Promise<Buffer> {
   const h = crypto.createHash('sha256');
   const buf = Buffer.allocUnsafe(Math.min(chunk, Math.max(size, 1)));
   let pos = 0;
   while (pos < size) {
-    const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, size - pos), pos);
+    const bytesRead = await readAt(fh, buf, 0, Math.min(buf.length, size - pos), pos);
     if (bytesRead === 0) break;
     h.update(buf.subarray(0, bytesRead));
     pos += bytesRead;
@@ -279,7 +292,7 @@ async function readWhole(fh: fs.FileHandle, size: number, chunk: number, h: cryp
   for (let i = 0; i < l.offs.length; i++) {
     let got = 0;
     while (got < l.lens[i]!) {
-      const { bytesRead } = await fh.read(l.buf, l.offs[i]! + got, l.lens[i]! - got, i * chunk + got);
+      const bytesRead = await readAt(fh, l.buf, l.offs[i]! + got, l.lens[i]! - got, i * chunk + got);
       if (bytesRead === 0) throw shrank(i * chunk + got, size);
       got += bytesRead;
     }
@@ -422,7 +435,7 @@ export async function uploadFile(task: UploadTask, client?: DataSyncClient): Pro
             // A fresh buffer per chunk: grpc-js may still hold the previous one while serialising.
             const n = Math.min(piece(), size - pos);
             const buf = Buffer.allocUnsafe(RESERVE + n);
-            const { bytesRead } = await fh!.read(buf, RESERVE, n, pos);
+            const bytesRead = await readAt(fh!, buf, RESERVE, n, pos);
             if (bytesRead === 0) throw Object.assign(new Error(`file shrank during upload at byte ${pos} of ${size}`), { code: 'ESHRANK' });
             await send(buf.subarray(RESERVE, RESERVE + bytesRead), frameChunk(buf, RESERVE, bytesRead));
             pos += bytesRead;
