@@ -236,8 +236,11 @@ export function realisticMarkdown(section) {
   L.push(`| start-up, 19 resources: spawn → every stream's first reading | ${e(r, (y) => `${fmt(y.allFirstMs)} ms (first of any stream ${fmt(y.firstAnyMs)} ms; \`dm.start()\` resolved at ${fmt(y.startMs)} ms; import ${fmt(y.importMs)} ms)`)} | 19 bare threads online: ${e(fl.timeout, (y) => `${fmt(y.startMs)} ms`)} |`);
   L.push(`| \`import('@edgecap/datamanager')\` | ${e(d.importTime, (y) => `${fmt(y.importMs)} ms (process ${fmt(y.processMs)} ms)`)} | \`node -e 0\`: ${e(d.importTime, (y) => `${fmt(y.nodeMs)} ms`)} |`);
   if (d.realisticShared) L.push(`| start-up, 16 of 19 shared | ${e(d.realisticShared, (y) => `${fmt(y.allFirstMs)} ms (first of any stream ${fmt(y.firstAnyMs)} ms)`)} | – |`);
-  const slopeRow = (label, sl) => `| ${label} (slope over ${sl.points.map((p) => p.resources).join(', ')} resources @ 10 Hz) | ${fmt(sl.mbPerCollector)} MB | ${sl.points.map((p) => (p.error ? `${p.resources}: FAILED` : `${p.resources}: ${fmt(p.rssMB)} MB`)).join(', ')} |`;
-  L.push(slopeRow('RSS per collector', d.slope));
+  const slopeRow = (label, sl, floor = '') => `| ${label} (slope over ${sl.points.map((p) => p.resources).join(', ')} resources @ 10 Hz) | ${fmt(sl.mbPerCollector)} MB | ${sl.points.map((p) => (p.error ? `${p.resources}: FAILED` : `${p.resources}: ${fmt(p.rssMB)} MB`)).join(', ')}${floor} |`;
+  // what Node charges for a thread before edgecap does anything: the setTimeout floor's 19 bare
+  // threads less the same timers in one thread, per thread
+  const bareMB = fl.timeout?.rssMB && fl.onethread?.rssMB ? (fl.timeout.rssMB - fl.onethread.rssMB) / LOADS.realistic.length : undefined;
+  L.push(slopeRow('RSS per collector', d.slope, bareMB ? `; floor: a bare worker thread ${fmt(bareMB)} MB (19 bare threads less one thread's timers, ÷ 19)` : ''));
   if (d.slopeShared) L.push(slopeRow('RSS per shared resource', d.slopeShared));
   L.push(`| realistic load: readings/s, missed deadlines/s | ${e(r, (y) => `${fmt(y.readingsPerSec)}, ${fmt(y.missedPerSec)}`)} | ${LOADS.realistic.reduce((a, b) => a + b, 0)} scheduled/s |`);
   L.push('');
