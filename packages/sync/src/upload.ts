@@ -3,7 +3,7 @@
  * body of a sync worker thread; also callable in-process).
  *
  *   ≤ 1 MiB: blocking open/fstat/read/close (no thread-pool hops) ─┐
- *   ≤ 16 MiB: async reads, whole file into memory ─────────────────┼─ sha256 as read (one pass)
+ *   ≤ 16 MiB: blocking reads, a loop turn apart, into memory ──────┼─ sha256 as read (one pass)
  *   bigger: sha256 pass, then a second pass streaming chunks ──────┘
  *      ─► Upload stream: [metadata] [chunk] ... end   ◄── UploadResponse (after durable commit)
  *
@@ -252,9 +252,25 @@ export interface Layout {
   lens: number[];
 }
 
+/**
+ * Buffers of whole-file reads whose uploads were committed, kept for the next file (at most
+ * SPARE_BUFFERS per thread): a backlog of 8 MiB files otherwise allocates and frees 8 MiB per
+ * file, and that churn of external memory drives the GCs whose helper threads (at the process's
+ * priority, not the sync thread's) compete with capture.
+ */
+const spare: Buffer[] = [];
+const SPARE_BUFFERS = 2;
+
+/** A committed upload's buffer, back for the next file (grpc-js has sent every byte of it). */
+function release(l: Layout | undefined): void {
+  if (l && l.buf.length > SYNC_READ_BYTES && spare.length < SPARE_BUFFERS) spare.push(l.buf);
+}
+
 function layoutFor(size: number, chunk: number): Layout {
   const n = Math.max(1, Math.ceil(size / chunk));
-  const buf = Buffer.allocUnsafe(size + n * RESERVE);
+  const need = size + n * RESERVE;
+  const i = need > SYNC_READ_BYTES ? spare.findIndex((b) => b.length >= need && b.length <= 2 * need) : -1;
+  const buf = i >= 0 ? spare.splice(i, 1)[0]! : Buffer.allocUnsafe(need);
   const offs: number[] = [];
   const lens: number[] = [];
   for (let i = 0, pos = 0; i < n; i++) {
@@ -391,6 +407,8 @@ export async function uploadFile(task: UploadTask, client?: DataSyncClient): Pro
           done({ ok: false, kind: 'server', message: `unexpected upload response status ${String(res?.status)}` });
           return;
         }
+        // committed: the server has every byte, so grpc-js holds no view of the buffer any more
+        if (res.status === 'UPLOAD_STATUS_COMMITTED') release(whole);
         done({ ok: true, status: res.status === 'UPLOAD_STATUS_COMMITTED' ? 'committed' : 'already_have', bytes: size, sha256: sha.toString('hex'), read: identityOf(st) });
       });
       lc.call = call;

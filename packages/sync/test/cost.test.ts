@@ -10,7 +10,8 @@ import { dataSyncService } from '@edgecap/proto';
 import { makeDevCert, startIngestServer } from '@edgecap/ingest';
 import { SyncEngine, type SyncOptions } from '@edgecap/sync';
 // Internal (not exported by the package): the compiled file the worker threads run.
-import { frameChunk } from '../dist/upload.js';
+import { closeClients, frameChunk, uploadFile } from '../dist/upload.js';
+import { createRateLimit } from '../dist/link.js';
 import { makeCapture, tmpDir } from './helpers.js';
 
 describe('pre-framed chunks', () => {
@@ -79,7 +80,10 @@ describe('small and big files through the real ingest server', () => {
       ...Array.from({ length: 150 }, (_, i) => makeCapture(captureDir, `s${i % 5}`, 3 + (i % 40))), // small: held in memory at the ingest
       makeCapture(captureDir, 'mid', 400, { payloadBytes: 200 }), // ~90 KiB: staged on disk, one chunk
       makeCapture(captureDir, 'big', 1500, { payloadBytes: 600 }), // ~1 MiB: whole read, many chunks
-      makeCapture(captureDir, 'huge', 3000, { payloadBytes: 700 }), // > 1 MiB: async read path
+      makeCapture(captureDir, 'huge', 3000, { payloadBytes: 700 }), // > 1 MiB: read in chunks on the sync thread
+      // more of them, each smaller than the last: a committed file's buffer is reused for the next
+      // (upload.ts, spare), so stale bytes of a bigger file lie beyond each smaller one's end
+      ...[2900, 2800, 2700, 2600].map((n, i) => makeCapture(captureDir, `huge${i}`, n, { payloadBytes: 700 })),
     ];
     const engine = new SyncEngine(options(captureDir, { niceIncrement: 0 }));
     try {
@@ -101,6 +105,42 @@ describe('small and big files through the real ingest server', () => {
       expect([r2.uploaded, r2.alreadyHad]).toEqual([0, 1]);
     } finally {
       await engine.stop();
+    }
+  });
+
+  it('whole-file buffers reused across uploads on one thread never mix two files', async () => {
+    // uploadFile in this thread, five files > 1 MiB started 20 ms apart, twice: a committed
+    // file's buffer goes to the next file read (upload.ts, spare); one handed over while grpc-js
+    // still sent from it would store the wrong bytes (caught below, byte for byte).
+    const captureDir = path.join(root, 'capture-c');
+    const target = { address: `localhost:${server.port}`, caFile: certs.caFile, apiKey: 'k1' };
+    // a cap keeps each file sending for ~50 ms after its read: the next file's read lands meanwhile
+    const rateLimit = createRateLimit(40e6);
+    const upload = (f: { path: string; id: string }) =>
+      uploadFile({
+        path: f.path,
+        target,
+        addressIndex: 0,
+        rateLimit,
+        chunkBytes: 96 * 1024,
+        meta: { file_id: f.id, part_id: 'cost', resource_kind: 'sensor', resource_name: 'r', method: 'Readings', data_type: 'DATA_TYPE_TABULAR', tags: [], file_name: path.basename(f.path), source: 'capture' },
+      });
+    try {
+      for (const round of [0, 1]) {
+        const files = [3000, 2900, 2800, 2700, 2600].map((n, i) => makeCapture(captureDir, `reuse${round}-${i}`, n - round * 50, { payloadBytes: 700 }));
+        // staggered: each read lands while the one before it is still being sent
+        const calls = [];
+        for (const f of files) {
+          calls.push(upload(f));
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        const outs = await Promise.all(calls);
+        expect(outs.map((o) => o.ok && o.status)).toEqual(files.map(() => 'committed'));
+        const stored = storedCaptures(dataDir);
+        for (const f of files) expect(stored.get(f.id)?.equals(f.bytes), `${f.id} (${f.bytes.length} bytes)`).toBe(true);
+      }
+    } finally {
+      closeClients();
     }
   });
 
