@@ -10,19 +10,10 @@
  *                                               └ error: truncate back to goodEnd (or drop the file),
  *                                                 count, GAP 'write_error' once writing works again
  *
- * At rotation the file's fdatasync runs off the writer thread (libuv pool, at most MAX_SYNCING
- * at once) while the writer keeps draining into the next file; its close, seq and rename wait
- * for it. A stream's next seq is persisted (StateStore.advanceSeqsSync) before each rename, so a finished
- * file is always covered by the persisted seq, and a .prog by start-up recovery (which reads
- * the last seq in it): no per-flush state write is needed on the hot path. Files rotated
- * (fdatasync'ed and closed at once) since the last flush tick share ONE LMDB transaction at
- * that tick, then are renamed in order (commitFinished): a finished file is renamed at most
- * flush_interval_ms/2 after its rotation.
- *
- * A file given up after a write error (abandonFile) is cut back to its last good frame, closed,
- * and salvaged at the next flush tick (re-synced, then the same persist-then-rename): it is
- * syncable without waiting for a restart.
- *
+ * Each stream's batch and open file: writer-stream.ts. A file's end (fdatasync off the thread at
+ * rotation, salvage after a write error, persist-seq-then-rename at each flush tick): committer.ts.
+ * Persisting seqs only before renames means no per-flush state write on the hot path.
+
  * Restarted writer (the previous thread died): the engine recovered the dead writer's .prog
  * files and hands each stream's `resumeFrom` (everything below is in a file or explained). The
  * rings still hold what the dead thread had not consumed: frames below resumeFrom are skipped
@@ -30,70 +21,22 @@
  * means the dead thread lost [resumeFrom, first) in memory: recorded as a 'writer_crash' gap.
  * OVERSIZE markers whose bytes went to the dead thread (token <= lostTokensUpTo) are gaps too.
  */
-import fs from 'node:fs';
 import path from 'node:path';
-import { logger, nowMicros, streamKeyString, type StreamGap, type StreamKey } from '@edgecap/core';
-import { DIR_MODE, encodeFileStart, FILE_MODE, finishedPathOf, FrameEncoder, inProgressPath, newFileId, type CaptureFileHeader } from '@edgecap/format';
+import { logger, nowMicros, streamKeyString, type StreamKey } from '@edgecap/core';
+import { DIR_MODE, encodeFileStart, FILE_MODE, FrameEncoder, inProgressPath, newFileId } from '@edgecap/format';
 import { Doorbell, RingConsumer } from '@edgecap/ring';
+import { Committer, type SeqSink } from './committer.js';
 import { REC_PREFIX_BYTES, RecFlag, RecOff, RecType, Stat } from './layout.js';
 import type { StreamInfo, WriterEvent } from './types.js';
+import { BATCH_FLUSH_BYTES, HEADER_ESTIMATE, realFs, writeError, WStream, type WriterFs } from './writer-stream.js';
+
+export { realFs, type WriterFs } from './writer-stream.js';
+export type { SeqSink } from './committer.js';
 
 const log = logger('capture.writer');
 
-/** The slice of `fs` the writer uses; tests pass one that fails (ENOSPC, short writes). */
-export interface WriterFs {
-  openSync(p: string, flags: string, mode: number): number;
-  writeSync(fd: number, buf: Uint8Array, offset: number, length: number, position: number): number;
-  fdatasyncSync(fd: number): void;
-  closeSync(fd: number): void;
-  renameSync(from: string, to: string): void;
-  ftruncateSync(fd: number, len: number): void;
-  mkdirSync(p: string, o: { recursive: true; mode: number }): unknown;
-  unlinkSync(p: string): void;
-  /**
-   * Optional: fdatasync off the writer thread (libuv pool), used for rotated files so the
-   * writer keeps draining while the disk syncs. Without it, rotation syncs inline.
-   */
-  fdatasync?(fd: number, cb: (err: NodeJS.ErrnoException | null) => void): void;
-}
-
-export const realFs: WriterFs = {
-  openSync: (p, f, m) => fs.openSync(p, f, m),
-  writeSync: (fd, b, o, l, p) => fs.writeSync(fd, b, o, l, p),
-  fdatasyncSync: (fd) => fs.fdatasyncSync(fd),
-  closeSync: (fd) => fs.closeSync(fd),
-  renameSync: (a, b) => fs.renameSync(a, b),
-  ftruncateSync: (fd, l) => fs.ftruncateSync(fd, l),
-  mkdirSync: (p, o) => fs.mkdirSync(p, o),
-  unlinkSync: (p) => fs.unlinkSync(p),
-  fdatasync: (fd, cb) => fs.fdatasync(fd, cb),
-};
-
 /** How long retireRing(graceful) waits for a closed ring to drain on its own. */
 const RETIRE_WAIT_MS = 2_000;
-/** Rotated files whose fdatasync is still running, at most (then the writer waits for the oldest). */
-const MAX_SYNCING = 16;
-
-export interface SeqSink {
-  advanceSeqSync(key: StreamKey, next: number): void;
-  /** Record a gap that no file will carry (drops still pending at stop, losses of a dead writer). */
-  recordGap?(g: StreamGap): void;
-  /** Several streams in ONE synchronous transaction (optional: else one advanceSeqSync each). */
-  advanceSeqsSync?(entries: readonly { key: StreamKey; next: number }[]): void;
-}
-
-/** A rotated file: fdatasync'ed and closed, waiting for its seq to be persisted before the rename. */
-interface Finished {
-  s: WStream;
-  path: string;
-  header: CaptureFileHeader | undefined;
-  readings: number;
-  nextSeq: number;
-  failed: boolean;
-  /** False while its off-thread fdatasync + close is running. */
-  settled: boolean;
-  done: Promise<void> | undefined;
-}
 
 export interface WriterOptions {
   captureDir: string;
@@ -110,60 +53,6 @@ export interface WriterDeps {
   fs?: WriterFs;
   store: SeqSink;
   emit: (ev: WriterEvent) => void;
-}
-
-const HEADER_ESTIMATE = 256;
-const BATCH_FLUSH_BYTES = 1 << 20;
-
-class WStream {
-  batch = new Uint8Array(64 * 1024);
-  batchLen = 0;
-  batchReadings = 0;
-  batchFirstSeq = -1;
-  batchStartUs = 0;
-  batchBinary = false;
-  nextSeq = 0;
-  fd = -1;
-  path = '';
-  header: CaptureFileHeader | undefined;
-  /** Bytes known good in the open file (everything before this offset was written fully). */
-  goodEnd = 0;
-  fileReadings = 0;
-  openedAt = 0;
-  unsynced = false;
-  gapFrom = -1;
-  gapTo = -1;
-  lastErrCode = '';
-  /** Restarted writer: seqs below this are in a file or explained; -1 once the first frame came. */
-  resumeFrom = -1;
-  readonly stats: Float64Array;
-  constructor(readonly info: StreamInfo) {
-    this.stats = new Float64Array(info.statsSab);
-  }
-  get key(): StreamKey {
-    return this.info.key;
-  }
-  append(frame: Uint8Array, firstSeq: number, count: number, reading: boolean): void {
-    if (this.batchLen + frame.length > this.batch.length) {
-      const n = new Uint8Array(Math.max(this.batch.length * 2, this.batchLen + frame.length));
-      n.set(this.batch.subarray(0, this.batchLen));
-      this.batch = n;
-    }
-    this.batch.set(frame, this.batchLen);
-    this.batchLen += frame.length;
-    if (this.batchFirstSeq < 0) {
-      this.batchFirstSeq = firstSeq;
-      this.batchStartUs = nowMicros();
-    }
-    if (reading) this.batchReadings++;
-    if (firstSeq + count > this.nextSeq) this.nextSeq = firstSeq + count;
-  }
-  resetBatch(): void {
-    this.batchLen = 0;
-    this.batchReadings = 0;
-    this.batchFirstSeq = -1;
-    if (this.batch.length > 4 * BATCH_FLUSH_BYTES) this.batch = new Uint8Array(64 * 1024);
-  }
 }
 
 interface WRing {
@@ -186,10 +75,8 @@ export class Writer {
   private stopping = false;
   private loop: Promise<void> | undefined;
   private readonly tickMs: number;
-  private finished: Finished[] = [];
-  private syncing = 0;
-  /** Files given up after a write error, cut back to their last good frame, waiting to be salvaged. */
-  private abandoned: { s: WStream; path: string; goodEnd: number; header: CaptureFileHeader | undefined; readings: number; nextSeq: number; cut: boolean }[] = [];
+  /** Rotated and abandoned files, up to their rename. */
+  private readonly files: Committer;
   /** How far each stream of a dropped ring got, until the engine asks (retireRing). */
   private readonly retired = new Map<number, { key: StreamKey; nextSeq: number }[]>();
 
@@ -198,6 +85,7 @@ export class Writer {
     private readonly deps: WriterDeps,
   ) {
     this.fs = deps.fs ?? realFs;
+    this.files = new Committer(this.fs, deps.store, deps.emit);
     this.bell = new Doorbell(o.bellSab);
     // flush ticks at half the interval: a reading waits at most flush_interval_ms in memory
     this.tickMs = Math.max(1, o.flushIntervalMs / 2);
@@ -259,8 +147,8 @@ export class Writer {
       let now = performance.now();
       if (now >= nextFlush) {
         this.flushAll(now);
-        this.salvageAbandoned();
-        this.commitFinished();
+        this.files.salvage();
+        this.files.commit();
         nextFlush += this.tickMs;
         if (nextFlush <= now) nextFlush = now + this.tickMs;
       }
@@ -268,8 +156,8 @@ export class Writer {
         this.syncAll();
         nextSync = now + this.o.fsyncIntervalMs;
       }
-      if (this.syncing > MAX_SYNCING) {
-        await this.throttleSyncs();
+      if (this.files.overloaded) {
+        await this.files.throttle();
         lastYield = performance.now();
       }
       if (this.stopping && n === 0) {
@@ -302,10 +190,10 @@ export class Writer {
       }
     }
     this.flushAll(performance.now());
-    for (const s of this.streams.values()) this.finalize(s);
-    await this.settleAll();
-    this.salvageAbandoned();
-    this.commitFinished();
+    for (const s of this.streams.values()) this.files.finalize(s);
+    await this.files.settleAll();
+    this.files.salvage();
+    this.files.commit();
     // Streams nothing arrived for since this writer replaced a dead one: what their producers
     // numbered from resumeFrom on died with that thread.
     for (const s of this.streams.values()) {
@@ -334,7 +222,7 @@ export class Writer {
    * Idle, this takes the writer from 1000/(flush_interval_ms/2) wake-ups a second to none.
    */
   private deepSleepUntil(): number | undefined {
-    if (this.finished.length > 0 || this.abandoned.length > 0 || this.syncing > 0) return undefined;
+    if (!this.files.idle) return undefined;
     let until = Infinity;
     for (const s of this.streams.values()) {
       if (s.batchLen > 0 || s.unsynced || (s.gapFrom >= 0 && s.fd >= 0)) return undefined;
@@ -421,7 +309,7 @@ export class Writer {
       for (const s of r.streams) {
         if (!s || this.rings.some((x) => x.streams.includes(s))) continue;
         this.flush(s);
-        this.finalize(s);
+        this.files.finalize(s);
       }
     }
   }
@@ -459,12 +347,12 @@ export class Writer {
     if (reading && (s.fd >= 0 || s.batchReadings > 0) && s.batchBinary !== binary) {
       // data type changed: a file holds one type
       this.flush(s);
-      this.finalize(s);
+      this.files.finalize(s);
     } else if (hasContent) {
       const projected = (s.fd >= 0 ? s.goodEnd : HEADER_ESTIMATE) + s.batchLen + frame.length;
       if (projected > this.o.maxFileBytes) {
         this.flush(s);
-        this.finalize(s);
+        this.files.finalize(s);
       }
     }
     if (reading && s.fd < 0 && s.batchReadings === 0) s.batchBinary = binary;
@@ -475,7 +363,7 @@ export class Writer {
   private flushAll(now: number): void {
     for (const s of this.streams.values()) {
       this.flush(s);
-      if (s.fd >= 0 && now - s.openedAt >= this.o.maxFileAgeMs) this.finalize(s);
+      if (s.fd >= 0 && now - s.openedAt >= this.o.maxFileAgeMs) this.files.finalize(s);
     }
   }
 
@@ -486,8 +374,8 @@ export class Writer {
         this.fs.fdatasyncSync(s.fd);
         s.unsynced = false;
       } catch (e) {
-        this.writeError(s, e);
-        this.abandonFile(s);
+        writeError(s, e, this.deps.emit);
+        this.files.abandon(s);
       }
     }
   }
@@ -527,8 +415,8 @@ export class Writer {
         parts.push(bytes);
       }
     } catch (e) {
-      this.writeError(s, e);
-      if (s.fd >= 0) this.abandonFile(s);
+      writeError(s, e, this.deps.emit);
+      if (s.fd >= 0) this.files.abandon(s);
       this.dropBatch(s);
       return;
     }
@@ -547,16 +435,16 @@ export class Writer {
         total += buf.length;
       }
     } catch (e) {
-      this.writeError(s, e);
+      writeError(s, e, this.deps.emit);
       this.dropBatch(s);
       // never leave a torn frame: cut back to the last good offset, or give up the file
-      if (opened) this.abandonFile(s, true);
+      if (opened) this.files.abandon(s, true);
       else {
         try {
           this.fs.ftruncateSync(s.fd, s.goodEnd);
-          this.finalize(s);
+          this.files.finalize(s);
         } catch {
-          this.abandonFile(s);
+          this.files.abandon(s);
         }
       }
       return;
@@ -580,178 +468,5 @@ export class Writer {
     s.resetBatch();
   }
 
-  private writeError(s: WStream, e: unknown, p = s.path): void {
-    s.stats[Stat.WRITE_ERRORS] = s.stats[Stat.WRITE_ERRORS]! + 1;
-    const code = (e as NodeJS.ErrnoException).code ?? 'EDGECAP_ERR_WRITE_FAILED';
-    if (code !== s.lastErrCode) {
-      s.lastErrCode = code;
-      log.warn({ err: e, stream: streamKeyString(s.key), path: p }, 'capture write failed');
-      this.deps.emit({ type: 'write-error', code, message: (e as Error).message, path: p || undefined });
-    }
-  }
 
-  /**
-   * Close a file after an error. A file with no good frame is removed; one with good frames is
-   * cut back to them and salvaged at the next flush tick (salvageAbandoned): re-synced, its seq
-   * persisted, renamed. Until then (or if salvaging keeps failing) it is a .prog that start-up
-   * recovery finishes.
-   */
-  private abandonFile(s: WStream, removeIfEmpty = false): void {
-    const fd = s.fd;
-    s.fd = -1;
-    let cut = false;
-    if (s.goodEnd > 0) {
-      try {
-        this.fs.ftruncateSync(fd, s.goodEnd);
-        cut = true;
-      } catch {
-        /* the .prog keeps a torn tail; salvage (or start-up recovery) cuts it */
-      }
-    }
-    try {
-      this.fs.closeSync(fd);
-    } catch {
-      /* already counted */
-    }
-    if (s.goodEnd === 0) {
-      if (removeIfEmpty) {
-        try {
-          this.fs.unlinkSync(s.path);
-        } catch {
-          /* recovery at start-up removes a header-less .prog */
-        }
-      }
-      return;
-    }
-    this.abandoned.push({ s, path: s.path, goodEnd: s.goodEnd, header: s.header, readings: s.fileReadings, nextSeq: s.nextSeq, cut });
-  }
-
-  private salvageFailing = false;
-
-  /**
-   * Abandoned files, cut back to their last good frame and synced again, join the files waiting
-   * for commitFinished (persist seq, then rename). One that still fails waits for the next tick.
-   */
-  private salvageAbandoned(): void {
-    if (this.abandoned.length === 0) return;
-    const left: typeof this.abandoned = [];
-    for (const a of this.abandoned) {
-      try {
-        const fd = this.fs.openSync(a.path, 'r+', FILE_MODE);
-        try {
-          if (!a.cut) this.fs.ftruncateSync(fd, a.goodEnd);
-          a.cut = true;
-          this.fs.fdatasyncSync(fd);
-        } finally {
-          this.fs.closeSync(fd);
-        }
-        this.finished.push({ s: a.s, path: a.path, header: a.header, readings: a.readings, nextSeq: a.nextSeq, failed: false, settled: true, done: undefined });
-      } catch (e) {
-        if (!this.salvageFailing) log.warn({ err: e, path: a.path }, 'could not salvage a file abandoned after a write error; retrying');
-        left.push(a);
-      }
-    }
-    this.salvageFailing = left.length > 0;
-    this.abandoned = left;
-  }
-
-  /**
-   * fdatasync and close now; persisting the seq, the rename .prog → .capture and the event follow
-   * in commitFinished() at the next flush tick (a crash in between leaves a synced .prog
-   * that start-up recovery finishes, exactly as a crash between close and rename always did).
-   */
-  private finalize(s: WStream): void {
-    if (s.fd < 0) return;
-    const fd = s.fd;
-    s.fd = -1;
-    const f: Finished = { s, path: s.path, header: s.header, readings: s.fileReadings, nextSeq: s.nextSeq, failed: false, settled: false, done: undefined };
-    this.finished.push(f);
-    const close = (): void => {
-      try {
-        this.fs.closeSync(fd);
-      } catch (e) {
-        f.failed = true;
-        this.writeError(s, e, f.path);
-      }
-      f.settled = true;
-    };
-    const async = this.fs.fdatasync;
-    if (!async) {
-      try {
-        this.fs.fdatasyncSync(fd);
-      } catch (e) {
-        f.failed = true;
-        this.writeError(s, e, f.path);
-      }
-      close();
-      return;
-    }
-    this.syncing++;
-    f.done = new Promise<void>((resolve) => {
-      async.call(this.fs, fd, (err) => {
-        if (err) {
-          f.failed = true;
-          this.writeError(s, err, f.path);
-        }
-        close();
-        this.syncing--;
-        resolve();
-      });
-    });
-  }
-
-  /** Bound the rotated files in flight: wait for the oldest syncs when too many are running. */
-  private async throttleSyncs(): Promise<void> {
-    while (this.syncing > MAX_SYNCING) {
-      const f = this.finished.find((x) => !x.settled);
-      if (!f?.done) return;
-      await f.done;
-    }
-  }
-
-  /** Stop: every rotated file's sync finished. */
-  private async settleAll(): Promise<void> {
-    for (const f of this.finished) if (f.done) await f.done;
-  }
-
-  /**
-   * Persist the seqs of the files finalized (synced and closed) since the last call in ONE sync
-   * transaction, then rename and announce each, in rotation order (a file still syncing, and
-   * every file after it, waits for the next call).
-   */
-  private seqPersistFailing = false;
-
-  private commitFinished(): void {
-    let n = 0;
-    while (n < this.finished.length && this.finished[n]!.settled) n++;
-    if (n === 0) return;
-    const list = this.finished.slice(0, n);
-    this.finished = this.finished.slice(n);
-    const seqs = new Map<WStream, number>();
-    for (const f of list) seqs.set(f.s, Math.max(seqs.get(f.s) ?? 0, f.nextSeq));
-    try {
-      const store = this.deps.store;
-      if (store.advanceSeqsSync) store.advanceSeqsSync([...seqs].map(([s, next]) => ({ key: s.key, next })));
-      else for (const [s, next] of seqs) store.advanceSeqSync(s.key, next);
-      for (const [s, next] of seqs) s.stats[Stat.PERSISTED_SEQ] = Math.max(s.stats[Stat.PERSISTED_SEQ]!, next);
-    } catch (e) {
-      // Renaming now would put seqs on a finished file that a restart could hand out again.
-      // Keep them .prog (start-up recovery reads their seqs) and retry at the next tick.
-      this.finished = [...list, ...this.finished];
-      if (!this.seqPersistFailing) log.error({ err: e }, 'persisting seq before rename failed; files stay in progress until it works');
-      this.seqPersistFailing = true;
-      return;
-    }
-    this.seqPersistFailing = false;
-    for (const f of list) {
-      if (f.failed && f.readings === 0) continue;
-      try {
-        const fin = finishedPathOf(f.path);
-        this.fs.renameSync(f.path, fin);
-        this.deps.emit({ type: 'file-finished', path: fin, header: f.header, readings: f.readings });
-      } catch (e) {
-        this.writeError(f.s, e, f.path);
-      }
-    }
-  }
 }
