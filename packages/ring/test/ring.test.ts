@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
-import { createRingBuffer, Doorbell, RingConsumer, RingProducer, Ctrl } from '@edgecap/ring';
+import { Bell, createRingBuffer, Doorbell, RingConsumer, RingProducer, Ctrl, Sleep } from '@edgecap/ring';
 
 const producerUrl = new URL('./fixtures/producer.mjs', import.meta.url);
 
@@ -129,5 +129,47 @@ describe('SPSC ring, single thread', () => {
     expect(c.drain(() => {})).toBe(1);
     expect(c.ended).toBe(true);
     expect(c.dropped).toBe(1);
+  });
+});
+
+describe('doorbell with a wake threshold', () => {
+  // A producer with wakeAtBytes rings a consumer that sleeps with a timer of its own (TIMED)
+  // only past the threshold, and one that sleeps deep (no timer) on every push.
+  const setup = () => {
+    const sab = createRingBuffer(4096);
+    const bell = new Doorbell();
+    const p = new RingProducer(sab, bell, 1024);
+    const c = new RingConsumer(sab);
+    return { bell, p, c };
+  };
+  const push = (p: RingProducer, n: number) => expect(p.tryPush(n, (buf, off) => buf.fill(1, off, off + n))).toBe(true);
+
+  it('a small push does not wake a timed sleeper; one past the threshold does', async () => {
+    const { bell, p, c } = setup();
+    const t0 = performance.now();
+    const woke = bell.wait(300, () => !c.isEmpty());
+    push(p, 16); // below 1024 bytes queued: the sleeper's own timer finds it
+    expect(await woke).toBe(false);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(250);
+    expect(bell.words[Bell.SLEEPING]).toBe(Sleep.AWAKE);
+    const woke2 = bell.wait(5_000, () => false);
+    push(p, 1100); // past the threshold: rung
+    expect(await woke2).toBe(true);
+  });
+
+  it('a small push wakes a deep sleeper at once', async () => {
+    const { bell, p } = setup();
+    const woke = bell.wait(5_000, () => false, true);
+    expect(bell.words[Bell.SLEEPING]).toBe(Sleep.DEEP);
+    push(p, 16);
+    expect(await woke).toBe(true); // rung: a timeout would resolve false
+    expect(bell.words[Bell.SLEEPING]).toBe(Sleep.AWAKE);
+  });
+
+  it('a push that lands while the consumer is falling asleep deep is found, not slept through', async () => {
+    const { bell, p, c } = setup();
+    // the push happens between the consumer's last drain and its wait: hasWork sees it
+    push(p, 16);
+    expect(await bell.wait(5_000, () => !c.isEmpty(), true)).toBe(false);
   });
 });
