@@ -1,0 +1,46 @@
+// The capture threads start one-file bundles (scripts/bundle-threads.js, issue 14): what each
+// one loads at start is its entry plus every chunk it imports statically. Checked here in the
+// built files: no logger, no validator, no gRPC in any capture thread, no LMDB in a collector,
+// and undici only behind the http model's dynamic import.
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const threads = fileURLToPath(new URL('../dist/threads/', import.meta.url));
+
+/** Non-relative packages a file and the chunks it imports statically load at start; and its dynamic imports. */
+function loadsAtStart(file: string, seen = new Set<string>()): { packages: Set<string>; lazy: Set<string> } {
+  const packages = new Set<string>();
+  const lazy = new Set<string>();
+  if (seen.has(file)) return { packages, lazy };
+  seen.add(file);
+  const src = fs.readFileSync(path.join(threads, file), 'utf8');
+  for (const m of src.matchAll(/(?:^|\n)\s*(?:import|export)\s[^;]*?from\s*"([^"]+)"|(?:^|\n)\s*import\s*"([^"]+)"/g)) {
+    const spec = (m[1] ?? m[2])!;
+    if (spec.startsWith('./')) {
+      const sub = loadsAtStart(spec.slice(2), seen);
+      sub.packages.forEach((p) => packages.add(p));
+      sub.lazy.forEach((p) => lazy.add(p));
+    } else if (!spec.startsWith('node:')) packages.add(spec);
+  }
+  for (const m of src.matchAll(/import\("([^"]+)"\)/g)) lazy.add(m[1]!);
+  return { packages, lazy };
+}
+
+describe('capture thread bundles', () => {
+  it('a collector thread loads no logger, validator, gRPC, LMDB or HTTP client at start', () => {
+    const { packages, lazy } = loadsAtStart('collector.js');
+    for (const p of ['pino', 'zod', '@grpc/grpc-js', 'protobufjs', 'lmdb', 'undici']) expect([...packages], p).not.toContain(p);
+    // the http model's chunk is the one place undici comes from, and only when imported
+    const http = [...lazy].filter((s) => s.startsWith('./'));
+    expect(http.length).toBeGreaterThan(0);
+    expect(http.some((c) => loadsAtStart(c.slice(2)).packages.has('undici'))).toBe(true);
+  });
+
+  it('the writer thread loads LMDB (its ledger) and nothing a collector refuses besides', () => {
+    const { packages } = loadsAtStart('writer.js');
+    expect([...packages]).toContain('lmdb');
+    for (const p of ['pino', 'zod', '@grpc/grpc-js', 'protobufjs', 'undici']) expect([...packages], p).not.toContain(p);
+  });
+});
