@@ -13,7 +13,7 @@
  * Each stream's batch and open file: writer-stream.ts. A file's end (fdatasync off the thread at
  * rotation, salvage after a write error, persist-seq-then-rename at each flush tick): committer.ts.
  * Persisting seqs only before renames means no per-flush state write on the hot path.
-
+ *
  * Restarted writer (the previous thread died): the engine recovered the dead writer's .prog
  * files and hands each stream's `resumeFrom` (everything below is in a file or explained). The
  * rings still hold what the dead thread had not consumed: frames below resumeFrom are skipped

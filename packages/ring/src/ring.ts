@@ -279,23 +279,29 @@ export class Doorbell {
   }
 
   ring(force = false): void {
-    // Only the producer that flips SLEEPING to AWAKE wakes the consumer: one futex wake per
-    // sleep, not one per push while the woken consumer is still on its way back to drain.
-    const w = this.words;
-    const s = force ? Sleep.AWAKE : Atomics.load(w, Bell.SLEEPING);
-    if (force || (s !== Sleep.AWAKE && Atomics.compareExchange(w, Bell.SLEEPING, s, Sleep.AWAKE) === s)) {
-      Atomics.add(w, Bell.SEQ, 1);
-      Atomics.notify(w, Bell.SEQ);
+    if (force) this.wake();
+    else {
+      const s = Atomics.load(this.words, Bell.SLEEPING);
+      if (s !== Sleep.AWAKE) this.wakeFrom(s);
     }
   }
 
   /** ring(), but only for a consumer in deep sleep (one with no timer of its own to wake it). */
   ringIfDeep(): void {
-    const w = this.words;
-    if (Atomics.load(w, Bell.SLEEPING) === Sleep.DEEP && Atomics.compareExchange(w, Bell.SLEEPING, Sleep.DEEP, Sleep.AWAKE) === Sleep.DEEP) {
-      Atomics.add(w, Bell.SEQ, 1);
-      Atomics.notify(w, Bell.SEQ);
-    }
+    if (Atomics.load(this.words, Bell.SLEEPING) === Sleep.DEEP) this.wakeFrom(Sleep.DEEP);
+  }
+
+  /**
+   * Only the producer that flips SLEEPING from `s` to AWAKE wakes the consumer: one futex wake
+   * per sleep, not one per push while the woken consumer is still on its way back to drain.
+   */
+  private wakeFrom(s: number): void {
+    if (Atomics.compareExchange(this.words, Bell.SLEEPING, s, Sleep.AWAKE) === s) this.wake();
+  }
+
+  private wake(): void {
+    Atomics.add(this.words, Bell.SEQ, 1);
+    Atomics.notify(this.words, Bell.SEQ);
   }
 
   /**
