@@ -21,6 +21,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
+import { NODE_ESM_BUNDLE } from '../../../scripts/esbuild-node.js';
 
 const pkgDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const dist = path.join(pkgDir, 'dist');
@@ -40,12 +41,7 @@ fs.rmSync(out, { recursive: true, force: true });
 await esbuild.build({
   entryPoints,
   outdir: out,
-  bundle: true,
-  splitting: true,
-  format: 'esm',
-  platform: 'node',
-  target: 'node22',
-  chunkNames: 'chunk-[hash]',
+  ...NODE_ESM_BUNDLE,
   external: ['lmdb', 'undici'],
   plugins: [
     {

@@ -14,6 +14,7 @@ import { builtinModules } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
+import { NODE_ESM_BUNDLE } from '../../../scripts/esbuild-node.js';
 import { rollup } from 'rollup';
 import { dts } from 'rollup-plugin-dts';
 
@@ -38,7 +39,6 @@ const WORKERS = {
   'janitor/worker': 'janitor-worker',
   'sync/worker': 'sync-worker',
 };
-const OWN_BUILD = new Set(['collector-worker', 'writer-worker']);
 const distOf = (name) => path.join(repo, 'packages', name, 'dist');
 
 function need(file) {
@@ -116,19 +116,14 @@ const entryPoints = {
 const ownEntryPoints = {};
 for (const [from, to] of Object.entries(WORKERS)) {
   const [p, ...f] = from.split('/');
-  (OWN_BUILD.has(to) ? ownEntryPoints : entryPoints)[to] = need(path.join(distOf(p), `${f.join('/')}.js`));
+  (from.startsWith('capture/threads/') ? ownEntryPoints : entryPoints)[to] = need(path.join(distOf(p), `${f.join('/')}.js`));
 }
 
 for (const entries of [entryPoints, ownEntryPoints]) {
   await esbuild.build({
     entryPoints: entries,
     outdir: dist,
-    bundle: true,
-    splitting: true,
-    format: 'esm',
-    platform: 'node',
-    target: 'node22',
-    chunkNames: 'chunk-[hash]',
+    ...NODE_ESM_BUNDLE,
     // grpc-js and protobufjs are CommonJS: their require() of Node built-ins needs a real require.
     banner: { js: "import { createRequire as __edgecapCreateRequire } from 'node:module';\nconst require = __edgecapCreateRequire(import.meta.url);" },
     plugins: [externals, workerUrls],
