@@ -299,8 +299,9 @@ export async function runSection({ runChild, scratch, rmrf, step, seconds, warmu
   };
   const child = (fn, args, timeoutMs = 240_000) => runChild(libFile, fn, args, { timeoutMs });
   const show = (label, r) => !r.error && step(`   ${label}: ${fmt(r.cpuPct)} % CPU, RSS ${fmt(r.rssMB)} MB (max ${fmt(r.rssMaxMB)})${r.allFirstMs ? `, spawn → every stream's first reading ${fmt(r.allFirstMs)} ms` : ''}`);
-  const floorOf = async (how, rates, label) => {
-    out.floors[how === 'timeout' && rates === LOADS.idle ? 'idle' : how] = await guard(`floor ${label}`, () => child('floor', { rates, how, seconds, warmupSeconds }));
+  const floorOf = async (key, how, rates, label) => {
+    out.floors[key] = await guard(`floor ${label}`, () => child('floor', { rates, how, seconds, warmupSeconds }));
+    show(`floor, ${label}`, out.floors[key]);
   };
   const loadOf = async (key, which, shared, warm) => {
     const dir = scratch(`real-${key}`);
@@ -308,16 +309,11 @@ export async function runSection({ runChild, scratch, rmrf, step, seconds, warmu
     show(`edgecap, ${which}${shared ? ' (16 sensors shared)' : ''}${warm < warmupSeconds ? ` (window after ${warm} s)` : ''}`, out[key]);
     rmrf(dir);
   };
-  await floorOf('timeout', LOADS.realistic, '19 × timeout');
-  show('floor, 19 × timeout', out.floors.timeout);
+  await floorOf('timeout', 'timeout', LOADS.realistic, '19 × timeout');
   await loadOf('realistic', 'realistic', false, warmupSeconds);
-  for (const how of ['atomics', 'onethread']) {
-    await floorOf(how, LOADS.realistic, `19 × ${how}`);
-    show(`floor, 19 × ${how}`, out.floors[how]);
-  }
+  for (const how of ['atomics', 'onethread']) await floorOf(how, how, LOADS.realistic, `19 × ${how}`);
   await loadOf('realisticShared', 'realistic', true, warmupSeconds);
-  await floorOf('timeout', LOADS.idle, 'idle');
-  show('floor, one thread @ 1 Hz', out.floors.idle);
+  await floorOf('idle', 'timeout', LOADS.idle, 'one thread @ 1 Hz');
   await loadOf('idle', 'idle', false, warmupSeconds);
   await loadOf('realisticEarly', 'realistic', false, earlyWarmupSeconds);
   await loadOf('idleEarly', 'idle', false, earlyWarmupSeconds);

@@ -174,14 +174,14 @@ export async function captureUnderDrain({ dir, certDir, drainBytes, seconds, hz 
   // process's CPU beside the 1 kHz stream
   const phase = async (name, during, prepare = async () => undefined) => {
     const pdir = path.join(dir, name);
-    const prepared = await prepare(pdir);
+    await prepare(pdir);
     const store = openStateStore(path.join(pdir, 'capture-state'));
     const cap = new CaptureEngine({ captureDir: path.join(pdir, 'stream'), store, partId: 'bench', tags: [] });
     await cap.start(spec);
     await sleep(300); // thread start, JIT warm-up
     const before = cap.stats();
     const t0 = process.hrtime.bigint();
-    const extra = await during(pdir, prepared);
+    const extra = await during(pdir);
     const sec = elapsed(t0);
     const after = cap.stats();
     await cap.stop();
