@@ -164,9 +164,9 @@ export function prespawnCaptureThreads(resources: readonly ResourceSpec[]): void
   for (const spec of resources) {
     if (enabledMethods(spec).length === 0) continue;
     if (spec.collector === 'shared') shared = true;
-    else prespawn(collectorUrl, collectorName(spec.name));
+    else prespawn(collectorUrl, collectorName(spec.name), collectorHeapMb(spec));
   }
-  if (shared) prespawn(collectorUrl, SHARED_NAME);
+  if (shared) prespawn(collectorUrl, SHARED_NAME, COLLECTOR_HEAP_MB);
 }
 
 export const dropPrespawnedThreads = dropPrespawned;
@@ -174,6 +174,13 @@ export const dropPrespawnedThreads = dropPrespawned;
 const WRITER_NAME = 'edgecap-writer';
 const SHARED_NAME = 'edgecap-collector-shared';
 const collectorName = (resource: string): string => `edgecap-collector-${resource}`;
+/**
+ * A collector's V8 heap limit unless its resource sets one, MB. A sensor driver needs a few MB;
+ * this leaves room for heavy user modules while bounding a leaking one (see managed-worker.ts
+ * for why any limit also makes every collector smaller).
+ */
+export const COLLECTOR_HEAP_MB = 512;
+const collectorHeapMb = (spec: ResourceSpec): number => spec.heapMb ?? COLLECTOR_HEAP_MB;
 
 export class CaptureEngine extends EventEmitter {
   private state: EngineState = 'idle';
@@ -475,7 +482,7 @@ export class CaptureEngine extends EventEmitter {
     const ringSab = createRingBuffer(ringBytes);
     const ringId = this.nextRingId++;
     const shared = spec.collector === 'shared';
-    const mw: ManagedWorker<CollectorApi> = shared ? this.sharedThread() : new ManagedWorker<CollectorApi>(collectorUrl, collectorName(spec.name), (e) => this.collectorCrashed(spec.name, mw, e), this.workerOpts());
+    const mw: ManagedWorker<CollectorApi> = shared ? this.sharedThread() : new ManagedWorker<CollectorApi>(collectorUrl, collectorName(spec.name), (e) => this.collectorCrashed(spec.name, mw, e), { ...this.workerOpts(), heapMb: collectorHeapMb(spec) });
     let registered = false;
     let loaded = false;
     if (shared) this.sharedBusy++;
@@ -527,7 +534,7 @@ export class CaptureEngine extends EventEmitter {
   /** The shared collector thread; a new one when there is none (or it died). */
   private sharedThread(): ManagedWorker<CollectorApi> {
     if (this.shared?.alive) return this.shared;
-    const mw: ManagedWorker<CollectorApi> = new ManagedWorker<CollectorApi>(collectorUrl, SHARED_NAME, (e) => this.sharedCrashed(mw, e), this.workerOpts());
+    const mw: ManagedWorker<CollectorApi> = new ManagedWorker<CollectorApi>(collectorUrl, SHARED_NAME, (e) => this.sharedCrashed(mw, e), { ...this.workerOpts(), heapMb: COLLECTOR_HEAP_MB });
     this.shared = mw;
     return mw;
   }

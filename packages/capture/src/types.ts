@@ -24,6 +24,12 @@ export interface ResourceSpec {
    * beside every other resource that opted in (not isolated from them; see engine.ts).
    */
   collector?: 'thread' | 'shared';
+  /**
+   * V8 heap limit of the resource's own collector thread, MB (default COLLECTOR_HEAP_MB). A
+   * collector that outgrows it ends and is restarted like any crashed one; the others go on. The
+   * shared thread has the default.
+   */
+  heapMb?: number;
 }
 
 /** What the writer needs to know about a stream. */

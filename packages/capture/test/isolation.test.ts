@@ -1,7 +1,8 @@
 /**
  * Isolation and control with cheap waits: collectors sleep on Atomics.wait between readings
  * (wait mode), yet a resource that blocks its thread never moves another resource's readings,
- * and control calls (stop) reach a collector asleep for a long period.
+ * and control calls (stop) reach a collector asleep for a long period; and a resource that leaks
+ * memory outgrows its own thread's heap limit only: it is restarted, the others go on.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -26,6 +27,18 @@ export default () => ({
     n++;
     if (n === 3) Atomics.wait(word, 0, 0, ${BLOCK_MS});
     return { n };
+  },
+});
+`;
+
+/** A resource keeping ~0.8 MB of heap per reading forever. */
+const LEAKER = `
+const kept = [];
+export default () => ({
+  kind: 'sensor',
+  Readings() {
+    kept.push(new Array(100_000).fill(kept.length));
+    return { n: kept.length };
   },
 });
 `;
@@ -105,5 +118,40 @@ describe('collector isolation with Atomics.wait sleeps', () => {
     expect(st.captured).toBe(1);
     const reasons = expectAccounted(dir, store, eng.stats());
     expect([...(reasons.get('sensor/slow/Readings') ?? [])]).toEqual([]);
+  }, 60_000);
+
+  it('a resource that outgrows its heap limit is restarted, named in the error; the others stay on schedule', async () => {
+    const dir = tmpDir('heap');
+    const store = newStore(dir);
+    stores.push(store);
+    const mod = path.join(dir, 'leaker.mjs');
+    fs.writeFileSync(mod, LEAKER);
+    const specs: ResourceSpec[] = [
+      { name: 'leaker', module: mod, heapMb: 32, methods: [{ method: 'Readings', frequencyHz: 50 }] },
+      { name: 'steady', model: 'sim:sensor', methods: [{ method: 'Readings', frequencyHz: 50 }] },
+    ];
+    const eng = new CaptureEngine({ captureDir: dir, store, partId: 'p', tags: [], flushIntervalMs: 50 });
+    const errors: Error[] = [];
+    const restarted: string[] = [];
+    eng.on('error', (e: Error) => errors.push(e));
+    eng.on('collector-restarted', (e: { resource: string }) => restarted.push(e.resource));
+    await eng.start(specs);
+    const stat = (name: string) => eng.stats().find((s) => s.resource === name)!;
+    await until('the leaker to be restarted', () => restarted.length >= 1);
+    const before = stat('leaker').captured;
+    await until('readings from the restarted leaker', () => stat('leaker').captured > before);
+    await eng.stop();
+
+    expect(restarted.every((r) => r === 'leaker')).toBe(true);
+    expect(errors.length).toBeGreaterThanOrEqual(1);
+    for (const e of errors) expect(e.message).toMatch(/edgecap-collector-leaker .*memory limit.*its heap limit is 32 MB/);
+    // it got nowhere near 32 MB of readings kept before the limit ended it: the limit was its own
+    expect(before).toBeLessThan(200);
+    const steady = readBack(dir).get('sensor/steady/Readings')!.readings;
+    expectContiguous(steady, 0);
+    expect(stat('steady').dropped).toBe(0);
+    const reasons = expectAccounted(dir, store, eng.stats());
+    expect([...(reasons.get('sensor/steady/Readings') ?? [])]).toEqual([]);
+    expect([...(reasons.get('sensor/leaker/Readings') ?? [])]).not.toContain('writer_crash');
   }, 60_000);
 });

@@ -47,6 +47,8 @@ function buildSchema(z: Zod) {
        * ~12): for fleets of slow sensors; they are not isolated from each other.
        */
       collector: z.enum(['thread', 'shared']).default('thread'),
+      /** V8 heap limit of this resource's own collector thread, MB (default 512); beyond it the collector is restarted. */
+      collector_heap_mb: z.number().int().min(16).max(65_536).optional(),
     })
     .refine((r) => !(r.model && r.module), { message: 'set either "model" or "module", not both', path: ['module'] });
 

@@ -79,6 +79,7 @@ export function toResourceSpecs(c: EdgecapConfig): ResourceSpec[] {
     if (r.export) spec.export = r.export;
     if (r.attributes) spec.attributes = r.attributes;
     if (r.collector === 'shared') spec.collector = 'shared';
+    if (r.collector_heap_mb !== undefined) spec.heapMb = r.collector_heap_mb;
     return spec;
   });
 }

@@ -88,6 +88,12 @@ describe('config', () => {
     expect(issuesOf({ resources: [{ name: 'a', model: 'sim:sensor', collector: 'pooled' }] }).map((i) => i.path)).toEqual(['resources[0].collector']);
   });
 
+  it('collector_heap_mb: unset by default (the engine applies its own), kept as heapMb, bounded', () => {
+    const c = parseConfig({ resources: [{ name: 'a', model: 'sim:sensor' }, { name: 'b', model: 'sim:sensor', collector_heap_mb: 64 }] });
+    expect(toResourceSpecs(c).map((r) => r.heapMb)).toEqual([undefined, 64]);
+    for (const bad of [8, 64.5, '64']) expect(issuesOf({ resources: [{ name: 'a', model: 'sim:sensor', collector_heap_mb: bad }] }).map((i) => i.path)).toEqual(['resources[0].collector_heap_mb']);
+  });
+
   it('the exported schema value validates as parseConfig does (built on first use)', () => {
     expect(configSchema.safeParse({ resources: [{ name: 'a', model: 'sim:sensor' }] }).success).toBe(true);
     expect(configSchema.safeParse({ resources: [{ name: 'a', model: 'sim:nope' }] }).success).toBe(false);
