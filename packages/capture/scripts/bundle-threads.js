@@ -47,7 +47,7 @@ await esbuild.build({
     {
       name: 'no-logger-in-threads',
       setup(build) {
-        build.onResolve({ filter: /^pino(\/|$)/ }, (args) => ({ errors: [{ text: `${args.importer} imports ${args.path}: capture threads log through their parent (thread-log.ts)` }] }));
+        build.onResolve({ filter: /^pino(\/|$)/ }, (args) => ({ errors: [{ text: `${args.importer} imports ${args.path}: capture threads log through their parent (@edgecap/core's threads/thread-log.ts)` }] }));
       },
     },
   ],

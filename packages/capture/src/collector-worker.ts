@@ -7,11 +7,10 @@
  * seqs and oversize port; they run in loop mode (an Atomics.wait would stop the others).
  */
 // first: logs through the parent (no logger in this thread), the control word
-import { wakeWord } from './worker-boot.js';
+import { Comlink, nodeEndpoint, wakeWord } from '@edgecap/core/thread-boot';
 import { parentPort, type MessagePort } from 'node:worker_threads';
 import { EdgecapError, ErrorCodes, toWire, type WireError } from '@edgecap/core';
 import { Collector, type CollectorInit, type CollectorStreamStart } from './collector.js';
-import { Comlink, nodeEndpoint } from './comlink.js';
 
 interface Hosted {
   collector: Collector;

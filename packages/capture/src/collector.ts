@@ -13,14 +13,13 @@
  *     and in wait mode once in a while (WAIT_MODE_YIELD_MS) before a sleep
  *     late by ≥ 1 period: skip those deadlines, count them as missed (never bunch)
  */
-import { EdgecapError, ErrorCodes, logger } from '@edgecap/core';
+import { Ctl, EdgecapError, ErrorCodes, logger } from '@edgecap/core';
 import { FrameEncoder } from '@edgecap/format';
 import { Doorbell, RingProducer } from '@edgecap/ring';
 import { StreamEmitter, type EmitterShared } from './emitter.js';
 import { enabledMethods, loadResource } from './resource.js';
 import type { LoadedResource } from './sims.js';
 import type { ResourceSpec } from './types.js';
-import { Ctl } from './layout.js';
 
 const log = logger('capture.collector');
 
@@ -79,7 +78,7 @@ export class Collector {
   private loopMode = false;
 
   /**
-   * `wake`: the thread's control word (worker-boot.ts), notified by the main thread after each
+   * `wake`: the thread's control word (@edgecap/core/thread-boot), notified by the main thread after each
    * control message; in-process (tests), a private word nobody notifies, so use loop mode.
    */
   constructor(

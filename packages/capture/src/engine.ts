@@ -7,7 +7,7 @@
  *                                          ◄── rings ── push() (1 ring per pushed stream)
  *   control: comlink; bulk data: SAB rings (+ MessagePort for oversize frames); stats: SAB counters
  *
- * Supervision (managed-worker.ts: one host, one restart policy): every call to a thread is
+ * Supervision (@edgecap/core's threads/host.ts: one host, one restart policy): every call to a thread is
  * raced against its exit and a timeout; a thread that dies (or leaves a call unanswered) is
  * reported, terminated and restarted with backoff.
  *   collector died   its ring is retired (the writer drains what it published); what it
@@ -35,10 +35,9 @@ import { FrameEncoder, listFiles, recoverCaptureDir, type RecoveryResult } from 
 import { createRingBuffer, Doorbell, RingProducer } from '@edgecap/ring';
 import type { StateStore } from '@edgecap/store';
 import type { CollectorApi } from './collector-worker.js';
-import { Comlink } from './comlink.js';
 import { StreamEmitter } from './emitter.js';
 import { newResSab, newStatsSab, ResSlot, Stat } from './layout.js';
-import { DEFAULT_RESTART, dropPrespawned, ManagedWorker, prespawn, Restarter, type RestartPolicy, type StopResult } from './managed-worker.js';
+import { Comlink, DEFAULT_RESTART, dropPrespawned, ManagedWorker, prespawn, Restarter, type RestartPolicy, type StopResult } from '@edgecap/core/threads';
 import { enabledMethods } from './resource.js';
 import type { ResourceSpec, StreamInfo, WriterEvent } from './types.js';
 import type { MemoryStore } from './memory-store.js';
@@ -176,7 +175,7 @@ const SHARED_NAME = 'edgecap-collector-shared';
 const collectorName = (resource: string): string => `edgecap-collector-${resource}`;
 /**
  * A collector's V8 heap limit unless its resource sets one, MB. A sensor driver needs a few MB;
- * this leaves room for heavy user modules while bounding a leaking one (see managed-worker.ts
+ * this leaves room for heavy user modules while bounding a leaking one (see @edgecap/core's threads/host.ts
  * for why any limit also makes every collector smaller).
  */
 export const COLLECTOR_HEAP_MB = 512;

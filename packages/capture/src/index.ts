@@ -7,5 +7,5 @@ export { StreamEmitter, type EmitterShared } from './emitter.js';
 export { loadResource, enabledMethods, BUILTIN_MODELS } from './resource.js';
 export { type ResourceCtx, type LoadedResource } from './sims.js';
 export { HttpResourceError } from './http-error.js';
-export { ManagedWorker, Restarter, DEFAULT_RESTART, type WorkerState, type StopOutcome, type StopResult, type RestartPolicy } from './managed-worker.js';
+export { ManagedWorker, Restarter, DEFAULT_RESTART, type WorkerState, type StopOutcome, type StopResult, type RestartPolicy } from '@edgecap/core/threads';
 export { Stat, RecType, RecFlag, RecOff, REC_PREFIX_BYTES, newStatsSab, newResSab } from './layout.js';

@@ -34,14 +34,6 @@ export const Stat = {
 } as const;
 export const STAT_SLOTS = 10;
 
-/** A thread's control words (Int32, one buffer per thread, made by ManagedWorker). */
-export const Ctl = {
-  /** Set and notified after every control message (managed-worker.ts). */
-  WAKE: 0,
-  /** txn-gate.ts: the thread is never terminated inside a state transaction. */
-  GATE: 1,
-} as const;
-export const CTL_SLOTS = 2;
 
 /** Per-resource Int32 words. */
 export const ResSlot = {

@@ -1,14 +1,11 @@
 /** Worker entry of the writer: the Writer body bound to comlink, real fs, its own StateStore handle. */
 // first: logs through the parent (no logger in this thread)
-import { wakeWord } from './worker-boot.js';
+import { Comlink, Ctl, gatedObject, nodeEndpoint, wakeWord } from '@edgecap/core/thread-boot';
 import { parentPort, type MessagePort } from 'node:worker_threads';
 import { openStateStore, type StateStore } from '@edgecap/store';
-import { Comlink, nodeEndpoint } from './comlink.js';
 import { MemoryFs } from './memory-fs.js';
 import type { MemoryWriterInit, MemoryWriterMessage } from './memory-store.js';
 import type { OversizeMessage, StreamInfo, WriterEvent } from './types.js';
-import { Ctl } from './layout.js';
-import { gatedObject } from './txn-gate.js';
 import { Writer, type SeqSink, type WriterOptions } from './writer.js';
 
 let writer: Writer | undefined;

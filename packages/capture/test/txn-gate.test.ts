@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 /**
- * txn-gate.ts: a thread that writes the ledger (the capture writer) is never terminated inside an
+ * @edgecap/core threads/txn-gate.ts: a thread that writes the ledger (the capture writer) is never terminated inside an
  * LMDB transaction. Without the gate, lmdb-js leaves its write lock held by the dead thread and
  * the next ledger write of the main thread blocks the process for good (found by the torture's
  * writer-kill scenario). Runs in a child process: a hang fails the test instead of freezing it.

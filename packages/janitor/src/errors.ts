@@ -9,5 +9,3 @@ export class JanitorError extends EdgecapError {
 }
 
 export const janitorClosed = (): JanitorError => new JanitorError(ErrorCodes.CLOSED, 'janitor is stopped/closed');
-export const workerExited = (code: number | string): JanitorError =>
-  new JanitorError(ErrorCodes.WORKER_EXITED, `janitor worker exited unexpectedly (${code})`, { details: { exitCode: code } });

@@ -1,19 +1,17 @@
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
-import { Worker } from 'node:worker_threads';
-import * as Comlink from 'comlink';
-import { DEFAULTS, ErrorCodes, fromWire, logger, type Logger } from '@edgecap/core';
+import { DEFAULTS, EdgecapError, ErrorCodes, fromWire, logger } from '@edgecap/core';
+import { ManagedWorker } from '@edgecap/core/threads';
 import { StateStore } from '@edgecap/store';
 import { JanitorCore, type JanitorRound } from './core.js';
-import { nodeEndpoint } from './endpoint.js';
-import { JanitorError, janitorClosed, workerExited } from './errors.js';
+import { JanitorError, janitorClosed } from './errors.js';
 import type { JanitorWorkerApi, Reply, WorkerInit } from './protocol.js';
 import { usageOf, type StatfsFn } from './usage.js';
 
 /**
  * Janitor facade (main thread). A check starts with one statfs here (async, libuv pool); only
- * a disk at or above the threshold takes it to a worker thread (`dist/worker.js`, comlink
- * control), which walks the capture dir and deletes. The main thread owns the timer, the event
+ * a disk at or above the threshold takes it to a worker thread (`dist/worker.js`, on the one
+ * worker host of @edgecap/core/threads), which walks the capture dir and deletes. The main thread owns the timer, the event
  * emitter and the stats.
  *
  *   timer / checkNow() ──► serial queue ──► statfs ── usage < threshold ──────────────► 'none'
@@ -99,81 +97,45 @@ class InProcessTransport implements Transport {
 const DEFAULT_CALL_TIMEOUT_MS = 300_000;
 const DEFAULT_STATFS_TIMEOUT_MS = 30_000;
 
+/**
+ * The janitor's thread, on the one worker host (@edgecap/core/threads): every call raced against
+ * the thread's exit and callTimeoutMs (a hung thread is terminated, never inside a ledger
+ * transaction: its store is gated, worker.ts), its logs relayed to this thread's logger.
+ */
 class WorkerTransport implements Transport {
-  private readonly worker: Worker;
-  private readonly api: Comlink.Remote<JanitorWorkerApi>;
-  private readonly exited: Promise<never>;
-  private closing = false;
-  dead = false;
+  private readonly mw: ManagedWorker<JanitorWorkerApi>;
+  private readonly ready: Promise<void>;
 
   constructor(
     init: WorkerInit,
-    log: Logger,
-    private readonly onUnexpectedExit: (err: JanitorError) => void,
+    onUnexpected: (err: EdgecapError) => void,
     private readonly callTimeoutMs = DEFAULT_CALL_TIMEOUT_MS,
   ) {
-    this.worker = new Worker(new URL('./worker.js', import.meta.url));
-    this.api = Comlink.wrap<JanitorWorkerApi>(nodeEndpoint(this.worker));
-    this.exited = new Promise<never>((_, reject) => {
-      const fail = (code: number | string, cause?: unknown): void => {
-        if (this.dead) return;
-        this.dead = true;
-        const err = workerExited(code);
-        if (cause !== undefined) log.error({ err: (cause as Error).message }, 'janitor worker error');
-        reject(err);
-        if (!this.closing) onUnexpectedExit(err);
-      };
-      this.worker.on('error', (e) => fail('error', e));
-      this.worker.on('exit', (code) => fail(code));
+    this.mw = new ManagedWorker<JanitorWorkerApi>(new URL('./worker.js', import.meta.url), 'edgecap-janitor', onUnexpected, { callTimeoutMs });
+    this.ready = this.call(() => this.mw.call('init', [init])).then(() => {
+      if (this.mw.state === 'starting') this.mw.started();
     });
-    this.exited.catch(() => undefined);
-    this.ready = this.call(() => this.api.init(init)).then(() => undefined);
     this.ready.catch(() => undefined);
   }
-  readonly ready: Promise<void>;
 
-  /** Every call raced against the worker's exit and the call timeout (a hung worker is ended). */
+  get dead(): boolean {
+    return !this.mw.alive;
+  }
+
+  /** A reply's error is rebuilt with its own code (ENOENT stays ENOENT). */
   private async call<T>(f: () => Promise<Reply<T>>): Promise<T> {
-    if (this.dead) throw workerExited('dead');
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        const err = new JanitorError(ErrorCodes.WORKER_EXITED, `janitor worker did not answer within ${this.callTimeoutMs} ms; terminating it`, { details: { timeoutMs: this.callTimeoutMs, timeout: true } });
-        if (!this.dead) {
-          this.dead = true;
-          void this.worker.terminate().catch(() => undefined);
-          if (!this.closing) this.onUnexpectedExit(err);
-        }
-        reject(err);
-      }, this.callTimeoutMs);
-    });
-    try {
-      const answer = f();
-      answer.catch(() => undefined); // may settle after the race was lost
-      const reply = await Promise.race([answer, this.exited, timedOut]);
-      if (!reply.ok) throw fromWire(reply.error);
-      return reply.value;
-    } finally {
-      clearTimeout(timer);
-    }
+    const reply = await f();
+    if (!reply.ok) throw fromWire(reply.error);
+    return reply.value;
   }
 
   async check(): Promise<JanitorRound> {
     await this.ready;
-    return this.call(() => this.api.check());
+    return this.call(() => this.mw.call('check', []));
   }
 
   async close(): Promise<void> {
-    this.closing = true;
-    try {
-      if (!this.dead) await this.call(() => this.api.close());
-    } catch {
-      /* worker already gone */
-    } finally {
-      this.api[Comlink.releaseProxy]();
-      this.dead = true;
-      await this.worker.terminate();
-    }
+    await this.mw.stop('close', this.callTimeoutMs);
   }
 }
 
@@ -313,7 +275,6 @@ export class Janitor extends EventEmitter {
       this.s.threadStarts++;
       this.transport = new WorkerTransport(
         init,
-        this.log,
         (err) => {
           this.s.errors++;
           this.log.error({ code: err.code }, err.message);

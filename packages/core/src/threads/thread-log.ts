@@ -1,5 +1,5 @@
 /**
- * Logging from capture threads without a logger in them: a thread's log lines travel to the
+ * Logging from worker threads without a logger in them: a thread's log lines travel to the
  * main thread as messages on its parentPort and are written there by the process's logger.
  * Collector and writer threads thereby never load pino (its streams and serializers cost each
  * isolate megabytes and start-up time).
@@ -8,7 +8,7 @@
  *
  * Lines below the level the main thread passed in workerData are dropped in the thread.
  */
-import type { Logger } from '@edgecap/core';
+import type { Logger } from '../log.js';
 
 export const LOG_KEY = '__edgecapLog';
 /** Marks an error flattened for the trip, so the main thread logs it as an error again. */
@@ -92,7 +92,7 @@ export class PortLogger {
     this.write('fatal', a, b);
   }
 
-  /** Only the methods capture threads call are implemented; the cast is checked by use. */
+  /** Only the methods our threads call are implemented; the cast is checked by use. */
   asLogger(): Logger {
     return this as unknown as Logger;
   }

@@ -1,6 +1,6 @@
 /**
- * The one worker host of the capture package: every thread (each collector, the writer) is
- * started, called, stopped and restarted through this file.
+ * The one worker host: every thread of the edge outside the sync pool (each collector, the
+ * writer, the janitor) is started, called, stopped and restarted through this file.
  *
  *   ManagedWorker   lifecycle starting → started → stopping → stopped, and failed when the
  *                   thread exits, throws, or leaves a call unanswered without being asked to stop
@@ -23,14 +23,16 @@
  *                   that ran stableMs starts over at 1 s; a failed restart is retried, later.
  */
 import { Worker } from 'node:worker_threads';
-import { Backoff, EdgecapError, ErrorCodes, logger, rootLogger } from '@edgecap/core';
+import { Backoff } from '../backoff.js';
+import { EdgecapError, ErrorCodes } from '../errors.js';
+import { logger, rootLogger } from '../log.js';
 import { Comlink, nodeEndpoint, type Remote } from './comlink.js';
-import { CTL_SLOTS, Ctl } from './layout.js';
+import { CTL_SLOTS, Ctl } from './ctl.js';
 import { logLineOf, relayLogLine } from './thread-log.js';
 import { closeGate } from './txn-gate.js';
-import type { ThreadData } from './worker-boot.js';
+import type { ThreadData } from './boot.js';
 
-const log = logger('capture.worker');
+const log = logger('worker');
 
 export type WorkerState = 'starting' | 'started' | 'stopping' | 'stopped' | 'failed';
 
@@ -141,7 +143,7 @@ export class ManagedWorker<T> {
   private readonly callTimeoutMs: number;
   /** performance.now() when the thread reached `started` (the restart policy resets after a stable run). */
   startedAt = 0;
-  /** The thread's control word (worker-boot.ts): 1 = a control message is waiting. */
+  /** The thread's control word (boot.ts): 1 = a control message is waiting. */
   readonly wakeSab: SharedArrayBuffer;
   private readonly wake: Int32Array;
 
@@ -320,7 +322,8 @@ export interface RestartPolicy {
 export const DEFAULT_RESTART: RestartPolicy = { initialMs: 1_000, maxMs: 60_000, stableMs: 60_000 };
 
 /**
- * The one restart policy, for every supervised thread (collectors by resource, the writer).
+ * The one restart policy, for every supervised thread (collectors by resource, the writer; the
+ * janitor's thread is started again by its next check instead).
  * schedule() after a thread died; the restart runs after the backoff delay and, when it
  * throws, is scheduled again (while `wanted()`), later.
  */
