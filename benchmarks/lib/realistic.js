@@ -5,7 +5,8 @@
 //             start-up = process spawn → every stream's first reading (performance.now() counts
 //             from the process's start).
 //   floors    19 bare worker threads waking at the same rates with setTimeout; the same with
-//             Atomics.wait; 19 timers in one thread; one bare thread at 1 Hz (idle).
+//             Atomics.wait; 19 timers in one thread; one bare thread at 1 Hz (idle). Bare threads
+//             have the collectors' heap limit (COLLECTOR_HEAP_MB), which sizes V8's young generation.
 //   import    import('@edgecap/datamanager') in a fresh process, beside `node -e 0`.
 //   slope     RSS over 1, 4, 16, 64 resources at 10 Hz: the least-squares MB per collector.
 //   shared    the realistic load with its 16 sensors in the shared collector thread
@@ -21,6 +22,7 @@ import { fmt, ROOT_DIR } from './util.js';
 /** The CLI's package resolves @edgecap/datamanager as an app would (benchmarks does not depend on it). */
 const APP_DIR = path.join(ROOT_DIR, 'packages', 'cli');
 const DATAMANAGER = pathToFileURL(path.join(ROOT_DIR, 'packages', 'datamanager', 'dist', 'index.js')).href;
+const CAPTURE = pathToFileURL(path.join(ROOT_DIR, 'packages', 'capture', 'dist', 'index.js')).href;
 
 const MiB = 1024 * 1024;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -148,7 +150,7 @@ if (how === 'atomics') {
 `;
 
 /** The floor of a load: `how` = timeout | atomics (one bare thread per rate) | onethread (timers in this thread). */
-export async function floor({ rates, how, seconds, warmupSeconds = 1 }) {
+export async function floor({ rates, how, seconds, warmupSeconds = 1, heapMb }) {
   const tStart = performance.now();
   const workers = [];
   if (how === 'onethread') {
@@ -166,7 +168,8 @@ export async function floor({ rates, how, seconds, warmupSeconds = 1 }) {
       rates.map(
         (hz) =>
           new Promise((resolve, reject) => {
-            const w = new Worker(THREAD, { eval: true, workerData: { hz, how } });
+            // the heap limit every collector has: V8 sizes a thread's young generation from it
+            const w = new Worker(THREAD, { eval: true, workerData: { hz, how }, resourceLimits: { maxOldGenerationSizeMb: heapMb } });
             w.once('online', resolve);
             w.once('error', reject);
             workers.push(w);
@@ -219,7 +222,7 @@ export function realisticMarkdown(section) {
   const d = section.data;
   const e = (r, f) => (r?.error ? `FAILED: ${r.error.split('|')[0]}` : f(r));
   L.push(
-    `\`edgecap run\`-equivalent process (DataManager, sync off, janitor on), steady state over ${fmt(d.params.seconds)} s after ${fmt(d.params.warmupSeconds)} s of warm-up, floors too (in its first ~20 s V8's memory reducer compacts every isolate's start-up garbage: the rows \"window after only …\" show that share); CPU in % of one core for the whole process (every thread); RSS mean (max) over the window. Floors measured in the same run: bare worker threads waking at the same rates (\`setTimeout\` from deadlines, or \`Atomics.wait\`), and the same timers in one thread. Load average at the start of the section: ${d.loadavg.map((x) => x.toFixed(2)).join(' / ')}${section.carriedFrom ? ` (carried from ${section.carriedFrom})` : ''}.`,
+    `\`edgecap run\`-equivalent process (DataManager, sync off, janitor on), steady state over ${fmt(d.params.seconds)} s after ${fmt(d.params.warmupSeconds)} s of warm-up, floors too (in its first ~20 s V8's memory reducer compacts every isolate's start-up garbage: the rows \"window after only …\" show that share); CPU in % of one core for the whole process (every thread); RSS mean (max) over the window. Floors measured in the same run: bare worker threads waking at the same rates (\`setTimeout\` from deadlines, or \`Atomics.wait\`)${d.params.heapMb ? `, with the V8 heap limit every collector has (${d.params.heapMb} MB: it sizes a thread's young generation)` : ''}, and the same timers in one thread. Load average at the start of the section: ${d.loadavg.map((x) => x.toFixed(2)).join(' / ')}${section.carriedFrom ? ` (carried from ${section.carriedFrom})` : ''}.`,
     '',
   );
   const r = d.realistic;
@@ -299,8 +302,11 @@ export async function runSection({ runChild, scratch, rmrf, step, seconds, warmu
   };
   const child = (fn, args, timeoutMs = 240_000) => runChild(libFile, fn, args, { timeoutMs });
   const show = (label, r) => !r.error && step(`   ${label}: ${fmt(r.cpuPct)} % CPU, RSS ${fmt(r.rssMB)} MB (max ${fmt(r.rssMaxMB)})${r.allFirstMs ? `, spawn → every stream's first reading ${fmt(r.allFirstMs)} ms` : ''}`);
+  // read here, not in the floor's process: capture's modules would count in the floor's RSS
+  const { COLLECTOR_HEAP_MB: heapMb } = await import(CAPTURE);
+  out.params.heapMb = heapMb;
   const floorOf = async (key, how, rates, label) => {
-    out.floors[key] = await guard(`floor ${label}`, () => child('floor', { rates, how, seconds, warmupSeconds }));
+    out.floors[key] = await guard(`floor ${label}`, () => child('floor', { rates, how, seconds, warmupSeconds, heapMb }));
     show(`floor, ${label}`, out.floors[key]);
   };
   const loadOf = async (key, which, shared, warm) => {

@@ -1,4 +1,8 @@
-/** comlink ships UMD only (no `exports`); load it through require with its own types. */
+/**
+ * comlink ships UMD only (no `exports`); load it through require with its own types. A bundle that
+ * takes this file in (capture's thread bundles) keeps the require, resolved from the bundle's
+ * own folder: such a package depends on comlink itself.
+ */
 import { createRequire } from 'node:module';
 import type * as ComlinkNs from 'comlink';
 import type { Endpoint } from 'comlink';
