@@ -43,8 +43,8 @@ function buildSchema(z: Zod) {
       capture_methods: z.array(captureMethod).default([]),
       /**
        * "thread" (default): a collector thread of its own, isolated from every other resource.
-       * "shared": one collector thread for every resource that says so (~1 MB each instead of
-       * ~12): for fleets of slow sensors; they are not isolated from each other.
+       * "shared": one collector thread for every resource that says so (~1 MB each, its ring, instead of
+       * ~10): for fleets of slow sensors; they are not isolated from each other.
        */
       collector: z.enum(['thread', 'shared']).default('thread'),
       /** V8 heap limit of this resource's own collector thread, MB (default 512); beyond it the collector is restarted. */
