@@ -38,7 +38,7 @@ function health(t: IngestTarget): Promise<{ ok: true } | { ok: false; code: numb
 async function sniRecorder(cert: { certFile: string; keyFile: string }, host: string): Promise<{ port: number; seen: (string | false)[]; close(): Promise<void> }> {
   const seen: (string | false)[] = [];
   const server = tls.createServer({ cert: fs.readFileSync(cert.certFile), key: fs.readFileSync(cert.keyFile), ALPNProtocols: ['h2'] }, (s) => {
-    seen.push(s.servername);
+    seen.push(s.servername ?? false); // typed string | false | null: none either way
     s.destroy();
   });
   await new Promise<void>((r) => server.listen(0, host, r));
