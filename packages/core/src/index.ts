@@ -25,4 +25,4 @@ export { hostOf, isLoopback } from './net.js';
 export { failedEntries, listFailed } from './failed.js';
 export { tokenMatches } from './token.js';
 export { nowMicros, type StreamKey, streamKeyString, type DataType, type StreamGap } from './types.js';
-export { Ctl, CTL_SLOTS } from './threads/ctl.js';
+export { Ctl } from './threads/ctl.js';

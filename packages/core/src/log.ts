@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import type { Logger, LevelWithSilent } from 'pino';
 
 // pino loads with the first logger made: a thread that installs its own root logger first
-// (capture's collector and writer threads log through their parent) never loads it.
+// (every thread ManagedWorker starts logs through its parent: threads/boot.ts) never loads it.
 const require = createRequire(import.meta.url);
 
 export type { Logger };

@@ -50,7 +50,11 @@ function buildSchema(z: Zod) {
       /** V8 heap limit of this resource's own collector thread, MB (default 512); beyond it the collector is restarted. */
       collector_heap_mb: z.number().int().min(16).max(65_536).optional(),
     })
-    .refine((r) => !(r.model && r.module), { message: 'set either "model" or "module", not both', path: ['module'] });
+    .refine((r) => !(r.model && r.module), { message: 'set either "model" or "module", not both', path: ['module'] })
+    .refine((r) => !(r.collector === 'shared' && r.collector_heap_mb !== undefined), {
+      message: 'applies to a collector thread of its own; resources with collector "shared" run under the shared thread\'s limit',
+      path: ['collector_heap_mb'],
+    });
 
   const ingest = z.strictObject({
     /** host:port, or several for fail-over. */

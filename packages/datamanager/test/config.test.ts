@@ -92,6 +92,10 @@ describe('config', () => {
     const c = parseConfig({ resources: [{ name: 'a', model: 'sim:sensor' }, { name: 'b', model: 'sim:sensor', collector_heap_mb: 64 }] });
     expect(toResourceSpecs(c).map((r) => r.heapMb)).toEqual([undefined, 64]);
     for (const bad of [8, 64.5, '64']) expect(issuesOf({ resources: [{ name: 'a', model: 'sim:sensor', collector_heap_mb: bad }] }).map((i) => i.path)).toEqual(['resources[0].collector_heap_mb']);
+    // a shared resource has no thread of its own to limit: refused, not silently ignored
+    expect(issuesOf({ resources: [{ name: 'a', model: 'sim:sensor', collector: 'shared', collector_heap_mb: 64 }] })).toEqual([
+      { path: 'resources[0].collector_heap_mb', message: 'applies to a collector thread of its own; resources with collector "shared" run under the shared thread\'s limit' },
+    ]);
   });
 
   it('the exported schema value validates as parseConfig does (built on first use)', () => {

@@ -112,9 +112,16 @@ class WorkerTransport implements Transport {
     private readonly callTimeoutMs = DEFAULT_CALL_TIMEOUT_MS,
   ) {
     this.mw = new ManagedWorker<JanitorWorkerApi>(new URL('./worker.js', import.meta.url), 'edgecap-janitor', onUnexpected, { callTimeoutMs });
-    this.ready = this.call(() => this.mw.call('init', [init])).then(() => {
-      if (this.mw.state === 'starting') this.mw.started();
-    });
+    this.ready = this.call(() => this.mw.call('init', [init])).then(
+      () => {
+        if (this.mw.state === 'starting') this.mw.started();
+      },
+      (e: unknown) => {
+        // a thread that could not open its ledger is of no use: ended, so the next check starts a new one
+        void this.mw.stop();
+        throw e;
+      },
+    );
     this.ready.catch(() => undefined);
   }
 

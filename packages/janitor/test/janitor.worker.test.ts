@@ -65,4 +65,19 @@ describe('janitor worker thread', () => {
     expect(j.stats()).toMatchObject({ errors: 1, threadStarts: 1, thread: false });
     await j.close();
   });
+
+  it('a thread that could not open its ledger is ended: the next check of a started janitor starts a new one', async () => {
+    const stateDir = path.join(tmp, 'state');
+    const j = new Janitor({ captureDir, stateDir, runId: 'run-w', diskUsageThreshold: 0, captureDirThreshold: 0 });
+    await j.start();
+    fs.writeFileSync(stateDir, 'x'); // a file where the ledger's folder should be
+    await expect(j.checkNow()).rejects.toMatchObject({ code: 'EEXIST' });
+    expect(j.stats()).toMatchObject({ errors: 1, threadStarts: 1, thread: false });
+    fs.rmSync(stateDir);
+    const r = await j.checkNow();
+    expect(r.deletedFiles).toBe(0); // an empty capture dir
+    expect(j.stats()).toMatchObject({ checks: 1, errors: 1, threadStarts: 2, thread: true });
+    await j.close();
+    expect(j.stats().thread).toBe(false);
+  });
 });

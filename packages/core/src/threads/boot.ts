@@ -19,7 +19,8 @@ export interface ThreadData {
 }
 
 const data = (workerData as ThreadData | undefined)?.edgecap;
-if (parentPort) setRootLogger(new PortLogger(parentPort, data?.logLevel ?? process.env.EDGECAP_LOG_LEVEL ?? 'info').asLogger());
+// only in a thread ManagedWorker started (its workerData says so): anyone else's worker keeps its own logging
+if (parentPort && data) setRootLogger(new PortLogger(parentPort, data?.logLevel ?? process.env.EDGECAP_LOG_LEVEL ?? 'info').asLogger());
 
 /** The control words of this thread (private ones when not started by ManagedWorker). */
 export const wakeWord = new Int32Array(data?.wakeSab ?? new SharedArrayBuffer(CTL_SLOTS * 4));
@@ -27,4 +28,4 @@ export const wakeWord = new Int32Array(data?.wakeSab ?? new SharedArrayBuffer(CT
 // What a thread entry needs besides, from this one module (the main thread's side is ./index.ts).
 export { Comlink, nodeEndpoint } from './comlink.js';
 export { Ctl } from './ctl.js';
-export { gated, gatedObject } from './txn-gate.js';
+export { gatedObject } from './txn-gate.js';

@@ -155,12 +155,15 @@ export class ManagedWorker<T> {
   ) {
     this.callTimeoutMs = o.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
     this.gone = new Promise((r) => (this.goneWith = r));
+    // the crash (an uncaught error, the heap limit) is the reason a caller hears, not the exit after it
+    let crash: EdgecapError | undefined;
     const onError = (e: Error): void => {
       const oom = (e as { code?: string }).code === 'ERR_WORKER_OUT_OF_MEMORY' && o.heapMb ? ` (its heap limit is ${o.heapMb} MB)` : '';
-      this.unexpected(new EdgecapError(ErrorCodes.WORKER_EXITED, `worker ${name} crashed: ${e.message}${oom}`, { cause: e, details: { worker: name } }));
+      crash ??= new EdgecapError(ErrorCodes.WORKER_EXITED, `worker ${name} crashed: ${e.message}${oom}`, { cause: e, details: { worker: name } });
+      this.unexpected(crash);
     };
     const onExit = (code: number): void => {
-      const err = new EdgecapError(ErrorCodes.WORKER_EXITED, `worker ${name} exited unexpectedly (code ${code})`, { details: { worker: name, code } });
+      const err = crash ?? new EdgecapError(ErrorCodes.WORKER_EXITED, `worker ${name} exited unexpectedly (code ${code})`, { details: { worker: name, code } });
       this.unexpected(err);
       this.goneWith?.(err);
     };

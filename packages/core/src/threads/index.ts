@@ -7,5 +7,4 @@
  */
 export { ManagedWorker, Restarter, DEFAULT_RESTART, prespawn, dropPrespawned, type ManagedWorkerOptions, type WorkerState, type StopOutcome, type StopResult, type RestartPolicy } from './host.js';
 export { Comlink, nodeEndpoint, type Remote } from './comlink.js';
-export { Ctl, CTL_SLOTS } from './ctl.js';
-export { Gate, gated, gatedObject, closeGate } from './txn-gate.js';
+export { Ctl } from './ctl.js';
