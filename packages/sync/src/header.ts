@@ -1,6 +1,22 @@
 import fs from 'node:fs';
 import { FILE_MAGIC, FRAME_HEADER_BYTES, readRecords, readU32, type CaptureFileHeader } from '@edgecap/format';
 import { FrameOff } from '@edgecap/format';
+import type { FileMetadata } from '@edgecap/proto';
+
+/** A capture file's upload metadata, from its header: the same in disk and memory mode. */
+export function captureMeta(h: Pick<CaptureFileHeader, 'kind' | 'name' | 'method' | 'part_id'> & { type: string; tags?: readonly string[] }, fileId: string, fileName: string, o: { partId: string; tags: readonly string[] }): Omit<FileMetadata, 'size' | 'sha256' | 'mtime_ms'> {
+  return {
+    file_id: fileId,
+    part_id: h.part_id || o.partId,
+    resource_kind: h.kind,
+    resource_name: h.name,
+    method: h.method,
+    data_type: h.type === 'binary' ? 'DATA_TYPE_BINARY' : 'DATA_TYPE_TABULAR',
+    tags: [...new Set([...o.tags, ...(h.tags ?? [])])],
+    file_name: fileName,
+    source: 'capture',
+  };
+}
 
 /**
  * Read just the header frame of a capture file (magic + first frame), not the whole file.

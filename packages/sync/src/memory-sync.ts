@@ -20,6 +20,7 @@ import { Backoff, ErrorCodes, logger, type StreamGap } from '@edgecap/core';
 import type { DataSyncClient, Gap, UploadResponse__Output } from '@edgecap/proto';
 import { classifyStatus, statusName, type FailureKind } from './errors.js';
 import { DEFAULT_CHUNK_BYTES, addressesOf, callMetadata, checkTarget, makeClient, type IngestTarget } from './target.js';
+import { captureMeta } from './header.js';
 import { DEFAULT_PROBE_INTERVAL_MS, type FileSyncedEvent, type SyncErrorEvent, type SyncResult, type SyncStats } from './engine.js';
 import { RoundScheduler, countAcked, nextTickDelay, type UploadTally } from './scheduler.js';
 
@@ -266,17 +267,8 @@ export class MemorySyncEngine extends EventEmitter {
   private upload(f: MemoryFile): Promise<Outcome> {
     const chunk = this.opts.chunkBytes ?? DEFAULT_CHUNK_BYTES;
     const size = f.bytes.length;
-    const h = f.header;
     const meta = {
-      file_id: f.id,
-      part_id: h.part_id || this.opts.partId,
-      resource_kind: h.kind,
-      resource_name: h.name,
-      method: h.method,
-      data_type: h.type === 'binary' ? 'DATA_TYPE_BINARY' : 'DATA_TYPE_TABULAR',
-      tags: [...new Set([...this.opts.tags, ...(h.tags ?? [])])],
-      file_name: f.path,
-      source: 'capture',
+      ...captureMeta(f.header, f.id, f.path, this.opts),
       size,
       sha256: crypto.createHash('sha256').update(f.bytes).digest(),
       mtime_ms: f.sealedAtMs,

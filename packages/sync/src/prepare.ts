@@ -13,7 +13,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { DEFAULTS, ErrorCodes, logger, type Clock } from '@edgecap/core';
 import { holderOf, type FileState, type StateStore } from '@edgecap/store';
 import { probeViamCaptureFile } from '@edgecap/viam';
-import { readCaptureHeader } from './header.js';
+import { captureMeta, readCaptureHeader } from './header.js';
 import { additionalCandidates, captureCandidates, type Candidate } from './scan.js';
 import type { SyncOptions, SyncResult } from './types.js';
 import type { UploadTask } from './upload.js';
@@ -181,19 +181,8 @@ export class Backlog {
           }
           continue;
         }
-        const hd = h.header;
-        id = hd.id;
-        meta = {
-          file_id: id,
-          part_id: hd.part_id || this.opts.partId,
-          resource_kind: hd.kind,
-          resource_name: hd.name,
-          method: hd.method,
-          data_type: hd.type === 'binary' ? 'DATA_TYPE_BINARY' : 'DATA_TYPE_TABULAR',
-          tags: [...new Set([...this.opts.tags, ...(hd.tags ?? [])])],
-          file_name: c.rel,
-          source: 'capture',
-        };
+        id = h.header.id;
+        meta = captureMeta(h.header, id, c.rel, this.opts);
       } else {
         idKey = `${c.path}\0${c.size}\0${Math.floor(c.mtimeMs)}`;
         const key = idKey;
