@@ -28,7 +28,7 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
-import { EdgecapError, ErrorCodes, logger } from '@edgecap/core';
+import { EdgecapError, ErrorCodes, ensureRoomForNewLmdb, logger } from '@edgecap/core';
 import type { Gap as FrameGap } from '@edgecap/format';
 import { RequestRejected, invalid } from './errors.js';
 import { newDeviceKey, type DeviceKey, type KeyRegistry, type NewDeviceKey } from './keys.js';
@@ -381,6 +381,7 @@ export class FileStorage implements IngestStorage {
     for (const d of [STAGING, BLOBS, FILES]) fs.mkdirSync(path.join(dataDir, d), { recursive: true, mode: 0o700 });
     // No event-turn batching: its implicit batch promise is one more that a failed commit
     // rejects with nobody listening (an unhandled rejection, the process dies).
+    ensureRoomForNewLmdb(path.join(dataDir, INDEX));
     this.root = open({ path: path.join(dataDir, INDEX), maxDbs: 6, compression: false, eventTurnBatching: false });
     this.fileDb = this.root.openDB<FileRecord, string>({ name: 'files' });
     this.gapDb = this.root.openDB<ReportedGap, string>({ name: 'gaps' });

@@ -117,4 +117,18 @@ describe('ingest storage on a full disk', () => {
       await s.close();
     }
   });
+
+  it('opening a new data dir on a full filesystem is an error naming the index; the process lives (lmdb-js crashed it)', async (ctx) => {
+    if (mountError) ctx.skip(mountError);
+    const dir = path.join(mnt, 'fresh');
+    fs.mkdirSync(dir);
+    const ballast = fill(mnt);
+    try {
+      expect(() => new FileStorage(dir)).toThrow(expect.objectContaining({ code: 'EDGECAP_ERR_STATE', message: expect.stringContaining(path.join(dir, 'index.lmdb')) }));
+    } finally {
+      fs.rmSync(ballast, { force: true });
+    }
+    const s = new FileStorage(dir);
+    await s.close();
+  });
 });

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
-import { STATE_DIR_NAME, streamKeyString, type StreamKey } from '@edgecap/core';
+import { STATE_DIR_NAME, ensureRoomForNewLmdb, streamKeyString, type StreamKey } from '@edgecap/core';
 import { isThisProcess } from './owner.js';
 import { FileLedger, type ExplainedGap, type FileState, type FileStatus, type Holder, type UploadClaim } from './ledger.js';
 
@@ -59,6 +59,7 @@ export class StateStore {
     opts: StateStoreOptions = {},
   ) {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    ensureRoomForNewLmdb(path.join(dir, 'state.lmdb'));
     this.root = open({ path: path.join(dir, 'state.lmdb'), maxDbs: 8, compression: false });
     this.seqs = this.root.openDB<number, string>({ name: 'seqs' });
     const files = this.root.openDB<FileState, string>({ name: 'files' });
