@@ -64,6 +64,8 @@ export interface CaptureOptions {
   maxFileAgeMs?: number;
   flushIntervalMs?: number;
   fsyncIntervalMs?: number;
+  /** The janitor's disk_usage_deletion_threshold (the writer keeps its ledger reserve below it). */
+  diskUsageThreshold?: number;
   /** Ring size of a pushed stream (default DEFAULTS.capture_queue_size). */
   pushQueueBytes?: number;
   /** Restart backoff of crashed threads (default 1 s doubling to 1 min; reset after 1 min up). */
@@ -275,6 +277,7 @@ export class CaptureEngine extends EventEmitter {
         maxFileAgeMs: o.maxFileAgeMs ?? DEFAULTS.maximum_capture_file_age_ms,
         flushIntervalMs: o.flushIntervalMs ?? DEFAULTS.flush_interval_ms,
         fsyncIntervalMs: o.fsyncIntervalMs ?? DEFAULTS.fsync_interval_ms,
+        diskUsageThreshold: o.diskUsageThreshold ?? DEFAULTS.disk_usage_deletion_threshold,
         bellSab: this.bell.sab,
       },
       o.store.dir,

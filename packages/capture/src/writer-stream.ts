@@ -30,6 +30,8 @@ export interface WriterFs {
    * writer keeps draining while the disk syncs. Without it, rotation syncs inline.
    */
   fdatasync?(fd: number, cb: (err: NodeJS.ErrnoException | null) => void): void;
+  /** Optional: the capture dir's filesystem (Headroom). Without it no headroom is kept (memory mode). */
+  statfsSync?(p: string): { bsize: number; blocks: number; bavail: number };
 }
 
 export const realFs: WriterFs = {
@@ -42,7 +44,65 @@ export const realFs: WriterFs = {
   mkdirSync: (p, o) => fs.mkdirSync(p, o),
   unlinkSync: (p) => fs.unlinkSync(p),
   fdatasync: (fd, cb) => fs.fdatasync(fd, cb),
+  statfsSync: (p) => fs.statfsSync(p),
 };
+
+/** Free space is read again after this long (or sooner, at most this often, when it runs short). */
+const HEADROOM_CHECK_MS = 100;
+const HEADROOM_RECHECK_MS = 10;
+
+/**
+ * What capture leaves free on its filesystem: 2 % of it, at least 256 KiB, at most 16 MiB, and
+ * never more than half the room above the janitor's threshold (capture must still fill the disk
+ * past the threshold, or the janitor would never delete and capture never resume).
+ */
+export function ledgerReserve(fsBytes: number, diskUsageThreshold = 0.9): number {
+  const r = Math.min(16 * 1024 * 1024, Math.max(256 * 1024, Math.floor(fsBytes * 0.02)));
+  return Math.max(0, Math.min(r, Math.floor((fsBytes * (1 - diskUsageThreshold)) / 2)));
+}
+
+/**
+ * The last bytes of the capture dir's filesystem are left to the ledger (LMDB, in the capture
+ * dir unless state_dir says otherwise). lmdb-js 3.5 corrupted its native heap after commits
+ * that failed with ENOSPC: in a torture run (shared-dir) three janitor commits failed, then
+ * glibc aborted the edge ("corrupted size vs. prev_size"). Capture filling the disk to the last
+ * byte was what made them fail, and the janitor needs its ledger to free space. So the writer
+ * treats free space under ledgerReserve() like ENOSPC: the batch is dropped and a write_error
+ * gap explains it. Free space (as the janitor counts it: bavail) is read at most every
+ * HEADROOM_CHECK_MS, and the bytes written since are counted against it.
+ */
+export class Headroom {
+  private free = Infinity;
+  private reserve = 0;
+  private readAt = -Infinity;
+
+  constructor(
+    private readonly dir: string,
+    private readonly statfs: WriterFs['statfsSync'],
+    private readonly diskUsageThreshold: number,
+  ) {}
+
+  /** Throws an ENOSPC error when writing `bytes` would eat into the reserve. */
+  take(bytes: number): void {
+    if (!this.statfs) return;
+    const now = performance.now();
+    const short = this.free - bytes < this.reserve;
+    if (now - this.readAt >= HEADROOM_CHECK_MS || (short && now - this.readAt >= HEADROOM_RECHECK_MS)) {
+      this.readAt = now;
+      try {
+        const s = this.statfs(this.dir);
+        this.free = s.bavail * s.bsize;
+        this.reserve = ledgerReserve(s.blocks * s.bsize, this.diskUsageThreshold);
+      } catch {
+        this.free = Infinity; // cannot tell: the write itself will say
+      }
+    }
+    if (this.reserve > 0 && this.free - bytes < this.reserve) {
+      throw Object.assign(new Error(`ENOSPC: capture leaves the last ${this.reserve} bytes of its filesystem free for the ledger (${Math.max(0, this.free)} free)`), { code: 'ENOSPC' });
+    }
+    this.free -= bytes;
+  }
+}
 
 /** Bytes a file header is assumed to take before the file is opened (size-limit checks). */
 export const HEADER_ESTIMATE = 256;

@@ -22,15 +22,15 @@
  * OVERSIZE markers whose bytes went to the dead thread (token <= lostTokensUpTo) are gaps too.
  */
 import path from 'node:path';
-import { logger, nowMicros, streamKeyString, type StreamKey } from '@edgecap/core';
+import { DEFAULTS, logger, nowMicros, streamKeyString, type StreamKey } from '@edgecap/core';
 import { DIR_MODE, encodeFileStart, FILE_MODE, FrameEncoder, inProgressPath, newFileId } from '@edgecap/format';
 import { Doorbell, RingConsumer } from '@edgecap/ring';
 import { Committer, type SeqSink } from './committer.js';
 import { REC_PREFIX_BYTES, RecFlag, RecOff, RecType, Stat } from './layout.js';
 import type { StreamInfo, WriterEvent } from './types.js';
-import { BATCH_FLUSH_BYTES, HEADER_ESTIMATE, realFs, writeError, WStream, type WriterFs } from './writer-stream.js';
+import { BATCH_FLUSH_BYTES, HEADER_ESTIMATE, Headroom, realFs, writeError, WStream, type WriterFs } from './writer-stream.js';
 
-export { realFs, type WriterFs } from './writer-stream.js';
+export { realFs, ledgerReserve, type WriterFs } from './writer-stream.js';
 export type { SeqSink } from './committer.js';
 
 const log = logger('capture.writer');
@@ -47,6 +47,8 @@ export interface WriterOptions {
   flushIntervalMs: number;
   fsyncIntervalMs: number;
   bellSab: SharedArrayBuffer;
+  /** The janitor's disk_usage_deletion_threshold: capture's ledger reserve stays below it (Headroom). */
+  diskUsageThreshold?: number;
 }
 
 export interface WriterDeps {
@@ -79,6 +81,8 @@ export class Writer {
   private readonly files: Committer;
   /** How far each stream of a dropped ring got, until the engine asks (retireRing). */
   private readonly retired = new Map<number, { key: StreamKey; nextSeq: number }[]>();
+  /** Free space kept for the ledger (writer-stream.ts). */
+  private readonly headroom: Headroom;
 
   constructor(
     private readonly o: WriterOptions,
@@ -86,6 +90,7 @@ export class Writer {
   ) {
     this.fs = deps.fs ?? realFs;
     this.files = new Committer(this.fs, deps.store, deps.emit);
+    this.headroom = new Headroom(o.captureDir, this.fs.statfsSync?.bind(this.fs), o.diskUsageThreshold ?? DEFAULTS.disk_usage_deletion_threshold);
     this.bell = new Doorbell(o.bellSab);
     // flush ticks at half the interval: a reading waits at most flush_interval_ms in memory
     this.tickMs = Math.max(1, o.flushIntervalMs / 2);
@@ -385,6 +390,14 @@ export class Writer {
     if (s.batchLen === 0 && s.gapFrom < 0) return;
     if (s.batchLen === 0 && s.fd < 0 && s.gapFrom >= 0 && s.batchFirstSeq < 0) {
       // only a gap to report: it waits for the next data so no file is opened for it alone
+      return;
+    }
+    try {
+      // before a file is opened for it: a batch refused for want of space opens and removes nothing
+      this.headroom.take(s.batchLen + (s.fd < 0 ? HEADER_ESTIMATE : 0) + (s.gapFrom >= 0 ? HEADER_ESTIMATE : 0));
+    } catch (e) {
+      writeError(s, e, this.deps.emit);
+      this.dropBatch(s);
       return;
     }
     const parts: Uint8Array[] = [];

@@ -1,7 +1,7 @@
 // The writer body runs in-process here, with an injected fs that fails on command.
 import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { realFs, StreamEmitter, Writer, newStatsSab, Stat, type WriterEvent, type WriterFs } from '@edgecap/capture';
+import { ledgerReserve, realFs, StreamEmitter, Writer, newStatsSab, Stat, type WriterEvent, type WriterFs } from '@edgecap/capture';
 import { FrameEncoder, listFiles } from '@edgecap/format';
 import { createRingBuffer, Doorbell, RingProducer } from '@edgecap/ring';
 import { readBack, sleep, tmpDir } from './helpers.js';
@@ -89,6 +89,80 @@ describe('writer under write errors (injected fs)', () => {
     expect(onDisk.at(-1)).toBe(produced - 1);
     expect(Math.max(...persisted)).toBe(produced);
     for (const f of d.files) expect(fs.statSync(f).size).toBeGreaterThan(0);
+  });
+});
+
+describe('free space kept for the ledger', () => {
+  it('ledgerReserve is 2 % of the filesystem, at least 256 KiB, at most 16 MiB, and below the janitor threshold', () => {
+    expect(ledgerReserve(10 * 1024 * 1024)).toBe(256 * 1024);
+    expect(ledgerReserve(100 * 1024 * 1024)).toBe(Math.floor(100 * 1024 * 1024 * 0.02));
+    expect(ledgerReserve(64 * 1024 ** 3)).toBe(16 * 1024 * 1024);
+    // a janitor that deletes only at 99 %: capture stops at 99.5 %, above it
+    expect(ledgerReserve(100 * 1024 * 1024, 0.99)).toBe(Math.floor(100 * 1024 * 1024 * 0.005));
+    expect(ledgerReserve(100 * 1024 * 1024, 1)).toBe(0);
+  });
+
+  it('capture stops short of the reserve (ENOSPC, drops explained by gaps), writes nothing into it, and resumes when space is back', async () => {
+    const dir = tmpDir('headroom');
+    const bell = new Doorbell();
+    const bsize = 4096;
+    const blocks = 25_600; // a 100 MiB filesystem: reserve 2 MiB
+    const reserve = ledgerReserve(blocks * bsize);
+    const space = { bavail: blocks };
+    let written = 0;
+    let writtenWhileShort = 0;
+    const ffs: WriterFs = {
+      ...realFs,
+      statfsSync: () => ({ bsize, blocks, bavail: space.bavail }),
+      writeSync(fd, buf, off, len, pos) {
+        written += len;
+        if (space.bavail * bsize < reserve + 64 * 1024) writtenWhileShort += len;
+        return realFs.writeSync(fd, buf, off, len, pos);
+      },
+    };
+    const events: WriterEvent[] = [];
+    const store = { advanceSeqSync: () => undefined };
+    const w = new Writer(
+      { captureDir: dir, partId: 'p', tags: [], maxFileBytes: 32 * 1024, maxFileAgeMs: 60_000, flushIntervalMs: 20, fsyncIntervalMs: 100, bellSab: bell.sab },
+      { fs: ffs, store, emit: (e) => events.push(e) },
+    );
+    const ringSab = createRingBuffer(1 << 20);
+    const statsSab = newStatsSab();
+    w.addRing(1, ringSab, [{ index: 0, key: { kind: 'sensor', name: 'x', method: 'Readings' }, statsSab }]);
+    w.start();
+    const ring = new RingProducer(ringSab, bell);
+    const em = new StreamEmitter({ ring, enc: new FrameEncoder(), sendOversize: () => {}, nextToken: { v: 0 } }, 0, statsSab, 0, undefined);
+    let produced = 0;
+    const phase = async (bavail: number, n: number) => {
+      space.bavail = bavail;
+      await sleep(150); // past the writer's statfs interval
+      for (let i = 0; i < n; i++) {
+        expect(em.emit({ i: produced, pad: 'y'.repeat(100) }, 1, 2)).toBe(true);
+        produced++;
+        if (i % 50 === 0) await sleep(10);
+      }
+      await sleep(150);
+    };
+    await phase(blocks, 300);
+    const before = written;
+    await phase(Math.floor(reserve / bsize) - 1, 300); // under the reserve
+    expect(written).toBe(before);
+    await phase(blocks, 300);
+    ring.close();
+    await w.stop();
+
+    expect(writtenWhileShort).toBe(0);
+    expect(events.some((e) => e.type === 'write-error' && e.code === 'ENOSPC' && /for the ledger/.test(e.message))).toBe(true);
+    const stats = new Float64Array(statsSab);
+    const lost = stats[Stat.DROPPED_ON_WRITE_ERROR]!;
+    expect(lost).toBe(300);
+    const d = readBack(dir).get('sensor/x/Readings')!;
+    const onDisk = d.readings.map((r) => r.seq);
+    expect(onDisk.length + lost).toBe(produced);
+    const explained = new Set<number>();
+    for (const g of d.gaps) for (let s = g.from_seq; s <= g.to_seq; s++) explained.add(s);
+    for (let s = 0; s < produced; s++) expect(onDisk.includes(s) !== explained.has(s)).toBe(true);
+    expect(onDisk.at(-1)).toBe(produced - 1);
   });
 });
 

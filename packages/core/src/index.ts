@@ -24,6 +24,6 @@ export {
 export { hostOf, isLoopback } from './net.js';
 export { failedEntries, listFailed } from './failed.js';
 export { tokenMatches } from './token.js';
-export { ensureRoomForNewLmdb } from './lmdb-room.js';
+export { ensureRoomForNewLmdb } from './space-probe.js';
 export { nowMicros, type StreamKey, streamKeyString, type DataType, type StreamGap } from './types.js';
 export { Ctl } from './threads/ctl.js';

@@ -228,6 +228,7 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
       maxFileAgeMs: c.maximum_capture_file_age_ms,
       flushIntervalMs: c.flush_interval_ms,
       fsyncIntervalMs: c.fsync_interval_ms,
+      diskUsageThreshold: c.disk_usage_deletion_threshold,
       ...(this.memory ? { memory: this.memory, maxFileBytes: (await import('./memory-mode.js')).memoryFileBytes(c) } : {}),
     });
     engine.on('file-finished', (e: { path: string; readings: number }) => {
