@@ -399,11 +399,14 @@ export class FileLedger {
     const goneIds = [...this.#ids.getKeys()].filter((k) => !exists(k.slice(0, k.indexOf('\0'))));
     if (gone.length === 0 && goneIds.length === 0) return 0;
     let n = 0;
+    // No filesystem call inside the write transaction: on a stalled filesystem it would hold
+    // LMDB's one write lock (every thread and process of this capture dir) until it returned.
+    // A file that reappears after the check (restored by hand) is found again by the scanner.
     this.#root.transactionSync(() => {
       const t = Date.now();
       for (const f of gone) {
         const cur = this.#files.get(f);
-        if (!cur || refusal('sweep', cur, runId, t) !== undefined || holderOf(cur, runId, t) === 'self' || exists(f)) continue;
+        if (!cur || refusal('sweep', cur, runId, t) !== undefined || holderOf(cur, runId, t) === 'self') continue;
         this.#files.removeSync(f);
         n++;
       }
@@ -447,9 +450,12 @@ export class FileLedger {
     let n = 0;
     for (const { key, value } of this.#files.getRange()) {
       if (value.status !== 'deleting' || holderOf(value, runId) !== 'stale') continue;
+      // checked before the write transaction (see sweepVanished); the owner is dead, so nobody
+      // unlinks the file between the check and the transition
+      const there = exists(key);
       try {
         this.#root.transactionSync(() => {
-          if (exists(key)) this.#undo(key, runId, undefined, 'settleDelete');
+          if (there) this.#undo(key, runId, undefined, 'settleDelete');
           else this.#finish(key, runId, 'disk full', 'settleDelete');
         });
         n++;

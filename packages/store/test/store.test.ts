@@ -1,8 +1,10 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { openStateStore } from '@edgecap/store';
+import { ledgerChild } from './child.js';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'edgecap-store-'));
 const gap = { kind: 'sensor', name: 't', method: 'Readings', from_seq: 0, to_seq: 9, reason: 'janitor', time_us: 1 };
@@ -43,6 +45,31 @@ describe('StateStore claims', () => {
     expect(s.claimUpload('/there', 'run2', { id: 'b', source: 'capture', size: 1 })).toBe(true);
     await s.close();
   });
+
+  it('settling and sweeping ask the filesystem outside the write transaction: another process commits meanwhile', async () => {
+    const dir = tmp();
+    const s = openStateStore(dir);
+    s.claimDelete('/gone', 'crashed', 'a', 1, [gap]);
+    s.claimUpload('/vanished', 'crashed', { id: 'b', source: 'capture', size: 1 });
+    // exists() stands for a slow filesystem: while it runs, another process writes to the ledger.
+    // Were LMDB's write lock held, that process would wait for it and be killed by the timeout.
+    let writes = 0;
+    const exists = (f: string): boolean => {
+      if (f.startsWith('/other-')) return true; // the other processes' files
+      const r = spawnSync(process.execPath, [ledgerChild, JSON.stringify({ stateDir: dir, runId: `other-${writes}`, ops: [{ op: 'claimUpload', file: `/other-${writes}` }] })], { input: '', timeout: 10_000, encoding: 'utf8' });
+      expect(r.signal, `the other process was blocked (exists(${f}) ran inside a write transaction)`).toBeNull();
+      expect(JSON.parse(r.stdout.trim()).results).toEqual([true]);
+      writes++;
+      return false;
+    };
+    expect(s.settleStaleDeletes('run2', exists)).toBe(1);
+    expect(s.fileState('/gone')?.status).toBe('deleted_by_janitor');
+    expect(s.sweepVanished('run2', exists)).toBe(2); // /gone's record and /vanished
+    expect(writes).toBeGreaterThanOrEqual(2);
+    expect(s.fileState('/vanished')).toBeUndefined();
+    expect(s.fileState('/other-0')?.status).toBe('uploading');
+    await s.close();
+  }, 60_000);
 
   it('state of vanished files is swept; the janitor\'s deletions and live claims are kept', async () => {
     const s = openStateStore(tmp());
