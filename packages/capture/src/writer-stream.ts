@@ -30,8 +30,12 @@ export interface WriterFs {
    * writer keeps draining while the disk syncs. Without it, rotation syncs inline.
    */
   fdatasync?(fd: number, cb: (err: NodeJS.ErrnoException | null) => void): void;
-  /** Optional: the capture dir's filesystem (Headroom). Without it no headroom is kept (memory mode). */
-  statfsSync?(p: string): { bsize: number; blocks: number; bavail: number };
+  /**
+   * Optional: the capture dir's filesystem (Headroom), off the writer thread (libuv pool: a
+   * statfs on a stalled network filesystem must not stop the draining). Without it no headroom
+   * is kept (memory mode).
+   */
+  statfs?(p: string, cb: (err: NodeJS.ErrnoException | null, s: { bsize: number; blocks: number; bavail: number }) => void): void;
 }
 
 export const realFs: WriterFs = {
@@ -44,10 +48,10 @@ export const realFs: WriterFs = {
   mkdirSync: (p, o) => fs.mkdirSync(p, o),
   unlinkSync: (p) => fs.unlinkSync(p),
   fdatasync: (fd, cb) => fs.fdatasync(fd, cb),
-  statfsSync: (p) => fs.statfsSync(p),
+  statfs: (p, cb) => fs.statfs(p, cb),
 };
 
-/** Free space is read again after this long (or sooner, at most this often, when it runs short). */
+/** Free space is asked for again after this long (or sooner, at most this often, when it runs short). */
 const HEADROOM_CHECK_MS = 100;
 const HEADROOM_RECHECK_MS = 10;
 
@@ -68,17 +72,23 @@ export function ledgerReserve(fsBytes: number, diskUsageThreshold = 0.9): number
  * glibc aborted the edge ("corrupted size vs. prev_size"). Capture filling the disk to the last
  * byte was what made them fail, and the janitor needs its ledger to free space. So the writer
  * treats free space under ledgerReserve() like ENOSPC: the batch is dropped and a write_error
- * gap explains it. Free space (as the janitor counts it: bavail) is read at most every
- * HEADROOM_CHECK_MS, and the bytes written since are counted against it.
+ * gap explains it. Free space (as the janitor counts it: bavail) comes from an async statfs at
+ * most every HEADROOM_CHECK_MS, one at a time; the bytes written since it was asked are counted
+ * against it. Until the first answer nothing is refused.
  */
 export class Headroom {
   private free = Infinity;
   private reserve = 0;
-  private readAt = -Infinity;
+  /** Room between the janitor's threshold and the reserve (a batch bigger than this still goes). */
+  private slack = Infinity;
+  private askedAt = -Infinity;
+  private asking = false;
+  /** Bytes taken since the statfs in flight was asked. */
+  private sinceAsked = 0;
 
   constructor(
     private readonly dir: string,
-    private readonly statfs: WriterFs['statfsSync'],
+    private readonly statfs: WriterFs['statfs'],
     private readonly diskUsageThreshold: number,
   ) {}
 
@@ -87,20 +97,32 @@ export class Headroom {
     if (!this.statfs) return;
     const now = performance.now();
     const short = this.free - bytes < this.reserve;
-    if (now - this.readAt >= HEADROOM_CHECK_MS || (short && now - this.readAt >= HEADROOM_RECHECK_MS)) {
-      this.readAt = now;
-      try {
-        const s = this.statfs(this.dir);
-        this.free = s.bavail * s.bsize;
-        this.reserve = ledgerReserve(s.blocks * s.bsize, this.diskUsageThreshold);
-      } catch {
-        this.free = Infinity; // cannot tell: the write itself will say
-      }
-    }
-    if (this.reserve > 0 && this.free - bytes < this.reserve) {
+    if (!this.asking && (now - this.askedAt >= HEADROOM_CHECK_MS || (short && now - this.askedAt >= HEADROOM_RECHECK_MS))) this.ask(now);
+    // A batch larger than the room above the janitor's threshold goes once the disk is under
+    // it: refused there, it would be refused forever (the janitor does nothing below its threshold).
+    const need = Math.min(bytes, this.slack);
+    if (this.reserve > 0 && this.free - need < this.reserve) {
       throw Object.assign(new Error(`ENOSPC: capture leaves the last ${this.reserve} bytes of its filesystem free for the ledger (${Math.max(0, this.free)} free)`), { code: 'ENOSPC' });
     }
     this.free -= bytes;
+    this.sinceAsked += bytes;
+  }
+
+  private ask(now: number): void {
+    this.asking = true;
+    this.askedAt = now;
+    this.sinceAsked = 0;
+    this.statfs!(this.dir, (err, s) => {
+      this.asking = false;
+      if (err) {
+        this.free = Infinity; // cannot tell: the write itself will say
+        return;
+      }
+      const total = s.blocks * s.bsize;
+      this.reserve = ledgerReserve(total, this.diskUsageThreshold);
+      this.slack = Math.max(0, Math.floor(total * (1 - this.diskUsageThreshold)) - this.reserve);
+      this.free = s.bavail * s.bsize - this.sinceAsked;
+    });
   }
 }
 

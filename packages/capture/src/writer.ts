@@ -90,7 +90,7 @@ export class Writer {
   ) {
     this.fs = deps.fs ?? realFs;
     this.files = new Committer(this.fs, deps.store, deps.emit);
-    this.headroom = new Headroom(o.captureDir, this.fs.statfsSync?.bind(this.fs), o.diskUsageThreshold ?? DEFAULTS.disk_usage_deletion_threshold);
+    this.headroom = new Headroom(o.captureDir, this.fs.statfs?.bind(this.fs), o.diskUsageThreshold ?? DEFAULTS.disk_usage_deletion_threshold);
     this.bell = new Doorbell(o.bellSab);
     // flush ticks at half the interval: a reading waits at most flush_interval_ms in memory
     this.tickMs = Math.max(1, o.flushIntervalMs / 2);

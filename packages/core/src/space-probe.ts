@@ -11,8 +11,8 @@ const NEW_ENV_BYTES = 64 * 1024;
  * it creates an environment on a full filesystem: the lock file is written through a mapping,
  * and a failed first write of the data file is not reported as an error. So before a new
  * environment is created, its space is written and freed again: a full disk is then an error
- * naming the file, and the process lives. An existing environment (data file not empty) is left
- * alone: it reports ENOSPC on its writes as errors.
+ * naming the file, and the process lives. An existing environment (data file not empty, lock
+ * file there) is left alone: it reports ENOSPC on its writes as errors.
  */
 export function ensureRoomForNewLmdb(dataFile: string): void {
   let size = 0;
@@ -21,7 +21,8 @@ export function ensureRoomForNewLmdb(dataFile: string): void {
   } catch {
     // not created yet
   }
-  if (size > 0) return;
+  // the lock file is recreated through a mapping too
+  if (size > 0 && fs.existsSync(`${dataFile}-lock`)) return;
   const probe = path.join(path.dirname(dataFile), `.space-probe-${process.pid}-${threadId}`);
   try {
     fs.writeFileSync(probe, Buffer.alloc(NEW_ENV_BYTES));

@@ -410,7 +410,8 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
     }
     this.config = next;
     if (this.state !== 'started') return;
-    const engineKeys = ['part_id', 'tags', 'maximum_capture_file_size_bytes', 'maximum_capture_file_age_ms', 'flush_interval_ms', 'fsync_interval_ms'] as const;
+    // disk_usage_deletion_threshold too: the writer's ledger reserve is sized below it
+    const engineKeys = ['part_id', 'tags', 'maximum_capture_file_size_bytes', 'maximum_capture_file_age_ms', 'flush_interval_ms', 'fsync_interval_ms', 'disk_usage_deletion_threshold'] as const;
     const engineChanged = engineKeys.some((k) => JSON.stringify(prev[k]) !== JSON.stringify(next[k]));
     if (next.capture_disabled) await this.doStopCapture();
     else if (this.capture && !engineChanged) await this.capture.reconfigure(toResourceSpecs(next));

@@ -113,6 +113,11 @@ export function holderOf(rec: FileState | undefined, runId: string, now: number 
   return ownerAlive(l) ? 'other' : 'stale';
 }
 
+/** The same claim: owner and expiry (a renewal or a new claim changes it). */
+function sameLease(a: Lease | undefined, b: Lease | undefined): boolean {
+  return a === b || (a !== undefined && b !== undefined && a.runId === b.runId && a.pid === b.pid && a.startTime === b.startTime && a.expiresAt === b.expiresAt);
+}
+
 function stateOf(rec: FileState | undefined): LedgerState {
   return rec ? rec.status : 'absent';
 }
@@ -450,11 +455,13 @@ export class FileLedger {
     let n = 0;
     for (const { key, value } of this.#files.getRange()) {
       if (value.status !== 'deleting' || holderOf(value, runId) !== 'stale') continue;
-      // checked before the write transaction (see sweepVanished); the owner is dead, so nobody
-      // unlinks the file between the check and the transition
+      // checked before the write transaction (see sweepVanished), and acted on only if the
+      // record still carries the dead owner's lease it had then
       const there = exists(key);
       try {
         this.#root.transactionSync(() => {
+          // settled and claimed again meanwhile (another process): `there` may be out of date
+          if (!sameLease(this.#files.get(key)?.lease, value.lease)) return;
           if (there) this.#undo(key, runId, undefined, 'settleDelete');
           else this.#finish(key, runId, 'disk full', 'settleDelete');
         });
