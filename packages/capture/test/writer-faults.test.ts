@@ -1,7 +1,7 @@
 // The writer body runs in-process here, with an injected fs that fails on command.
 import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ledgerReserve, realFs, StreamEmitter, Writer, newStatsSab, Stat, type WriterEvent, type WriterFs } from '@edgecap/capture';
+import { ledgerReserve, realFs, StreamEmitter, Writer, newStatsSab, Stat, type SeqSink, type WriterEvent, type WriterFs } from '@edgecap/capture';
 import { FrameEncoder, listFiles } from '@edgecap/format';
 import { createRingBuffer, Doorbell, RingProducer } from '@edgecap/ring';
 import { Headroom } from '../dist/writer-stream.js';
@@ -29,26 +29,31 @@ function faultyFs(mode: { fail: 'none' | 'enospc' | 'short' }): WriterFs & { err
   return f;
 }
 
+/** A Writer (in-process, on `fs`) draining one sensor stream, and the emitter that feeds it. */
+function oneStreamWriter(dir: string, fs: WriterFs, store: SeqSink, o: { maxFileBytes: number; fsyncIntervalMs: number; ringBytes: number }) {
+  const bell = new Doorbell();
+  const events: WriterEvent[] = [];
+  const w = new Writer(
+    { captureDir: dir, partId: 'p', tags: [], maxFileBytes: o.maxFileBytes, maxFileAgeMs: 60_000, flushIntervalMs: 20, fsyncIntervalMs: o.fsyncIntervalMs, bellSab: bell.sab },
+    { fs, store, emit: (e) => events.push(e) },
+  );
+  const ringSab = createRingBuffer(o.ringBytes);
+  const statsSab = newStatsSab();
+  w.addRing(1, ringSab, [{ index: 0, key: { kind: 'sensor', name: 'x', method: 'Readings' }, statsSab }]);
+  w.start();
+  const ring = new RingProducer(ringSab, bell);
+  const em = new StreamEmitter({ ring, enc: new FrameEncoder(), sendOversize: () => {}, nextToken: { v: 0 } }, 0, statsSab, 0, undefined);
+  return { w, ring, em, events, stats: new Float64Array(statsSab) };
+}
+
 describe('writer under write errors (injected fs)', () => {
   it('keeps capturing through ENOSPC and short writes, counts drops, files read back clean, gaps explain the loss', async () => {
     const dir = tmpDir('faults');
-    const bell = new Doorbell();
     const mode: { fail: 'none' | 'enospc' | 'short' } = { fail: 'none' };
     const ffs = faultyFs(mode);
-    const events: WriterEvent[] = [];
     const persisted: number[] = [];
     const store = { advanceSeq: (_k: unknown, n: number) => void persisted.push(n), advanceSeqSync: (_k: unknown, n: number) => void persisted.push(n) };
-    const w = new Writer(
-      { captureDir: dir, partId: 'p', tags: [], maxFileBytes: 32 * 1024, maxFileAgeMs: 60_000, flushIntervalMs: 20, fsyncIntervalMs: 100, bellSab: bell.sab },
-      { fs: ffs, store, emit: (e) => events.push(e) },
-    );
-    const ringSab = createRingBuffer(1 << 20);
-    const statsSab = newStatsSab();
-    const key = { kind: 'sensor', name: 'x', method: 'Readings' };
-    w.addRing(1, ringSab, [{ index: 0, key, statsSab }]);
-    w.start();
-    const ring = new RingProducer(ringSab, bell);
-    const em = new StreamEmitter({ ring, enc: new FrameEncoder(), sendOversize: () => {}, nextToken: { v: 0 } }, 0, statsSab, 0, undefined);
+    const { w, ring, em, events, stats } = oneStreamWriter(dir, ffs, store, { maxFileBytes: 32 * 1024, fsyncIntervalMs: 100, ringBytes: 1 << 20 });
     let produced = 0;
     const phase = async (fail: typeof mode.fail, n: number) => {
       mode.fail = fail;
@@ -68,7 +73,6 @@ describe('writer under write errors (injected fs)', () => {
     ring.close();
     await w.stop();
 
-    const stats = new Float64Array(statsSab);
     expect(ffs.errors).toBeGreaterThan(0);
     expect(stats[Stat.WRITE_ERRORS]).toBeGreaterThan(0);
     expect(events.some((e) => e.type === 'write-error' && e.code === 'ENOSPC')).toBe(true);
@@ -134,7 +138,6 @@ describe('free space kept for the ledger', () => {
 
   it('capture stops short of the reserve (ENOSPC, drops explained by gaps), writes nothing into it, and resumes when space is back', async () => {
     const dir = tmpDir('headroom');
-    const bell = new Doorbell();
     const bsize = 4096;
     const blocks = 25_600; // a 100 MiB filesystem: reserve 2 MiB
     const reserve = ledgerReserve(blocks * bsize);
@@ -156,18 +159,7 @@ describe('free space kept for the ledger', () => {
         return realFs.writeSync(fd, buf, off, len, pos);
       },
     };
-    const events: WriterEvent[] = [];
-    const store = { advanceSeqSync: () => undefined };
-    const w = new Writer(
-      { captureDir: dir, partId: 'p', tags: [], maxFileBytes: 32 * 1024, maxFileAgeMs: 60_000, flushIntervalMs: 20, fsyncIntervalMs: 100, bellSab: bell.sab },
-      { fs: ffs, store, emit: (e) => events.push(e) },
-    );
-    const ringSab = createRingBuffer(1 << 20);
-    const statsSab = newStatsSab();
-    w.addRing(1, ringSab, [{ index: 0, key: { kind: 'sensor', name: 'x', method: 'Readings' }, statsSab }]);
-    w.start();
-    const ring = new RingProducer(ringSab, bell);
-    const em = new StreamEmitter({ ring, enc: new FrameEncoder(), sendOversize: () => {}, nextToken: { v: 0 } }, 0, statsSab, 0, undefined);
+    const { w, ring, em, events, stats } = oneStreamWriter(dir, ffs, { advanceSeqSync: () => undefined }, { maxFileBytes: 32 * 1024, fsyncIntervalMs: 100, ringBytes: 1 << 20 });
     let produced = 0;
     const phase = async (bavail: number, n: number) => {
       space.bavail = bavail;
@@ -190,7 +182,6 @@ describe('free space kept for the ledger', () => {
 
     expect(writtenWhileShort).toBe(0);
     expect(events.some((e) => e.type === 'write-error' && e.code === 'ENOSPC' && /for the ledger/.test(e.message))).toBe(true);
-    const stats = new Float64Array(statsSab);
     const lost = stats[Stat.DROPPED_ON_WRITE_ERROR]!;
     expect(lost).toBeGreaterThan(250);
     const d = readBack(dir).get('sensor/x/Readings')!;
@@ -206,7 +197,6 @@ describe('free space kept for the ledger', () => {
 describe('a file abandoned after a write error', () => {
   it('is cut back, closed, and finished (seq persisted, renamed) while the writer keeps running: syncable without a restart', async () => {
     const dir = tmpDir('abandon');
-    const bell = new Doorbell();
     const open = new Set<number>();
     let failSyncs = 1;
     const ffs: WriterFs = {
@@ -225,19 +215,9 @@ describe('a file abandoned after a write error', () => {
         realFs.fdatasyncSync(fd);
       },
     };
-    const events: WriterEvent[] = [];
     const persisted: number[] = [];
     const store = { advanceSeqSync: (_k: unknown, n: number) => void persisted.push(n) };
-    const w = new Writer(
-      { captureDir: dir, partId: 'p', tags: [], maxFileBytes: 1 << 20, maxFileAgeMs: 60_000, flushIntervalMs: 20, fsyncIntervalMs: 50, bellSab: bell.sab },
-      { fs: ffs, store, emit: (e) => events.push(e) },
-    );
-    const ringSab = createRingBuffer(1 << 16);
-    const statsSab = newStatsSab();
-    w.addRing(1, ringSab, [{ index: 0, key: { kind: 'sensor', name: 'x', method: 'Readings' }, statsSab }]);
-    w.start();
-    const ring = new RingProducer(ringSab, bell);
-    const em = new StreamEmitter({ ring, enc: new FrameEncoder(), sendOversize: () => {}, nextToken: { v: 0 } }, 0, statsSab, 0, undefined);
+    const { w, ring, em, events } = oneStreamWriter(dir, ffs, store, { maxFileBytes: 1 << 20, fsyncIntervalMs: 50, ringBytes: 1 << 16 });
     for (let i = 0; i < 100; i++) expect(em.emit({ i }, 1, 2)).toBe(true);
     // the periodic fdatasync fails: the file is given up ... and finished at a later tick
     for (let i = 0; i < 50 && listFiles(dir, '.capture').length === 0; i++) await sleep(20);
