@@ -273,7 +273,11 @@ export function writeReport(R, { root, resultsDir }) {
     for (const r of sy.barRows ?? []) {
       if (r.error) L.push(`- ${r.label}: FAILED: ${r.error}`);
       else if (r.key === 'ceiling') L.push(`- ${r.label}: ${fmt(r.mbps)} MB/s, client ${fmt(r.clientCpuSecPerGB)} CPU-s/GB, server ${fmt(r.serverCpuSecPerGB)} CPU-s/GB`);
-      else if (r.key === 'captureFirst') L.push(`- ${r.label}: ${r.rows.map((x) => `${x.phase} ${fmt(x.missedPerSec)} missed deadlines/s, ${fmt(x.dropped)} dropped`).join('; ')}`);
+      else if (r.key === 'captureFirst') {
+        const what = { idle: 'sync idle', drain: 'draining with capture first (sync_capture_first, the default)', 'drain-flat-out': 'draining flat out (capture first off, sync threads at nice +10)', 'drain-nice0': 'draining flat out at nice 0' };
+        L.push(`- ${r.label}:`);
+        for (const x of r.rows) L.push(`  - ${what[x.phase] ?? x.phase}: ${fmt(x.missedPerSec)} missed deadlines/s, ${fmt(x.dropped)} dropped${x.drainMBps !== undefined ? `; drained at ${fmt(x.drainMBps)} MB/s in ${fmt(x.seconds)} s` : ''}${x.captureFirstCuts !== undefined ? ` (${x.captureFirstCuts} cuts; baseline ${fmt(x.baselineLatePerSec)} late/s)` : ''}`);
+      }
     }
     L.push('');
   } else L.push('_not measured in this run._', '');

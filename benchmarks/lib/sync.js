@@ -138,9 +138,10 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 /**
  * Capture first (issue #16): a 1 kHz capture stream (the real CaptureEngine: collector thread,
  * ring, writer) in the process that syncs, first with sync idle for `seconds`, then while
- * `drainBytes` of 8 MiB capture files drain to a real ingest (other process). Missed deadlines
- * and drops per second in each phase; `compareNice` adds a drain with the sync threads at the
- * process's priority (niceIncrement 0) to show what the renice buys. The ingest stands in for
+ * `drainBytes` of 8 MiB capture files drain to a real ingest (other process) with capture first
+ * on (the engine paced by the capture's lateness, as DataManager wires it). Missed deadlines
+ * and drops per second in each phase; `compareNice` adds the drain flat out (capture first off,
+ * sync threads at nice +10) and flat out at the process's priority (niceIncrement 0). The ingest stands in for
  * a remote server: every thread of it runs at nice 19, taking only the CPU the edge leaves.
  */
 export async function captureUnderDrain({ dir, certDir, drainBytes, seconds, hz = 1000, compareNice = false }) {
@@ -181,7 +182,7 @@ export async function captureUnderDrain({ dir, certDir, drainBytes, seconds, hz 
     await sleep(300); // thread start, JIT warm-up
     const before = cap.stats();
     const t0 = process.hrtime.bigint();
-    const extra = await during(pdir);
+    const extra = await during(pdir, cap);
     const sec = elapsed(t0);
     const after = cap.stats();
     await cap.stop();
@@ -195,21 +196,25 @@ export async function captureUnderDrain({ dir, certDir, drainBytes, seconds, hz 
     makeBacklog(path.join(pdir, 'backlog'), { files, fileBytes: 8 * 1024 * 1024 });
     spawnSync('sync'); // written back: the drain reads a backlog at rest, as an edge's would be
   };
-  const drain = (niceIncrement) => async (pdir) => {
+  // captureFirst: the engine follows the capture's lateness, wired as DataManager wires it
+  // (sync_capture_first, the default); off: flat out at the sync threads' nice alone.
+  const drain = (niceIncrement, captureFirst) => async (pdir, cap) => {
     const captureDir = path.join(pdir, 'backlog');
-    const engine = syncEngine(captureDir, path.join(pdir, 'sync-state'), server.port, certDir, defaultSyncThreads(), niceIncrement === undefined ? {} : { niceIncrement });
+    const extra = { ...(niceIncrement === undefined ? {} : { niceIncrement }), ...(captureFirst ? { captureLateness: () => cap.lateness() } : {}) };
+    const engine = syncEngine(captureDir, path.join(pdir, 'sync-state'), server.port, certDir, defaultSyncThreads(), extra);
     const t0 = process.hrtime.bigint();
     reniceIngest();
     const renicer = setInterval(reniceIngest, 250);
     const res = await engine.syncNow().finally(() => clearInterval(renicer));
     const sec = elapsed(t0);
+    const cf = engine.stats().captureFirst;
     await engine.stop();
     if (res.uploaded + res.alreadyHad !== files) throw new Error(`drain: uploaded ${res.uploaded}+${res.alreadyHad} of ${files}: ${res.errors.slice(0, 2).join('; ')}`);
-    return { drainFiles: files, drainMBps: res.bytes / 1e6 / sec };
+    return { drainFiles: files, drainMBps: res.bytes / 1e6 / sec, ...(cf ? { captureFirstCuts: cf.cuts, baselineLatePerSec: cf.baseline === undefined ? undefined : cf.baseline * hz } : {}) };
   };
   try {
-    const rows = [await phase('idle', async () => (await sleep(seconds * 1000), {})), await phase('drain', drain(undefined), backlog)];
-    if (compareNice) rows.push(await phase('drain-nice0', drain(0), backlog));
+    const rows = [await phase('idle', async () => (await sleep(seconds * 1000), {})), await phase('drain', drain(undefined, true), backlog)];
+    if (compareNice) rows.push(await phase('drain-flat-out', drain(undefined, false), backlog), await phase('drain-nice0', drain(0, false), backlog));
     return { hz, rows };
   } finally {
     server.stop();

@@ -704,6 +704,22 @@ export class CaptureEngine extends EventEmitter {
     return v < 0 ? undefined : v === 1;
   }
 
+  /**
+   * Capture's punctuality so far, over every stream (cumulative; a restart resets it): what sync
+   * follows to put capture first (sync_capture_first). Late = missed deadlines + ring drops.
+   */
+  lateness(): { late: number; due: number } {
+    let late = 0;
+    let due = 0;
+    for (const s of this.streams.values()) {
+      const st = s.stats;
+      const l = st[Stat.MISSED]! + st[Stat.DROPPED]!;
+      late += l;
+      due += st[Stat.CAPTURED]! + l;
+    }
+    return { late, due };
+  }
+
   stats(): StreamStats[] {
     const out: StreamStats[] = [];
     for (const s of this.streams.values()) {

@@ -97,6 +97,8 @@ function buildSchema(z: Zod) {
       sync_stall_timeout_ms: z.number().int().min(1000).max(3_600_000).default(60_000),
       /** One bandwidth cap over all uploads of this edge, bytes/s (unset: none). */
       sync_max_bytes_per_second: z.number().int().min(1024).optional(),
+      /** While capture runs, sync's pace follows capture's punctuality: cut back while readings run late, grown back while on time. */
+      sync_capture_first: z.boolean().default(true),
       /** At a clean stop, a last sync round for the files capture just closed, bounded by this (0: none). */
       stop_sync_timeout_ms: z.number().int().min(0).max(600_000).default(10_000),
       additional_sync_paths: z.array(z.string().min(1)).default([]),

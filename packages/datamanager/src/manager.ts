@@ -330,6 +330,8 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
       probeIntervalMs: c.sync_probe_interval_ms,
       stallTimeoutMs: c.sync_stall_timeout_ms,
       ...(c.sync_max_bytes_per_second !== undefined ? { maxBytesPerSecond: c.sync_max_bytes_per_second } : {}),
+      // the capture engine of the moment (a restart makes a new one; its counters start over)
+      ...(c.sync_capture_first ? { captureLateness: () => this.capture?.lateness() ?? { late: 0, due: 0 } } : {}),
       threads: c.maximum_num_sync_threads,
       partId: c.part_id,
       tags: c.tags,
@@ -419,7 +421,7 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
       await this.doStopCapture();
       await this.doStartCapture();
     }
-    const syncKeys = ['ingest', 'additional_sync_paths', 'file_last_modified_millis', 'sync_interval_mins', 'maximum_num_sync_threads', 'selective_syncer_name', 'part_id', 'tags'] as const;
+    const syncKeys = ['ingest', 'additional_sync_paths', 'file_last_modified_millis', 'sync_interval_mins', 'maximum_num_sync_threads', 'selective_syncer_name', 'part_id', 'tags', 'sync_max_bytes_per_second', 'sync_capture_first'] as const;
     const syncChanged = syncKeys.some((k) => JSON.stringify(prev[k]) !== JSON.stringify(next[k]));
     const wantSync = !next.sync_disabled && !!next.ingest;
     if (!wantSync) await this.doStopSync();

@@ -17,7 +17,7 @@ import type fsSync from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import type { DataSyncClient, UploadBatchResponse__Output } from '@edgecap/proto';
 import { classifyStatus, type FailureKind } from './errors.js';
-import { DEFAULT_STALL_TIMEOUT_MS } from './link.js';
+import { DEFAULT_STALL_TIMEOUT_MS, takeBytes } from './link.js';
 import { DEFAULT_CHUNK_BYTES, PREFRAMED, callMetadata } from './target.js';
 import { LinkedCall, clientFor, dropClient, frameChunk, identityOf, linkFor, readSmall, type Layout, type UploadOutcome, type UploadTask } from './upload.js';
 
@@ -26,7 +26,7 @@ export const BATCH_MAX_FILES = 64;
 export const BATCH_MAX_BYTES = 1024 * 1024;
 
 /** What a task says about the call itself, the same for one file (UploadTask) and a batch. */
-export type CallTask = Pick<UploadTask, 'target' | 'addressIndex' | 'channelEpoch' | 'stallTimeoutMs' | 'deadlineMs' | 'niceIncrement'>;
+export type CallTask = Pick<UploadTask, 'target' | 'addressIndex' | 'channelEpoch' | 'stallTimeoutMs' | 'deadlineMs' | 'niceIncrement' | 'rateLimit'>;
 
 export interface BatchTask extends CallTask {
   kind: 'batch';
@@ -91,8 +91,10 @@ export async function uploadBatch(task: BatchTask, client?: DataSyncClient): Pro
         const len = r.whole.lens[0] ?? 0;
         if (len === 0) continue;
         const off = r.whole.offs[0]!;
-        // The link's window applies to a batch as to one file (an edge with a bandwidth cap
-        // does not batch: engine.ts).
+        // The pace (bandwidth cap, capture first) and the link's window apply to a batch as to
+        // one file; a small file is one piece.
+        if (task.rateLimit) await takeBytes(task.rateLimit, len);
+        if (lc.settled) return;
         await link.room(len, cancelled);
         if (lc.settled) return;
         await write({ chunk: r.whole.buf.subarray(off, off + len), [PREFRAMED]: frameChunk(r.whole.buf, off, len) }, len);

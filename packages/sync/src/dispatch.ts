@@ -282,6 +282,7 @@ export class Dispatcher {
     const t: CallTask = { target: this.opts.ingest, addressIndex: this.health.addrIdx, channelEpoch: this.health.channelEpoch, niceIncrement: this.opts.niceIncrement ?? SYNC_NICE_INCREMENT };
     if (this.opts.uploadDeadlineMs !== undefined) t.deadlineMs = this.opts.uploadDeadlineMs;
     if (this.opts.stallTimeoutMs !== undefined) t.stallTimeoutMs = this.opts.stallTimeoutMs;
+    if (this.rateLimit) t.rateLimit = this.rateLimit;
     return t;
   }
 
@@ -289,7 +290,6 @@ export class Dispatcher {
   private async uploadOne(store: StateStore, w: Work, signal: AbortSignal, res: SyncResult): Promise<'ok' | 'link' | 'failed' | 'retry' | 'skip'> {
     const { c } = w;
     const task: UploadTask = { ...this.callTask(), path: c.path, meta: w.meta, chunkBytes: this.opts.chunkBytes ?? DEFAULT_CHUNK_BYTES };
-    if (this.rateLimit) task.rateLimit = this.rateLimit;
     if (w.format) task.format = w.format;
     let out: UploadOutcome;
     try {
@@ -307,9 +307,9 @@ export class Dispatcher {
     return this.settler.settleOutcome(store, w, out, res);
   }
 
-  /** Small files go in UploadBatch calls: edgecap protocol, an ingest that has it, no bandwidth cap (its pieces are per file). */
+  /** Small files go in UploadBatch calls: edgecap protocol, an ingest that has it. */
   private batchable(w: Work): boolean {
-    return this.uploader.protocol === 'edgecap' && !this.batchOff && !this.rateLimit && w.format === undefined && w.c.size <= SMALL_FILE_BYTES;
+    return this.uploader.protocol === 'edgecap' && !this.batchOff && w.format === undefined && w.c.size <= SMALL_FILE_BYTES;
   }
 
   /**

@@ -10,6 +10,8 @@
  *            └────────────────────────────────────────────────│─────────┘
  *                                                             ▼
  *                  piscina worker threads (niceIncrement below the process: capture first):
+ *                  every piece of bytes taken from one shared pace (link.ts) whose rate is the
+ *                  user's cap and, with captureLateness, capture-first.ts's (one tick a second)
  *                  uploaderFor(task).upload() = one attempt, no sleeping (uploader.ts: edgecap | viam)
  *                  read + sha256 ─► Upload(metadata, chunk...) ─► COMMITTED | ALREADY_HAVE | status
  *                  small files (edgecap, ≤ SMALL_FILE_BYTES): ONE task per batch (batch.ts, ≤ 64 files /
@@ -44,6 +46,7 @@ import { EdgecapError, ErrorCodes, logger, systemClock, type Clock } from '@edge
 import { StateStore } from '@edgecap/store';
 import { SyncError } from './errors.js';
 import { checkTarget } from './target.js';
+import { CaptureFirst, WINDOW_MS } from './capture-first.js';
 import { createRateLimit, type RateLimitShare } from './link.js';
 import { uploaderFor } from './uploader.js';
 import { RoundScheduler, nextTickDelay } from './scheduler.js';
@@ -92,6 +95,8 @@ export class SyncEngine extends EventEmitter {
   private readonly settler: Settler;
   /** The upload pool and the round's runners (dispatch.ts). */
   private readonly dispatch: Dispatcher;
+  /** Sync's pace follows capture's punctuality (capture-first.ts), if the embedder gave capture's lateness. */
+  private readonly captureFirst: CaptureFirst | undefined;
 
   constructor(opts: SyncOptions) {
     super();
@@ -114,12 +119,11 @@ export class SyncEngine extends EventEmitter {
     const probeIntervalMs = opts.probeIntervalMs ?? DEFAULT_PROBE_INTERVAL_MS;
     if (!Number.isFinite(probeIntervalMs) || probeIntervalMs <= 0) throw new SyncError('file', `probeIntervalMs must be > 0 (got ${opts.probeIntervalMs})`);
     if (opts.stallTimeoutMs !== undefined && !(opts.stallTimeoutMs > 0)) throw new SyncError('file', `stallTimeoutMs must be > 0 (got ${opts.stallTimeoutMs})`);
-    // The bandwidth cap's shared bucket: the same memory in every pool thread (link.ts).
+    // The pace's shared bucket (bandwidth cap, capture first): the same memory in every pool thread (link.ts).
     let rateLimit: RateLimitShare | undefined;
-    if (opts.maxBytesPerSecond !== undefined) {
-      if (!(opts.maxBytesPerSecond > 0)) throw new SyncError('file', `maxBytesPerSecond must be > 0 (got ${opts.maxBytesPerSecond})`);
-      rateLimit = createRateLimit(opts.maxBytesPerSecond);
-    }
+    if (opts.maxBytesPerSecond !== undefined && !(opts.maxBytesPerSecond > 0)) throw new SyncError('file', `maxBytesPerSecond must be > 0 (got ${opts.maxBytesPerSecond})`);
+    if (opts.maxBytesPerSecond !== undefined || opts.captureLateness) rateLimit = createRateLimit(opts.maxBytesPerSecond ?? 0);
+    this.captureFirst = opts.captureLateness && rateLimit ? new CaptureFirst(rateLimit, opts.captureLateness, opts.maxBytesPerSecond ?? 0) : undefined;
     this.notices = { events: this, lastError: undefined };
     this.health = new LinkHealth({ opts, clock: this.clock, random, uploader, probeIntervalMs, notices: this.notices, signal: () => this.abort?.signal });
     this.failed = new FailedDir(opts.stateDir);
@@ -227,6 +231,7 @@ export class SyncEngine extends EventEmitter {
     const s: SyncStats = { ...this.settler.st, pendingFiles: p.files, pendingBytes: p.bytes, failedOnDisk: this.failed.onDisk, offline: this.health.offline, running: this.sched.running };
     if (this.notices.lastError !== undefined) s.lastError = this.notices.lastError;
     if (this.health.link.nextAttemptAt > 0) s.nextRetryAt = this.health.link.nextAttemptAt;
+    if (this.captureFirst) s.captureFirst = this.captureFirst.stats();
     return s;
   }
 
@@ -245,6 +250,11 @@ export class SyncEngine extends EventEmitter {
     const held: Work[] = []; // claimed for upload, not yet handed to a runner
     let watchdog: NodeJS.Timeout | undefined;
     let renew: NodeJS.Timeout | undefined;
+    // capture first: one control window per second while the round runs (the gap between rounds is no window)
+    const cf = this.captureFirst;
+    cf?.restart();
+    const pacer = cf ? setInterval(() => cf.tick(), WINDOW_MS) : undefined;
+    pacer?.unref?.();
     try {
       if (!(await this.health.roundStart(store, res))) {
         res.deferred = this.backlog.countBacklog();
@@ -284,6 +294,7 @@ export class SyncEngine extends EventEmitter {
       if (this.abort === abort) this.abort = undefined;
       if (watchdog) clearInterval(watchdog);
       if (renew) clearInterval(renew);
+      if (pacer) clearInterval(pacer);
       this.backlog.endWalk();
       for (const w of held) this.leased.delete(w.c.path);
       try {

@@ -5,6 +5,7 @@
  */
 import type { EventEmitter } from 'node:events';
 import type { Clock } from '@edgecap/core';
+import type { CaptureFirstStats, CaptureLateness } from './capture-first.js';
 import type { IngestTarget } from './target.js';
 
 export interface SyncOptions {
@@ -52,6 +53,13 @@ export interface SyncOptions {
   stallTimeoutMs?: number;
   /** sync_max_bytes_per_second: one cap over all uploads of this engine, all threads (unset: none). */
   maxBytesPerSecond?: number;
+  /**
+   * Capture first (sync_capture_first): capture's cumulative lateness, read once a second while a
+   * round runs. Given, sync's pace follows it: cut back while capture is late beyond its own
+   * baseline, grown back while it is on time (capture-first.ts). Not given: sync runs flat out
+   * (within maxBytesPerSecond).
+   */
+  captureLateness?: () => CaptureLateness;
   /** How long an upload claim lasts unless renewed, ms (default the store's DEFAULT_LEASE_MS); renewed every third of it. */
   leaseMs?: number;
   /**
@@ -86,6 +94,8 @@ export interface SyncStats {
   lastError?: string;
   nextRetryAt?: number;
   running: boolean;
+  /** Capture first's pace, when captureLateness is given. */
+  captureFirst?: CaptureFirstStats;
 }
 
 

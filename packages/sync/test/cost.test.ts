@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dataSyncService } from '@edgecap/proto';
 import { makeDevCert, startIngestServer } from '@edgecap/ingest';
-import { SyncEngine, type SyncOptions } from '@edgecap/sync';
+import { FLOOR_BYTES_PER_SECOND, SyncEngine, type SyncOptions } from '@edgecap/sync';
 // Internal (not exported by the package): the compiled file the worker threads run.
 import { closeClients, frameChunk, uploadFile } from '../dist/upload.js';
 import { createRateLimit } from '../dist/link.js';
@@ -143,6 +143,44 @@ describe('small and big files through the real ingest server', () => {
       closeClients();
     }
   });
+
+  it('capture first: a capture made late by sync holds sync’s pace down; every file still arrives once, byte for byte', async () => {
+    const captureDir = path.join(root, 'capture-cf');
+    const files = Array.from({ length: 4 }, (_, i) => makeCapture(captureDir, `cf${i}`, 1500, { payloadBytes: 600 })); // ~1 MiB each
+    // A 1 kHz capture that runs 5 % late whenever sync may send faster than 2 × the floor rate
+    // (a CPU that sync's pace saturates beyond that), 0.1 % late otherwise.
+    let engine: SyncEngine | undefined;
+    const t0 = performance.now();
+    let last = t0;
+    let late = 0;
+    const rates: number[] = [];
+    const lateness = () => {
+      const now = performance.now();
+      const rate = engine?.stats().captureFirst?.rate ?? 0;
+      late += ((now - last) / 1000) * 1000 * (rate === 0 || rate > 2 * FLOOR_BYTES_PER_SECOND ? 0.05 : 0.001);
+      last = now;
+      return { late: Math.floor(late), due: Math.floor(now - t0) };
+    };
+    engine = new SyncEngine(options(captureDir, { captureLateness: lateness }));
+    const sample = setInterval(() => rates.push(engine!.stats().captureFirst!.rate), 50);
+    try {
+      const res = await engine.syncNow();
+      expect(res.errors).toEqual([]);
+      expect(res.uploaded).toBe(files.length);
+      const stored = storedCaptures(dataDir);
+      for (const f of files) expect(stored.get(f.id)?.equals(f.bytes), f.id).toBe(true);
+      const st = engine.stats().captureFirst!;
+      // the first windows at the floor measured capture at rest (0.1 %); growing past 2 × the
+      // floor made it late: cut back at least once
+      expect(st.baseline).toBeCloseTo(0.001, 3);
+      expect(st.cuts).toBeGreaterThanOrEqual(1);
+      expect(Math.max(...rates)).toBeGreaterThan(2 * FLOOR_BYTES_PER_SECOND);
+      expect(rates.slice(rates.findIndex((r) => r > 2 * FLOOR_BYTES_PER_SECOND)).some((r) => r <= 2 * FLOOR_BYTES_PER_SECOND)).toBe(true);
+    } finally {
+      clearInterval(sample);
+      await engine.stop();
+    }
+  }, 60_000);
 
   it.skipIf(process.platform !== 'linux')('capture first: sync threads run niceIncrement below the process, the main thread keeps its priority', async () => {
     const captureDir = path.join(root, 'capture-b');
