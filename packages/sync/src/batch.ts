@@ -4,7 +4,7 @@
  *
  *   each file: blocking open/fstat/read/close + sha256 (upload.ts readSmall); unreadable → its own
  *              'local' outcome, not sent
- *   ─► UploadBatch stream: [metadata][chunk] [metadata][chunk] … end (link window and stall
+ *   ─► UploadBatch stream: [metadata][chunk…] [metadata][chunk…] … end (pace, link window and stall
  *      watchdog as an Upload; chunks pre-framed)
  *   ◄── one result per file sent: COMMITTED | ALREADY_HAVE | REJECTED(code, message)
  *
@@ -17,7 +17,7 @@ import type fsSync from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import type { DataSyncClient, UploadBatchResponse__Output } from '@edgecap/proto';
 import { classifyStatus, type FailureKind } from './errors.js';
-import { DEFAULT_STALL_TIMEOUT_MS, takeBytes } from './link.js';
+import { DEFAULT_STALL_TIMEOUT_MS, capPiece, takeBytes } from './link.js';
 import { DEFAULT_CHUNK_BYTES, PREFRAMED, callMetadata } from './target.js';
 import { LinkedCall, clientFor, dropClient, frameChunk, identityOf, linkFor, readSmall, type Layout, type UploadOutcome, type UploadTask } from './upload.js';
 
@@ -91,13 +91,21 @@ export async function uploadBatch(task: BatchTask, client?: DataSyncClient): Pro
         const len = r.whole.lens[0] ?? 0;
         if (len === 0) continue;
         const off = r.whole.offs[0]!;
+        const buf = r.whole.buf;
         // The pace (bandwidth cap, capture first) and the link's window apply to a batch as to
-        // one file; a small file is one piece.
-        if (task.rateLimit) await takeBytes(task.rateLimit, len);
-        if (lc.settled) return;
-        await link.room(len, cancelled);
-        if (lc.settled) return;
-        await write({ chunk: r.whole.buf.subarray(off, off + len), [PREFRAMED]: frameChunk(r.whole.buf, off, len) }, len);
+        // one file, in pieces of the pace's size: a file goes pre-framed when it fits one,
+        // otherwise as views (uploadFile does the same).
+        const cap = task.rateLimit;
+        for (let at = 0; at < len; ) {
+          const n = Math.min(len - at, cap ? capPiece(cap) : len);
+          if (cap) await takeBytes(cap, n);
+          if (lc.settled) return;
+          await link.room(n, cancelled);
+          if (lc.settled) return;
+          const view = buf.subarray(off + at, off + at + n);
+          await write(n === len ? { chunk: view, [PREFRAMED]: frameChunk(buf, off, len) } : { chunk: view }, n);
+          at += n;
+        }
       }
       if (lc.settled) return;
       call.end();

@@ -252,8 +252,16 @@ export class SyncEngine extends EventEmitter {
     let renew: NodeJS.Timeout | undefined;
     // capture first: one control window per second while the round runs (the gap between rounds is no window)
     const cf = this.captureFirst;
-    cf?.restart();
-    const pacer = cf ? setInterval(() => cf.tick(), WINDOW_MS) : undefined;
+    const pace = (step: () => void): void => {
+      try {
+        step();
+      } catch (e) {
+        // the embedder's lateness callback failed: the pace stays as it is, sync goes on
+        log.warn({ err: e }, 'capture first: could not read capture lateness');
+      }
+    };
+    if (cf) pace(() => cf.restart());
+    const pacer = cf ? setInterval(() => pace(() => cf.tick()), WINDOW_MS) : undefined;
     pacer?.unref?.();
     try {
       if (!(await this.health.roundStart(store, res))) {

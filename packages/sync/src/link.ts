@@ -198,7 +198,7 @@ export class LinkMonitor {
  *          whatever the number of threads and uploads
  *   RATE   bytes per second now; 0 = no limit (every take passes at once). Changed while uploads
  *          run: a piece already reserved keeps the wait it got, the next one pays the new rate
- *   TAKEN  bytes let through so far: what the controller reads as the rate achieved
+ *   TAKEN  bytes reserved so far (a cancelled call's too): what the controller reads as sync's rate
  */
 export interface RateLimitShare {
   buffer: SharedArrayBuffer;
@@ -235,7 +235,7 @@ export function rateOf(share: RateLimitShare): number {
   return Number(Atomics.load(new BigInt64Array(share.buffer), RATE));
 }
 
-/** Bytes let through since the pace was made. */
+/** Bytes reserved since the pace was made. */
 export function bytesTaken(share: RateLimitShare): number {
   return Number(Atomics.load(new BigInt64Array(share.buffer), TAKEN));
 }

@@ -66,6 +66,28 @@ describe('small files in UploadBatch calls', () => {
     }
   });
 
+  it('under a bandwidth cap they still go in batches, each file in pieces of the cap’s size, byte for byte and within the cap', async () => {
+    const { server, captureDir, opts } = await setup(true);
+    // ~40 KiB each: more than one piece at 64 KiB/s (pieces of 16 KiB)
+    const files = Array.from({ length: 5 }, (_, i) => makeCapture(captureDir, `c${i}`, 60, { payloadBytes: 600 }));
+    const total = files.reduce((a, f) => a + f.bytes.length, 0);
+    const rate = 64 * 1024;
+    const engine = new SyncEngine({ ...opts, maxBytesPerSecond: rate });
+    try {
+      const t0 = performance.now();
+      const res = await engine.syncNow();
+      const sec = (performance.now() - t0) / 1000;
+      expect(res.uploaded).toBe(5);
+      expect(server.hits.UploadBatch).toBeGreaterThanOrEqual(1);
+      expect(server.batchSizes.reduce((a, b) => a + b, 0)).toBe(5);
+      for (const f of files) expect(server.stored.get(f.id)?.data.equals(f.bytes), f.id).toBe(true);
+      // the cap holds for batches too: no faster than the rate after its 100 ms burst
+      expect(sec).toBeGreaterThanOrEqual(total / rate - 0.1 - 0.05);
+    } finally {
+      await engine.stop();
+    }
+  });
+
   it('an ingest without UploadBatch (older) gets one file per call, and is not asked again', async () => {
     const { server, captureDir, opts } = await setup(false);
     const first = Array.from({ length: 12 }, (_, i) => makeCapture(captureDir, `a${i}`, 4));

@@ -11,9 +11,11 @@ function rig(opts: { hz?: number; ceiling?: number } = {}) {
   const hz = opts.hz ?? 1000;
   const pace = createRateLimit();
   const counters = { late: 0, due: 0 };
-  const cf = new CaptureFirst(pace, () => ({ ...counters }), opts.ceiling ?? 0);
+  const clock = { ms: 0 };
+  const cf = new CaptureFirst(pace, () => ({ ...counters }), opts.ceiling ?? 0, () => clock.ms);
   /** One 1 s window: `late` of the readings due were late; sync sent min(rate, want) bytes. */
   const window = (late: number, want = Infinity): number => {
+    clock.ms += 1000;
     counters.due += hz;
     counters.late += late;
     const rate = rateOf(pace);
@@ -22,7 +24,17 @@ function rig(opts: { hz?: number; ceiling?: number } = {}) {
     cf.tick();
     return rateOf(pace);
   };
-  return { cf, pace, window };
+  /** Time passes between rounds (no ticks): capture due `dueInGap` readings meanwhile. */
+  const gap = (ms: number, dueInGap: number): void => {
+    clock.ms += ms;
+    counters.due += dueInGap;
+  };
+  /** Capture restarted: its counters start over. */
+  const resetCapture = (): void => {
+    counters.due = 0;
+    counters.late = 0;
+  };
+  return { cf, pace, window, gap, resetCapture };
 }
 
 describe('capture first: sync paced by capture lateness', () => {
@@ -90,6 +102,37 @@ describe('capture first: sync paced by capture lateness', () => {
     // the window that completed the baseline is the first busy one
     expect(probe).toBe(MIN_BASELINE_WINDOWS - 2 + PROBE_EVERY);
     expect(rates[probe + 1]).toBe(rates[probe - 1]);
+  });
+
+  it('a round starting after capture went quiet lifts the limit at once; one starting after it got busy again starts at the floor', () => {
+    const { window, gap, cf } = rig();
+    for (let i = 0; i < MIN_BASELINE_WINDOWS + 3; i++) window(5);
+    expect(cf.stats().rate).toBeGreaterThan(FLOOR);
+    gap(60_000, 100); // capture stopped (a clean stop's last round): 100 readings in a minute
+    cf.restart();
+    expect(cf.stats().rate).toBe(0);
+    gap(60_000, 60_000); // capture at 1 kHz again before the next round
+    cf.restart();
+    expect(cf.stats().rate).toBe(FLOOR);
+  });
+
+  it('capture restarted (its counters start over): that window is skipped, the next one is judged', () => {
+    const { window, resetCapture, cf } = rig();
+    for (let i = 0; i < MIN_BASELINE_WINDOWS + 2; i++) window(5);
+    const r = cf.stats().rate;
+    resetCapture();
+    expect(window(500)).toBe(r); // counters went down: no window, no cut
+    expect(cf.stats().cuts).toBe(0);
+    window(5);
+    expect(cf.stats().rate).toBeGreaterThan(r);
+  });
+
+  it('a user cap below the floor rate: sync never goes above it, and capture first never cuts under it', () => {
+    const cap = FLOOR / 2;
+    const { window, cf } = rig({ ceiling: cap });
+    const rates = [cf.stats().rate];
+    for (let i = 0; i < 6; i++) rates.push(window(i === 4 ? 500 : 5));
+    expect(rates.every((r) => r === cap)).toBe(true);
   });
 
   it('sync idle: the rate stays where it was, and those windows count as rest', () => {
