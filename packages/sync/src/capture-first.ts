@@ -183,7 +183,8 @@ export class CaptureFirst {
       this.set(Math.max(FLOOR_BYTES_PER_SECOND, Math.min(this.rate || sentPerSec, sentPerSec) / 2));
       return;
     }
-    const grown = Math.max(FLOOR_BYTES_PER_SECOND, this.rate) * (this.cut ? GROWTH : 2);
+    // no limit of ours until now (capture just got busy): grow from what sync sends, not from 0
+    const grown = Math.max(FLOOR_BYTES_PER_SECOND, this.rate || sentPerSec) * (this.cut ? GROWTH : 2);
     // not far above what sync sends: a rate nobody uses would take many cuts to matter
     this.set(Math.min(grown, Math.max(2 * sentPerSec, 2 * FLOOR_BYTES_PER_SECOND)));
   }

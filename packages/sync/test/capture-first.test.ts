@@ -14,9 +14,9 @@ function rig(opts: { hz?: number; ceiling?: number } = {}) {
   const clock = { ms: 0 };
   const cf = new CaptureFirst(pace, () => ({ ...counters }), opts.ceiling ?? 0, () => clock.ms);
   /** One 1 s window: `late` of the readings due were late; sync sent min(rate, want) bytes. */
-  const window = (late: number, want = Infinity): number => {
+  const window = (late: number, want = Infinity, due = hz): number => {
     clock.ms += 1000;
-    counters.due += hz;
+    counters.due += due;
     counters.late += late;
     const rate = rateOf(pace);
     const sent = Math.min(rate === 0 ? 1e9 : rate, want);
@@ -114,6 +114,14 @@ describe('capture first: sync paced by capture lateness', () => {
     gap(60_000, 60_000); // capture at 1 kHz again before the next round
     cf.restart();
     expect(cf.stats().rate).toBe(FLOOR);
+  });
+
+  it('capture getting busy while sync runs unlimited and on time: the limit grows from what sync sends, not from the floor', () => {
+    const { window } = rig();
+    for (let i = 0; i < MIN_BASELINE_WINDOWS + 1; i++) window(5);
+    expect(window(0, Infinity, 10)).toBe(0); // capture quiet: no limit
+    // busy again, on time, sync sending 100 × the floor rate in that window
+    expect(window(5, 100 * FLOOR)).toBe(200 * FLOOR);
   });
 
   it('capture restarted (its counters start over): that window is skipped, the next one is judged', () => {
