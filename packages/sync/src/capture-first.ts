@@ -92,9 +92,9 @@ export class CaptureFirst {
   private smoothed: number | undefined;
 
   /**
-   * Starts at the floor rate: until a window shows capture quiet, sync has no baseline to be
-   * judged against and must not be the cause of the first late readings. `ceiling`: the user's
-   * cap (bytes/s; 0 = none), never exceeded.
+   * Starts at the floor rate: until MIN_BASELINE_WINDOWS windows have measured capture at rest
+   * (or one shows capture quiet), sync has no baseline to be judged against and must not be the
+   * cause of the first late readings. `ceiling`: the user's cap (bytes/s; 0 = none), never exceeded.
    */
   constructor(
     private readonly pace: RateLimitShare,
