@@ -117,10 +117,8 @@ export class CaptureFirst {
     this.last = now;
     const sec = (now.at - prev.at) / 1000;
     if (now.due < prev.due || sec <= 0) return; // capture restarted (counters reset): the next window tells
-    if ((now.due - prev.due) / sec < MIN_READINGS) {
-      this.cut = false;
-      this.set(0);
-    } else if (this.rate === 0) this.set(FLOOR_BYTES_PER_SECOND);
+    if ((now.due - prev.due) / sec < MIN_READINGS) this.quiet();
+    else if (this.rate === 0) this.set(FLOOR_BYTES_PER_SECOND);
   }
 
   /** One control window ended. */
@@ -134,9 +132,7 @@ export class CaptureFirst {
     const sec = (now.at - prev.at) / 1000;
     const sentPerSec = (now.taken - prev.taken) / sec;
     if (due / sec < MIN_READINGS) {
-      this.cut = false;
-      this.resume = undefined;
-      this.set(0); // nothing to protect: no limit but the user's
+      this.quiet();
       return;
     }
     const f = late / due;
@@ -196,6 +192,13 @@ export class CaptureFirst {
   private sample(): Sample {
     const l = this.lateness();
     return { late: l.late, due: l.due, taken: bytesTaken(this.pace), at: this.now() };
+  }
+
+  /** Capture quiet: nothing to protect, no limit but the user's; a probe or a cut in progress is over. */
+  private quiet(): void {
+    this.cut = false;
+    this.resume = undefined;
+    this.set(0);
   }
 
   /** 0: no limit of ours; the user's cap always applies. */
