@@ -3,6 +3,9 @@
  *
  *   <dataDir>/staging/<random>.part            upload in progress (never visible to readers)
  *   <dataDir>/blobs/<part>/<id[0:2]>/<id>.capture   committed capture files
+ *   <dataDir>/packs/<part>/<UTC hour>/<random>.pack  small capture files (≤ MEMORY_STAGE_BYTES)
+ *                                              of one group commit, back to back; each record
+ *                                              names its pack and `offset`
  *   <dataDir>/files/<part>/<source>/<name>     committed arbitrary files, byte for byte
  *   <dataDir>/conflicts/<part>/<id>/<name>     an arbitrary file whose name a stored file or
  *                                              folder already holds (kept, never overwritten)
@@ -17,7 +20,10 @@
  *       sha256 equal, else ALREADY_EXISTS — nothing is overwritten)
  *   ──► link into place (never replaces an existing file), unlink staging, fsync the folder
  *   ──► index put, await commit + flush         ◄── the commit point
- * A crash before the index put leaves at most a staged file or a renamed file without an
+ * Small capture files held in memory skip staging: a group writes them into one pack per part
+ * (one create and one fsync for many files: creating a file is the ingest's largest per-file
+ * cost), fsynced with the rest of the group before the index put.
+ * A crash before the index put leaves at most a staged file or a renamed file or pack without an
  * index entry; `recover()` (run by the server at start) deletes both, so nothing
  * half-written is ever visible and a re-upload commits exactly once.
  */
@@ -71,6 +77,8 @@ export interface FileRecord {
   file_name?: string;
   /** Where the bytes are, relative to the data dir ('/'-separated). */
   path: string;
+  /** Set when `path` is a pack holding several files: this file is `size` bytes from here. */
+  offset?: number;
   received_at_ms: number;
   capture?: CaptureInfo;
 }
@@ -136,9 +144,14 @@ const STAGING = 'staging';
 const BLOBS = 'blobs';
 const FILES = 'files';
 const CONFLICTS = 'conflicts';
+const PACKS = 'packs';
 const INDEX = 'index.lmdb';
-/** Index layout version: 2 keys files by part + id (1 keyed them by id alone). */
-const SCHEMA = 2;
+/**
+ * Index layout version: 2 keys files by part + id (1 keyed them by id alone); 3 adds packs
+ * (records with an `offset`). An index newer than this is refused: an older reader would serve
+ * a pack whole (servers of layout 2 did not check; the README says not to downgrade past packs).
+ */
+const SCHEMA = 3;
 
 /**
  * Every async LMDB write goes through this. lmdb-js answers a failed commit (full disk, EIO)
@@ -283,6 +296,27 @@ export const MEMORY_STAGE_BYTES = 64 * 1024;
 
 const fsyncFd = (fd: number): Promise<void> => new Promise((res, rej) => fs.fsync(fd, (e) => (e ? rej(e) : res())));
 
+/** A file a group commit wrote in place: fsynced and closed by settle() (or closed by close()), once. */
+class HeldFile {
+  constructor(public fd: number | undefined) {}
+
+  async settle(): Promise<void> {
+    const fd = this.fd;
+    if (fd === undefined) return;
+    this.fd = undefined;
+    try {
+      await fsyncFd(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  close(): void {
+    if (this.fd !== undefined) fs.closeSync(this.fd);
+    this.fd = undefined;
+  }
+}
+
 /**
  * A small upload held in memory until its group commit (FileStorage): no staging file, no link
  * and unlink; the commit writes it at its final name (O_EXCL, never replacing a file) and fsyncs
@@ -294,7 +328,7 @@ export class MemoryStaged implements StagedUpload {
   private n = 0;
   private whole: Buffer | undefined;
   /** The file written in place, open until settle() fsyncs and closes it. */
-  fd: number | undefined;
+  held: HeldFile | undefined;
 
   get bytes(): number {
     return this.n;
@@ -327,19 +361,34 @@ export class MemoryStaged implements StagedUpload {
   }
 
   async settle(): Promise<void> {
-    const fd = this.fd;
-    if (fd === undefined) return;
-    this.fd = undefined;
-    try {
-      await fsyncFd(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
+    await this.held?.settle();
   }
 
   async discard(): Promise<void> {
-    if (this.fd !== undefined) fs.closeSync(this.fd);
-    this.fd = undefined;
+    this.held?.close();
+  }
+}
+
+/**
+ * A pack a group commit is writing: the small capture files of one part, back to back, at
+ * positions of their own (a failed write never shifts the next file). fsynced and closed by
+ * settle(), with the rest of the group, before the index put.
+ */
+class PackWriter extends HeldFile {
+  private at = 0;
+  constructor(
+    readonly rel: string,
+    abs: string,
+  ) {
+    super(fs.openSync(abs, 'wx', 0o600));
+  }
+
+  /** Appends one file; returns its offset. */
+  append(b: Uint8Array): number {
+    const off = this.at;
+    for (let w = 0; w < b.length; ) w += fs.writeSync(this.fd!, b, w, b.length - w, off + w);
+    this.at += b.length;
+    return off;
   }
 }
 
@@ -390,15 +439,21 @@ export class FileStorage implements IngestStorage {
     this.upgrade();
   }
 
-  /** Index layout 1 → 2: re-key files by part + id (stored bytes stay where they are). */
+  /** Index layout 1 → 2: re-key files by part + id (stored bytes stay where they are); 2 → 3: no change to old records. */
   private upgrade(): void {
     const v = (this.metaDb.get('schema') as number | undefined) ?? 1;
-    if (v >= SCHEMA) return;
+    if (v === SCHEMA) return;
+    if (v > SCHEMA) {
+      void this.root.close();
+      throw new EdgecapError(ErrorCodes.STATE, `${path.join(this.dataDir, INDEX)} has index layout ${v}; this ingest reads up to ${SCHEMA}: run a newer edgecap`);
+    }
     this.root.transactionSync(() => {
-      for (const { key, value } of this.fileDb.getRange()) {
-        if (key.includes('\0')) continue;
-        this.fileDb.removeSync(key);
-        this.fileDb.putSync(fileKey(value.part_id, value.file_id), value);
+      if (v < 2) {
+        for (const { key, value } of this.fileDb.getRange()) {
+          if (key.includes('\0')) continue;
+          this.fileDb.removeSync(key);
+          this.fileDb.putSync(fileKey(value.part_id, value.file_id), value);
+        }
       }
       this.metaDb.putSync('schema', SCHEMA);
     });
@@ -420,7 +475,7 @@ export class FileStorage implements IngestStorage {
     const known = new Set<string>();
     for (const { value } of this.fileDb.getRange()) known.add(value.path);
     // Iterative: the depth of a stored tree is the client's choice.
-    const stack = [BLOBS, FILES, CONFLICTS];
+    const stack = [BLOBS, PACKS, FILES, CONFLICTS];
     for (let rel = stack.pop(); rel !== undefined; rel = stack.pop()) {
       const abs = path.join(this.dataDir, rel);
       let entries: fs.Dirent[];
@@ -466,6 +521,18 @@ export class FileStorage implements IngestStorage {
     return `${FILES}/${part}/${segmentOf(rec.source)}/${rec.file_name ?? rec.file_id}`;
   }
 
+  /** A new pack for a group's small capture files of one part, in a folder per part and UTC hour. */
+  private newPack(rec: NewFileRecord): PackWriter {
+    const dirRel = `${PACKS}/${segmentOf(rec.part_id)}/${new Date().toISOString().slice(0, 13)}`;
+    const dir = path.join(this.dataDir, dirRel);
+    if (!this.madeDirs.has(dir)) {
+      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      this.madeDirs.add(dir);
+    }
+    const name = `${randomBytes(12).toString('hex')}.pack`;
+    return new PackWriter(`${dirRel}/${name}`, path.join(dir, name));
+  }
+
   /** Only the folder of an upload's own id under conflicts/: no stored name can hold it. */
   private conflictPath(rec: NewFileRecord): string {
     const base = (rec.file_name ?? rec.file_id).split('/').at(-1)!;
@@ -507,7 +574,7 @@ export class FileStorage implements IngestStorage {
             fs.rmSync(abs, { force: true });
             throw e;
           }
-          staged.fd = fd;
+          staged.held = new HeldFile(fd);
           return rel;
         }
         try {
@@ -572,16 +639,24 @@ export class FileStorage implements IngestStorage {
       else first.set(key, item);
     }
     const records = new Map<string, FileRecord>();
+    const packs = new Map<string, PackWriter>();
     const placeOne = async (item: PendingCommit, key: string): Promise<void> => {
       let rel: string;
+      let offset: number | undefined;
       try {
-        rel = await this.place(item.staged, item.rec);
+        if (item.staged instanceof MemoryStaged && item.rec.data_type !== 'file') {
+          // A small capture file: into the group's pack for its part.
+          let pack = packs.get(item.rec.part_id);
+          if (!pack) packs.set(item.rec.part_id, (pack = this.newPack(item.rec)));
+          offset = pack.append(item.staged.buffer);
+          rel = pack.rel;
+        } else rel = await this.place(item.staged, item.rec);
       } catch (e) {
         await item.staged.discard();
         item.reject(e);
         return;
       }
-      const record: FileRecord = { ...item.rec, path: rel, received_at_ms: Date.now() };
+      const record: FileRecord = { ...item.rec, path: rel, ...(offset !== undefined && { offset }), received_at_ms: Date.now() };
       records.set(key, record);
       placed.push({ item, record, dir: path.dirname(path.join(this.dataDir, rel)) });
     };
@@ -606,6 +681,7 @@ export class FileStorage implements IngestStorage {
       // journal commit), all before the index entry that is the commit point.
       await Promise.all([
         ...placed.filter((p) => p.dir !== '').map((p) => p.item.staged.settle()),
+        ...[...packs.values()].map((p) => p.settle()),
         ...[...new Set(placed.map((p) => p.dir).filter((d) => d !== ''))].map((d) => fsyncDir(d)),
       ]);
       await lmdbWrite(async () => {
@@ -618,7 +694,9 @@ export class FileStorage implements IngestStorage {
       // The placed files have no index entry: unlink them now (recover() would at the next
       // start), or a full disk stays full with bytes nobody can see. Handles not yet settled close.
       await Promise.all(placed.map((p) => p.item.staged.discard().catch(() => undefined)));
-      await Promise.all(placed.filter((p) => p.dir !== '').map((p) => fsp.rm(path.join(this.dataDir, p.record.path), { force: true }).catch(() => undefined)));
+      for (const p of packs.values()) p.close();
+      const paths = new Set(placed.filter((p) => p.dir !== '').map((p) => p.record.path));
+      await Promise.all([...paths].map((rel) => fsp.rm(path.join(this.dataDir, rel), { force: true }).catch(() => undefined)));
       for (const p of placed) p.item.reject(e);
       return;
     }
@@ -713,7 +791,18 @@ export class FileStorage implements IngestStorage {
   }
 
   async readBytes(rec: FileRecord): Promise<Uint8Array> {
-    return fsp.readFile(path.join(this.dataDir, rec.path));
+    const file = path.join(this.dataDir, rec.path);
+    if (rec.offset === undefined) return fsp.readFile(file);
+    const fh = await fsp.open(file, 'r');
+    try {
+      const b = Buffer.allocUnsafe(rec.size);
+      let n = 0;
+      for (let r = 1; n < rec.size && r > 0; n += r) r = (await fh.read(b, n, rec.size - n, rec.offset + n)).bytesRead;
+      if (n !== rec.size) throw new EdgecapError(ErrorCodes.STATE, `${file} ends before file ${rec.file_id} (${rec.size} bytes at offset ${rec.offset}): ${n} bytes there`);
+      return b;
+    } finally {
+      await fh.close();
+    }
   }
 
   async close(): Promise<void> {

@@ -5,7 +5,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { exportReadings, listReceived, makeDevCert, type DevCert } from '@edgecap/ingest';
-import { captureMeta, collect, health, makeCapture, makeClient, sha256, tmpDir, upload, type UploadResult } from './helpers.js';
+import { captureMeta, collect, health, makeCapture, makeClient, sha256, storedBytes, tmpDir, upload, type UploadResult } from './helpers.js';
 
 vi.hoisted(() => {
   process.env.EDGECAP_LOG_LEVEL ??= 'silent';
@@ -81,8 +81,7 @@ describe('ingest server killed with SIGKILL', () => {
     const listed = await listReceived(dataDir);
     expect(listed.map((e) => e.file_id)).toEqual([a.id]);
     expect(stagingBytes(dataDir)).toBeGreaterThan(0); // the half upload sits in staging only
-    const blobA = path.join(dataDir, 'blobs', 'robot-1', a.id.slice(0, 2), `${a.id}.capture`);
-    expect(sha256(fs.readFileSync(blobA)).equals(sha256(a.bytes))).toBe(true);
+    expect(sha256(await storedBytes(dataDir, 'robot-1', a.id)).equals(sha256(a.bytes))).toBe(true);
 
     child = await startChild(dataDir, cert);
     children.push(child.proc);
@@ -155,10 +154,11 @@ describe('ingest server killed with SIGKILL', () => {
     client.close();
     child.proc.kill('SIGKILL');
     await child.exited;
-    // Simulate the crash window: a renamed blob, an arbitrary file and a staged part without index entries.
+    // Simulate the crash window: a renamed blob, an arbitrary file, a pack and a staged part without index entries.
     const orphanBlob = path.join(dataDir, 'blobs', 'zz', 'zz-orphan.capture');
     const orphanFile = path.join(dataDir, 'files', 'robot-1', 'logs', 'half.txt');
-    for (const f of [orphanBlob, orphanFile]) {
+    const orphanPack = path.join(dataDir, 'packs', 'robot-1', '2026-01-01T00', 'half.pack');
+    for (const f of [orphanBlob, orphanFile, orphanPack]) {
       fs.mkdirSync(path.dirname(f), { recursive: true });
       fs.writeFileSync(f, 'x');
     }
@@ -167,6 +167,7 @@ describe('ingest server killed with SIGKILL', () => {
     children.push(child.proc);
     expect(fs.existsSync(orphanBlob)).toBe(false);
     expect(fs.existsSync(orphanFile)).toBe(false);
+    expect(fs.existsSync(orphanPack)).toBe(false);
     expect(fs.readdirSync(path.join(dataDir, 'staging'))).toEqual([]);
     expect((await listReceived(dataDir)).map((e) => e.file_id)).toEqual([a.id]);
     child.proc.kill('SIGTERM');

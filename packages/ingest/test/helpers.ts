@@ -14,6 +14,22 @@ export function tmpDir(prefix: string): string {
 
 export const sha256 = (b: Uint8Array): Buffer => createHash('sha256').update(b).digest();
 
+/**
+ * The stored bytes of a committed file, read through the data dir's storage (a small capture
+ * file sits in a pack with others). Shares the storage of a server running in this process.
+ */
+export async function storedBytes(dataDir: string, partId: string, fileId: string): Promise<Uint8Array> {
+  const { acquireFileStorage, releaseFileStorage } = await import('../dist/storage.js');
+  const s = acquireFileStorage(dataDir);
+  try {
+    const rec = await s.get(partId, fileId);
+    if (!rec) throw new Error(`${dataDir} holds no file ${partId}/${fileId}`);
+    return await s.readBytes(rec);
+  } finally {
+    await releaseFileStorage(s);
+  }
+}
+
 export interface CaptureSpec {
   id?: string;
   kind?: string;

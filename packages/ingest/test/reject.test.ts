@@ -4,7 +4,7 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { exportReadings, listReceived, makeDevCert, startIngestServer, type IngestServer } from '@edgecap/ingest';
 import type { DataSyncClient } from '@edgecap/proto';
-import { captureMeta, collect, encodeUploadRequest, fileMeta, health, makeCapture, makeClient, rawUpload, sha256, tmpDir, upload } from './helpers.js';
+import { captureMeta, collect, encodeUploadRequest, fileMeta, health, makeCapture, makeClient, rawUpload, sha256, storedBytes, tmpDir, upload } from './helpers.js';
 
 vi.hoisted(() => {
   process.env.EDGECAP_LOG_LEVEL ??= 'silent';
@@ -23,7 +23,8 @@ describe('bad requests are refused with a status that says why', () => {
   async function stored(): Promise<string> {
     const list = await listReceived(dataDir);
     const rows = await collect(exportReadings(dataDir));
-    const blobs = list.map((e) => sha256(fs.readFileSync(path.join(dataDir, e.type === 'file' ? e.path : `blobs/${e.part_id}/${e.file_id.slice(0, 2)}/${e.file_id}.capture`))).toString('hex'));
+    const blobs: string[] = [];
+    for (const e of list) blobs.push(sha256(await storedBytes(dataDir, e.part_id, e.file_id)).toString('hex'));
     return JSON.stringify({ list: list.map(({ received_at_ms: _, ...e }) => e), rows, blobs });
   }
 

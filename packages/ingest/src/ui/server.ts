@@ -212,16 +212,23 @@ export async function startIngestUi(o: IngestUiOptions): Promise<IngestUi> {
       const head = { ...HEADERS, 'content-type': 'application/octet-stream', 'content-disposition': disposition(rec.file_name ?? `${rec.file_id}.capture`) };
       if (s instanceof FileStorage) {
         // Streamed from the stored file: never held whole in memory.
+        // A small capture file may share a pack with others: its own range of it (`offset`).
         const fh = await fsp.open(path.join(s.dataDir, rec.path), 'r');
         let size: number;
         try {
-          size = (await fh.stat()).size;
+          size = rec.offset === undefined ? (await fh.stat()).size : rec.size;
         } catch (e) {
           await fh.close();
           throw e;
         }
         res.writeHead(200, { ...head, 'content-length': String(size) });
-        await pipeline(fh.createReadStream({ highWaterMark: 1024 * 1024 }), res);
+        if (size === 0) {
+          await fh.close();
+          res.end();
+          return;
+        }
+        const start = rec.offset ?? 0;
+        await pipeline(fh.createReadStream({ highWaterMark: 1024 * 1024, start, end: start + size - 1 }), res);
         return;
       }
       // No chunk-streaming read on other stores: readBytes holds the whole file, so big ones are refused.
