@@ -22,6 +22,7 @@ export {
   makeDevCert,
   exportReadings,
   listReceived,
+  readReceived,
   gapReport,
   defaultLimits,
   INGEST_VERSION,

@@ -23,6 +23,7 @@ export {
 export {
   exportReadings,
   listReceived,
+  readReceived,
   gapReport,
   gapReportStreams,
   removeReportedGaps,

@@ -183,6 +183,17 @@ export interface ReceivedFile {
 export type ReceivedEntry = ReceivedCaptureFile | ReceivedFile;
 
 /**
+ * The stored bytes of one received file (capture or arbitrary), exactly as the edge sent them;
+ * undefined if `partId` has no file `fileId`. Held whole in memory: for one file at a time.
+ */
+export async function readReceived(target: ExportTarget, partId: string, fileId: string): Promise<Uint8Array | undefined> {
+  return withStorage(target, async (s) => {
+    const rec = await s.get(partId, fileId);
+    return rec ? s.readBytes(rec) : undefined;
+  });
+}
+
+/**
  * What the server holds, one entry per stored file, sorted by machine / resource / method /
  * first seq: capture files (`type: 'capture'`) and arbitrary files (`type: 'file'`). Holds one
  * small entry per file (never a file's ranges or gaps).

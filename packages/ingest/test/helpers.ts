@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { encodeFileStart, FrameEncoder, type GapReason, type ReadingAnnotations } from '@edgecap/format';
+import { readReceived } from '@edgecap/ingest';
 import { dataSyncService, loadSyncProto, type DataSyncClient, type FileMetadata, type UploadResponse__Output } from '@edgecap/proto';
 
 export const API_KEY = 'test-key-1';
@@ -14,20 +15,11 @@ export function tmpDir(prefix: string): string {
 
 export const sha256 = (b: Uint8Array): Buffer => createHash('sha256').update(b).digest();
 
-/**
- * The stored bytes of a committed file, read through the data dir's storage (a small capture
- * file sits in a pack with others). Shares the storage of a server running in this process.
- */
+/** The stored bytes of a committed file (a small capture file sits in a pack with others). */
 export async function storedBytes(dataDir: string, partId: string, fileId: string): Promise<Uint8Array> {
-  const { acquireFileStorage, releaseFileStorage } = await import('../dist/storage.js');
-  const s = acquireFileStorage(dataDir);
-  try {
-    const rec = await s.get(partId, fileId);
-    if (!rec) throw new Error(`${dataDir} holds no file ${partId}/${fileId}`);
-    return await s.readBytes(rec);
-  } finally {
-    await releaseFileStorage(s);
-  }
+  const b = await readReceived(dataDir, partId, fileId);
+  if (!b) throw new Error(`${dataDir} holds no file ${partId}/${fileId}`);
+  return b;
 }
 
 export interface CaptureSpec {

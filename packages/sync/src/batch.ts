@@ -22,7 +22,7 @@ import { DEFAULT_CHUNK_BYTES, PREFRAMED, callMetadata } from './target.js';
 import { LinkedCall, clientFor, dropClient, frameChunk, identityOf, linkFor, readSmall, type Layout, type UploadOutcome, type UploadTask } from './upload.js';
 
 /** Edge-side batch bounds (the ingest's defaults, limits.ts maxBatchFiles / maxBatchBytes, are above them). */
-export const BATCH_MAX_FILES = 64;
+export const BATCH_MAX_FILES = 256;
 export const BATCH_MAX_BYTES = 1024 * 1024;
 
 /** What a task says about the call itself, the same for one file (UploadTask) and a batch. */

@@ -174,6 +174,10 @@ export class Dispatcher {
     let open!: () => void;
     const gate = new Promise<void>((r) => (open = r));
     const batchSlots = new Slots(this.opts.threads * BATCHES_PER_THREAD);
+    // A file put back in `held` (waiting for a batch slot) is taken from there first: the claim
+    // generator may have ended meanwhile (another runner found the walk done), and an ended
+    // generator never looks at `held` again: the file would sit there until the round's end.
+    const next = (): IteratorResult<Work> => (held.length > 0 ? { done: false, value: held.shift()! } : work.next());
     const runner = async (extra: boolean): Promise<void> => {
       if (extra) await gate;
       /** Pulled while filling a batch, not batchable with it: this runner's next file. */
@@ -187,10 +191,10 @@ export class Dispatcher {
             carry = undefined;
           }
           // Once the link is down the rest is only counted: read past the claims.
-          const next: IteratorResult<Work> = carry ? { done: false, value: carry } : linkDown ? source.next() : work.next();
+          const got: IteratorResult<Work> = carry ? { done: false, value: carry } : linkDown ? source.next() : next();
           carry = undefined;
-          if (next.done) return;
-          const w = next.value;
+          if (got.done) return;
+          const w = got.value;
           if (linkDown) {
             res.deferred++;
             continue;
@@ -202,7 +206,7 @@ export class Dispatcher {
             // sending a batch of one).
             held.unshift(w);
             await batchSlots.take();
-            const first = linkDown ? undefined : work.next();
+            const first = linkDown ? undefined : next();
             if (!first || first.done) {
               batchSlots.give();
               continue;
@@ -215,7 +219,7 @@ export class Dispatcher {
             const group = [first.value];
             let bytes = first.value.c.size;
             while (group.length < BATCH_MAX_FILES && !linkDown) {
-              const n = work.next();
+              const n = next();
               if (n.done) break;
               if (!this.batchable(n.value) || bytes + n.value.c.size > BATCH_MAX_BYTES) {
                 carry = n.value;

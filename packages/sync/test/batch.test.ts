@@ -66,6 +66,24 @@ describe('small files in UploadBatch calls', () => {
     }
   });
 
+  it('a backlog of many small files goes in one round, none left behind: a file put back to wait for a batch slot is still sent after the walk ended', async () => {
+    // ~40 KiB each: a batch is full by bytes (1 MiB) before it is by count, so the runner that
+    // filled it holds the next file and puts it back in the round's queue to wait for a batch
+    // slot. When another runner has meanwhile found the claim walk at its end, that file must
+    // still be taken (before the fix the ended generator never looked at the queue again: the
+    // round ended with it unsent, counted as deferred).
+    const { server, captureDir, opts } = await setup(true);
+    const files = Array.from({ length: 400 }, (_, i) => makeCapture(captureDir, `m${i % 8}`, 60, { payloadBytes: 600 }));
+    const engine = new SyncEngine(opts);
+    try {
+      const res = await engine.syncNow();
+      expect({ uploaded: res.uploaded, deferred: res.deferred, failed: res.failed, errors: res.errors }).toEqual({ uploaded: files.length, deferred: 0, failed: 0, errors: [] });
+      for (const f of files) expect(server.stored.get(f.id)?.stores, f.id).toBe(1);
+    } finally {
+      await engine.stop();
+    }
+  });
+
   it('under a bandwidth cap they still go in batches, each file in pieces of the cap’s size, byte for byte and within the cap', async () => {
     const { server, captureDir, opts } = await setup(true);
     // ~40 KiB each: more than one piece at 64 KiB/s (pieces of 16 KiB)

@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dataSyncService } from '@edgecap/proto';
-import { makeDevCert, startIngestServer } from '@edgecap/ingest';
+import { listReceived, makeDevCert, readReceived, startIngestServer } from '@edgecap/ingest';
 import { FLOOR_BYTES_PER_SECOND, SyncEngine, type SyncOptions } from '@edgecap/sync';
 // Internal (not exported by the package): the compiled file the worker threads run.
 import { closeClients, frameChunk, uploadFile } from '../dist/upload.js';
@@ -26,13 +26,10 @@ describe('pre-framed chunks', () => {
   });
 });
 
-/** Every `<id>.capture` under the ingest's data dir, by id. */
-function storedCaptures(dir: string, out = new Map<string, Buffer>()): Map<string, Buffer> {
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) storedCaptures(p, out);
-    else if (e.name.endsWith('.capture')) out.set(e.name.slice(0, -'.capture'.length), fs.readFileSync(p));
-  }
+/** Every capture file the ingest stored, by id (read through its storage: small ones sit in packs). */
+async function storedCaptures(dataDir: string): Promise<Map<string, Buffer>> {
+  const out = new Map<string, Buffer>();
+  for (const e of await listReceived(dataDir)) if (e.type === 'capture') out.set(e.file_id, Buffer.from((await readReceived(dataDir, e.part_id, e.file_id))!));
   return out;
 }
 
@@ -91,7 +88,7 @@ describe('small and big files through the real ingest server', () => {
       expect(res.errors).toEqual([]);
       expect(res.uploaded).toBe(files.length);
       expect(res.failed).toBe(0);
-      const stored = storedCaptures(dataDir);
+      const stored = await storedCaptures(dataDir);
       for (const f of files) {
         expect(stored.get(f.id)?.equals(f.bytes), `${f.id} (${f.bytes.length} bytes)`).toBe(true);
         expect(fs.existsSync(f.path)).toBe(false);
@@ -136,7 +133,7 @@ describe('small and big files through the real ingest server', () => {
         }
         const outs = await Promise.all(calls);
         expect(outs.map((o) => o.ok && o.status)).toEqual(files.map(() => 'committed'));
-        const stored = storedCaptures(dataDir);
+        const stored = await storedCaptures(dataDir);
         for (const f of files) expect(stored.get(f.id)?.equals(f.bytes), `${f.id} (${f.bytes.length} bytes)`).toBe(true);
       }
     } finally {
@@ -167,7 +164,7 @@ describe('small and big files through the real ingest server', () => {
       const res = await engine.syncNow();
       expect(res.errors).toEqual([]);
       expect(res.uploaded).toBe(files.length);
-      const stored = storedCaptures(dataDir);
+      const stored = await storedCaptures(dataDir);
       for (const f of files) expect(stored.get(f.id)?.equals(f.bytes), f.id).toBe(true);
       const st = engine.stats().captureFirst!;
       // the first windows at the floor measured capture at rest (0.1 %); growing past 2 × the
