@@ -81,8 +81,8 @@ export function defaultLimits(fdLimit = openFileLimit()): IngestLimits {
     maxGapsPerReport: 10_000,
     maxRangesPerFile: 10_000,
     maxAnnotationsPerItem: 10_000,
-    // The edge sends ≤ 64 files / 1 MiB per call (sync/src/batch.ts): room to spare, and a slot's
-    // memory stays bounded (maxConcurrentUploads × 8 MiB at most).
+    // The edge sends ≤ 256 files / 1 MiB per call (sync/src/batch.ts), fewer after a refusal: a
+    // slot's memory stays bounded (maxConcurrentUploads × 8 MiB at most).
     maxBatchFiles: 256,
     maxBatchBytes: 8 * 1024 * 1024,
   };

@@ -3,7 +3,7 @@
  *
  *   <dataDir>/staging/<random>.part            upload in progress (never visible to readers)
  *   <dataDir>/blobs/<part>/<id[0:2]>/<id>.capture   committed capture files
- *   <dataDir>/packs/<part>/<UTC hour>/<random>.pack  small capture files (≤ MEMORY_STAGE_BYTES)
+ *   <dataDir>/packs/<part>/<r[0:2]>/<r>.pack   small capture files (≤ MEMORY_STAGE_BYTES)
  *                                              of one group commit, back to back; each record
  *                                              names its pack and `offset`
  *   <dataDir>/files/<part>/<source>/<name>     committed arbitrary files, byte for byte
@@ -521,16 +521,27 @@ export class FileStorage implements IngestStorage {
     return `${FILES}/${part}/${segmentOf(rec.source)}/${rec.file_name ?? rec.file_id}`;
   }
 
-  /** A new pack for a group's small capture files of one part, in a folder per part and UTC hour. */
+  /**
+   * A new pack for a group's small capture files of one part, fanned out by its random name as
+   * blobs are by id: at most 256 folders per part (madeDirs and recover()'s walk stay bounded).
+   */
   private newPack(rec: NewFileRecord): PackWriter {
-    const dirRel = `${PACKS}/${segmentOf(rec.part_id)}/${new Date().toISOString().slice(0, 13)}`;
+    const name = randomBytes(12).toString('hex');
+    const dirRel = `${PACKS}/${segmentOf(rec.part_id)}/${name.slice(0, 2)}`;
     const dir = path.join(this.dataDir, dirRel);
+    const rel = `${dirRel}/${name}.pack`;
     if (!this.madeDirs.has(dir)) {
       fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
       this.madeDirs.add(dir);
     }
-    const name = `${randomBytes(12).toString('hex')}.pack`;
-    return new PackWriter(`${dirRel}/${name}`, path.join(dir, name));
+    try {
+      return new PackWriter(rel, path.join(this.dataDir, rel));
+    } catch (e) {
+      // A folder made earlier and removed since (by hand): make it again, once.
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      return new PackWriter(rel, path.join(this.dataDir, rel));
+    }
   }
 
   /** Only the folder of an upload's own id under conflicts/: no stored name can hold it. */
@@ -640,6 +651,8 @@ export class FileStorage implements IngestStorage {
     }
     const records = new Map<string, FileRecord>();
     const packs = new Map<string, PackWriter>();
+    /** Answered after the cleanup below: a caller that retries at once finds no leftover pack. */
+    const refused: { item: PendingCommit; e: unknown }[] = [];
     const placeOne = async (item: PendingCommit, key: string): Promise<void> => {
       let rel: string;
       let offset: number | undefined;
@@ -653,7 +666,7 @@ export class FileStorage implements IngestStorage {
         } else rel = await this.place(item.staged, item.rec);
       } catch (e) {
         await item.staged.discard();
-        item.reject(e);
+        refused.push({ item, e });
         return;
       }
       const record: FileRecord = { ...item.rec, path: rel, ...(offset !== undefined && { offset }), received_at_ms: Date.now() };
@@ -675,6 +688,16 @@ export class FileStorage implements IngestStorage {
         item.reject(e);
       }
     }
+    // A pack none of whose files could be written (a full disk): closed and removed now, or each
+    // such group would keep an fd and leave a pack nobody names until the next start.
+    const named = new Set(placed.map((p) => p.record.path));
+    for (const [part, pack] of packs) {
+      if (named.has(pack.rel)) continue;
+      pack.close();
+      packs.delete(part);
+      await fsp.rm(path.join(this.dataDir, pack.rel), { force: true }).catch(() => undefined);
+    }
+    for (const { item, e } of refused) item.reject(e);
     if (placed.length === 0) return;
     try {
       // The group's bytes and folders made durable together (concurrent fsyncs share the

@@ -112,6 +112,12 @@ describe('packs: small capture files of a group commit share one file', () => {
         expect(res.headers.get('content-length')).toBe(String(c.bytes.length));
         expect(Buffer.from(await res.arrayBuffer()).equals(c.bytes)).toBe(true);
       }
+      // The pack damaged on disk (cut short): the last file's download is an error, not a hang.
+      const last = (await s.get('robot-u', files[2]!.id))!;
+      fs.truncateSync(path.join(dataDir, last.path), last.offset! + 10);
+      const cut = await fetch(`${ui.url}/api/download?part=robot-u&file=${encodeURIComponent(files[2]!.id)}`, { headers: { 'x-edgecap-token': 'pack-test-token' } });
+      expect(cut.status).toBe(500);
+      await expect(s.readBytes(last)).rejects.toThrow(/ends before file/);
     } finally {
       await ui.close();
       await s.close();

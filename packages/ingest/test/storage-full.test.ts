@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -113,6 +113,43 @@ describe('ingest storage on a full disk', () => {
       expect(n).toBe(13);
       // the key registry and gap writes take the same path
       await expect(s.createKey('robot-2')).resolves.toMatchObject({ part_id: 'robot-2' });
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('small capture files (packs) on a full disk: each commit a retryable error, no pack left behind, no fd kept; they commit once space is back', async (ctx) => {
+    if (mountError) ctx.skip(mountError);
+    const dir = path.join(mnt, 'packs');
+    const s = new FileStorage(dir);
+    const small = (id: string, b: Buffer): NewFileRecord => ({ ...rec(id, b.length, createHash('sha256').update(b).digest('hex')), data_type: 'tabular', source: '', file_name: undefined });
+    const stageSmall = async (b: Buffer): Promise<StagedUpload> => {
+      const st = await s.stage(b.length); // declared small: held in memory, written into a pack
+      await st.write(b);
+      await st.finish();
+      return st;
+    };
+    const fds = (): number => fs.readdirSync('/proc/self/fd').length;
+    const packsOnDisk = (): string[] => (fs.existsSync(path.join(dir, 'packs')) ? (fs.readdirSync(path.join(dir, 'packs'), { recursive: true }) as string[]).filter((f) => f.endsWith('.pack')) : []);
+    const bodies = Array.from({ length: 20 }, () => randomBytes(30_000));
+    try {
+      const ballast = fill(mnt);
+      const fdsBefore = fds();
+      // One group each (committed one after another): every one fails on the full disk.
+      for (let i = 0; i < bodies.length; i++) {
+        const err = await s.commit(await stageSmall(bodies[i]!), small(`p${i}`, bodies[i]!)).then(
+          () => undefined,
+          (e: Error) => e,
+        );
+        expect(err?.message, `p${i}`).toMatch(/ENOSPC|No space/);
+        expect(statusOfSystemError(err) ?? statusOfSystemError(err!.cause)).toBe(14);
+      }
+      expect(packsOnDisk()).toEqual([]);
+      expect(fds()).toBe(fdsBefore);
+      fs.rmSync(ballast);
+      const r = await Promise.all(bodies.map(async (b, i) => s.commit(await stageSmall(b), small(`p${i}`, b))));
+      expect(r.map((x) => x.status)).toEqual(bodies.map(() => 'committed'));
+      for (let i = 0; i < bodies.length; i++) expect(Buffer.from(await s.readBytes((await s.get('robot-1', `p${i}`))!)).equals(bodies[i]!)).toBe(true);
     } finally {
       await s.close();
     }

@@ -51,13 +51,18 @@ interface Ready {
 export async function uploadBatch(task: BatchTask, client?: DataSyncClient): Promise<BatchOutcome> {
   const outcomes: (UploadOutcome | undefined)[] = new Array(task.files.length);
   const ready: Ready[] = [];
+  // The batch was claimed at ≤ BATCH_MAX_BYTES; files that grew since get no more than that in all.
+  let budget = BATCH_MAX_BYTES;
   task.files.forEach((f, i) => {
     const h = crypto.createHash('sha256');
     try {
-      const r = readSmall(f.path, Math.max(DEFAULT_CHUNK_BYTES, BATCH_MAX_BYTES), h);
+      const r = readSmall(f.path, Math.max(DEFAULT_CHUNK_BYTES, BATCH_MAX_BYTES), h, budget);
       // Grew past what a batch carries since it was claimed: retried on its own next round.
       if (!r || r.whole.offs.length !== 1) outcomes[i] = { ok: false, kind: 'local', errno: 'ESHRANK', message: `${f.path} grew while queued for a batch: retried` };
-      else ready.push({ i, st: r.st, whole: r.whole, sha: h.digest() });
+      else {
+        budget -= r.st.size;
+        ready.push({ i, st: r.st, whole: r.whole, sha: h.digest() });
+      }
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
       outcomes[i] = { ok: false, kind: 'local', errno: err.code, message: `cannot ${err.syscall === 'open' ? 'open' : 'read'} ${f.path}: ${err.message}` };

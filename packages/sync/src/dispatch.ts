@@ -4,7 +4,8 @@
  *
  *   claimed Work ─► runners: `threads` first, the rest (threads × SMALL_UPLOADS_PER_THREAD) after
  *                   one upload went through (slow start: a dead link costs `threads` attempts)
- *     ├ small + batchable ─► a group ≤ BATCH_MAX_FILES / BATCH_MAX_BYTES ─► ONE batch task
+ *     ├ small + batchable ─► a group ≤ BATCH_MAX_FILES (halved after a whole-batch refusal) /
+ *     │                      BATCH_MAX_BYTES ─► ONE batch task
  *     │                      (≤ threads × BATCHES_PER_THREAD calls in flight)
  *     └ else ─► one task per file (big files: ≤ threads × UPLOADS_PER_THREAD in flight)
  *   piscina pool (worker.ts) ─► UploadOutcome / BatchOutcome ─► settle.ts, file by file
@@ -43,6 +44,8 @@ export const SMALL_FILE_BYTES = 256 * 1024;
  * BATCH_MAX_FILES small files / BATCH_MAX_BYTES (batch.ts) in one piscina task and one gRPC call.
  */
 export const BATCHES_PER_THREAD = 4;
+/** The fewest files per batch after refusals (an ingest's maxBatchFiles is ≥ 1; below this, batches barely pay). */
+export const BATCH_MIN_FILES = 8;
 
 /** `p`, or a rejection as soon as `signal` aborts (p is then abandoned; its outcome is ignored). */
 function runUnlessAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
@@ -116,6 +119,12 @@ export class Dispatcher {
   private pool: Piscina | undefined;
   /** The ingest answered UNIMPLEMENTED to UploadBatch (an older server): one file per call from then on. */
   private batchOff = false;
+  /**
+   * Files per UploadBatch call: BATCH_MAX_FILES, halved (down to BATCH_MIN_FILES) each time the
+   * ingest refuses a batch as a whole: one run with `--limit maxBatchFiles` below ours then sends
+   * batches it takes, not every batch twice (refused, then file by file).
+   */
+  private batchFiles = BATCH_MAX_FILES;
   private readonly opts: SyncOptions;
   private readonly clock: Clock;
   private readonly runId: string;
@@ -218,7 +227,7 @@ export class Dispatcher {
             }
             const group = [first.value];
             let bytes = first.value.c.size;
-            while (group.length < BATCH_MAX_FILES && !linkDown) {
+            while (group.length < this.batchFiles && !linkDown) {
               const n = next();
               if (n.done) break;
               if (!this.batchable(n.value) || bytes + n.value.c.size > BATCH_MAX_BYTES) {
@@ -339,18 +348,26 @@ export class Dispatcher {
       dones.includes('link') ? 'link' : dones.includes('ok') ? 'ok' : dones[0]!;
     if (!out.ok) {
       if (out.unimplemented || out.kind === 'rejected') {
+        // A batch refused as a whole (not a verdict about any one file): its files go again in
+        // batches half its size, down to BATCH_MIN_FILES (an ingest's lower maxBatchFiles costs one
+        // refused call per halving), then one per call; an ingest without UploadBatch: one per call.
+        let per = 1;
         if (out.unimplemented && !this.batchOff) {
           this.batchOff = true;
           log.info({ address: addressesOf(this.opts.ingest)[this.health.addrIdx] }, 'ingest server has no UploadBatch (older version): small files go one per call');
-        } else if (!out.unimplemented) log.warn({ files: ws.length, err: out.message }, 'ingest refused an upload batch as a whole: its files go one per call');
-        // One after another, as the runners would have sent them: a link failing on the first
+        } else if (!out.unimplemented) {
+          if (ws.length > BATCH_MIN_FILES) per = this.batchFiles = Math.max(BATCH_MIN_FILES, Math.min(this.batchFiles, Math.floor(ws.length / 2)));
+          log.warn({ files: ws.length, err: out.message, nextBatchFiles: per }, 'ingest refused an upload batch as a whole: its files go again in smaller batches, or one per call');
+        }
+        // One part after another, as the runners would have sent them: a link failing on one
         // leaves the rest unsent (released, deferred), so the fallback makes no herd.
         const dones: Awaited<ReturnType<typeof this.uploadOne>>[] = [];
-        for (let k = 0; k < ws.length; k++) {
-          const d = await this.uploadOne(store, ws[k]!, signal, res);
+        for (let k = 0; k < ws.length; k += per) {
+          const part = ws.slice(k, k + per);
+          const d = per === 1 ? await this.uploadOne(store, part[0]!, signal, res) : await this.uploadGroup(store, part, signal, res);
           dones.push(d);
           if (d === 'link' || signal.aborted) {
-            const rest = ws.slice(k + 1).map((w) => w.c.path);
+            const rest = ws.slice(k + per).map((w) => w.c.path);
             store.releaseUploads(rest, this.runId);
             res.deferred += rest.length;
             break;

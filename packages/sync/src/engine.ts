@@ -14,7 +14,7 @@
  *                  user's cap and, with captureLateness, capture-first.ts's (one tick a second)
  *                  uploaderFor(task).upload() = one attempt, no sleeping (uploader.ts: edgecap | viam)
  *                  read + sha256 ─► Upload(metadata, chunk...) ─► COMMITTED | ALREADY_HAVE | status
- *                  small files (edgecap, ≤ SMALL_FILE_BYTES): ONE task per batch (batch.ts, ≤ 64 files /
+ *                  small files (edgecap, ≤ SMALL_FILE_BYTES): ONE task per batch (batch.ts, ≤ 256 files /
  *                  1 MiB) ─► UploadBatch([metadata, chunk]...) ─► a result per file, settled one by one
  *                  (UNIMPLEMENTED: older ingest ─► one file per call from then on)
  *                                                             │

@@ -324,12 +324,12 @@ async function readWhole(fh: fs.FileHandle, size: number, chunk: number, h: cryp
  */
 export const SYNC_READ_BYTES = 1024 * 1024;
 
-/** A small file, read whole with blocking calls (stat first: see ReadIdentity), hashed as read. */
-export function readSmall(file: string, chunk: number, h: crypto.Hash): { st: fsSync.Stats; whole: Layout } | undefined {
+/** A small file (≤ maxBytes, else undefined), read whole with blocking calls (stat first: see ReadIdentity), hashed as read. */
+export function readSmall(file: string, chunk: number, h: crypto.Hash, maxBytes = SYNC_READ_BYTES): { st: fsSync.Stats; whole: Layout } | undefined {
   const fd = fsSync.openSync(file, 'r');
   try {
     const st = fsSync.fstatSync(fd);
-    if (st.size > SYNC_READ_BYTES) return undefined;
+    if (st.size > maxBytes) return undefined;
     const l = layoutFor(st.size, chunk);
     for (let i = 0; i < l.offs.length; i++) {
       let got = 0;

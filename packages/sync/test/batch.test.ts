@@ -84,6 +84,27 @@ describe('small files in UploadBatch calls', () => {
     }
   });
 
+  it('an ingest with a lower maxBatchFiles refuses a batch as a whole: its files go again in smaller batches, and later batches are that size', async () => {
+    const { server, captureDir, opts } = await setup(true);
+    server.faults.maxBatchFiles = 40;
+    const files = Array.from({ length: 600 }, (_, i) => makeCapture(captureDir, `l${i % 6}`, 2));
+    const engine = new SyncEngine(opts);
+    try {
+      const res = await engine.syncNow();
+      expect({ uploaded: res.uploaded, failed: res.failed, errors: res.errors }).toEqual({ uploaded: files.length, failed: 0, errors: [] });
+      for (const f of files) expect(server.stored.get(f.id)?.stores, f.id).toBe(1);
+      // 256 → 128 → 64 → 32: at most a few refused calls (their files sent again, halved), then
+      // every batch taken; far fewer calls than one per file.
+      const refused = server.hits.UploadBatch - server.batchSizes.length;
+      expect(refused).toBeGreaterThan(0);
+      expect(refused).toBeLessThanOrEqual(3 * 4); // 3 halvings, each with up to BATCHES_PER_THREAD calls in flight
+      expect(Math.max(...server.batchSizes)).toBeLessThanOrEqual(40);
+      expect(server.batchSizes.reduce((a, b) => a + b, 0)).toBeGreaterThan(files.length / 2);
+    } finally {
+      await engine.stop();
+    }
+  });
+
   it('under a bandwidth cap they still go in batches, each file in pieces of the cap’s size, byte for byte and within the cap', async () => {
     const { server, captureDir, opts } = await setup(true);
     // ~40 KiB each: more than one piece at 64 KiB/s (pieces of 16 KiB)

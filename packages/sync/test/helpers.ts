@@ -33,6 +33,8 @@ export interface Faults {
   hang?: (m: FileMetadata__Output) => HangMode | undefined;
   /** Reject matching uploads as INVALID_ARGUMENT with this message. */
   reject?: (m: FileMetadata__Output) => string | undefined;
+  /** Refuse an UploadBatch of more files than this as a whole (INVALID_ARGUMENT), as the ingest's maxBatchFiles does. */
+  maxBatchFiles?: number;
 }
 
 export class TestServer extends EventEmitter {
@@ -94,6 +96,8 @@ export class TestServer extends EventEmitter {
         });
         call.on('error', () => undefined); // client went away: nothing is committed
         call.on('end', () => {
+          const max = this.faults.maxBatchFiles;
+          if (max !== undefined && files.length > max) return cb({ code: grpc.status.INVALID_ARGUMENT, details: `upload batch has more than ${max} files (limit maxBatchFiles)` });
           this.batchSizes.push(files.length);
           const results = files.map(({ meta, chunks }) => {
             const reason = this.faults.reject?.(meta);

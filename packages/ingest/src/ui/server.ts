@@ -216,7 +216,10 @@ export async function startIngestUi(o: IngestUiOptions): Promise<IngestUi> {
         const fh = await fsp.open(path.join(s.dataDir, rec.path), 'r');
         let size: number;
         try {
-          size = rec.offset === undefined ? (await fh.stat()).size : rec.size;
+          const have = (await fh.stat()).size;
+          size = rec.offset === undefined ? have : rec.size;
+          // A pack cut short (damaged on disk): an error now, not a response that never ends.
+          if (rec.offset !== undefined && have < rec.offset + rec.size) throw new HttpError(500, `${rec.path} ends before file ${rec.file_id} (${rec.size} bytes at offset ${rec.offset})`);
         } catch (e) {
           await fh.close();
           throw e;
