@@ -15,7 +15,9 @@
  * Pure-JS dependencies are bundled too (@msgpack/msgpack is 15 modules of its own); these stay
  * imports, resolved from packages/capture at run time: lmdb is native, undici must load only in
  * an http collector (a dynamic import: its chunk is loaded by the first http resource), pino
- * must not load in a capture thread at all (an import of it fails the build instead).
+ * must not load in a capture thread at all (an import of it fails the build instead). The
+ * native CRC32C (@edgecap/format's crc32c.ts) is loaded with createRequire from the bundle's
+ * own place, so it is a dependency of this package too (without it every CRC here ran in JS).
  */
 import fs from 'node:fs';
 import path from 'node:path';

@@ -2,6 +2,7 @@
 // one loads at start is its entry plus every chunk it imports statically. Checked here in the
 // built files: no logger, no validator, no gRPC in any capture thread, no LMDB in a collector,
 // and undici only behind the http model's dynamic import.
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,6 +37,16 @@ describe('capture thread bundles', () => {
     const http = [...lazy].filter((s) => s.startsWith('./'));
     expect(http.length).toBeGreaterThan(0);
     expect(http.some((c) => loadsAtStart(c.slice(2)).packages.has('undici'))).toBe(true);
+  });
+
+  it('the native CRC32C binding resolves from the bundles (they load it with createRequire at run time): else every CRC in a capture thread runs in JS', () => {
+    // In a node of its own without NODE_PATH: pnpm's shims (npx vitest) set it to the store,
+    // where anything resolves; a user's `node app.js` does not.
+    const { NODE_PATH: _, ...env } = process.env;
+    for (const f of ['collector.js', 'writer.js']) {
+      const probe = `console.log(typeof require('node:module').createRequire(${JSON.stringify(path.join(threads, f))})('@node-rs/crc32').crc32c)`;
+      expect(execFileSync(process.execPath, ['-e', probe], { env, encoding: 'utf8' }).trim(), f).toBe('function');
+    }
   });
 
   it('the writer thread loads LMDB (its ledger) and nothing a collector refuses besides', () => {
