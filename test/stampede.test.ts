@@ -5,7 +5,8 @@
  * finishes) — the ingest stays under 1 GiB RSS and an honest edge (a real SyncEngine) still
  * syncs everything, nothing in its failed/.
  *
- * A stampede of real edges: 20 SyncEngines with 25 capture files each sync at once
+ * A stampede of real edges: 20 SyncEngines with 25 capture files each (half of them staged on
+ * disk at the ingest, half small enough to go into packs) sync at once
  * to an ingest whose fd limit is tiny (`ulimit -n 100`, a process of its own: its default limits then allow 18 connections and 9 uploads at once). Whatever the ingest
  * runs out of, it answers with a retryable status, so every file ends stored exactly once and
  * nothing lands in any edge's failed/.
@@ -25,6 +26,9 @@ const FLOOD_SCRIPT = path.join(REPO, 'packages/ingest/test/fixtures/flood.mjs');
 const FLOOD = Number(process.env.EDGECAP_FLOOD ?? 20_000);
 const EDGES = 20;
 const FILES = 25;
+const readingsOf = (f: number): number => (f % 2 === 0 ? 20 : 40);
+/** Readings per edge. */
+const READINGS = Array.from({ length: FILES }, (_, f) => readingsOf(f)).reduce((a, b) => a + b, 0);
 
 /** serve.js under a shell prefix (`ulimit -n N;`); resolves with its port once it listens. */
 async function spawnIngest(prefix: string, args: string[]): Promise<{ child: ChildProcess; port: number }> {
@@ -139,8 +143,10 @@ describe('a stampede of edges against an ingest with few fds', () => {
     try {
       for (let e = 0; e < EDGES; e++) {
         const captureDir = path.join(root, `edge${e}`, 'capture');
-        for (let f = 0; f < FILES; f++) makeCapture(captureDir, `s${f}`, 20, { payloadBytes: 2000 });
-        expected.set(`edge-${e}`, FILES * 20);
+        // Half the files small (held in memory at the ingest, written into packs), half over 64 KiB
+        // (each staged in a file of its own): an fd per upload in flight, as the stampede needs.
+        for (let f = 0; f < FILES; f++) makeCapture(captureDir, `s${f}`, readingsOf(f), { payloadBytes: 2000 });
+        expected.set(`edge-${e}`, READINGS);
         engines.push(
           new SyncEngine({
             captureDir,
@@ -172,7 +178,7 @@ describe('a stampede of edges against an ingest with few fds', () => {
       s.add(`${r.file_id}/${r.seq}`);
       got.set(r.part_id, s);
     }
-    expect(rows).toBe(EDGES * FILES * 20);
+    expect(rows).toBe(EDGES * READINGS);
     // the stampede really hit the ingest's limits, and the edges waited instead of giving up
     expect(errors.length).toBeGreaterThan(0);
     expect(errors.some((m) => /RESOURCE_EXHAUSTED|UNAVAILABLE/.test(m)), errors.slice(0, 3).join(' | ')).toBe(true);

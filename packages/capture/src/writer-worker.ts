@@ -1,6 +1,6 @@
 /** Worker entry of the writer: the Writer body bound to comlink, real fs, its own StateStore handle. */
 // first: logs through the parent (no logger in this thread)
-import { Comlink, Ctl, gatedObject, nodeEndpoint, wakeWord } from '@edgecap/core/thread-boot';
+import { Comlink, Ctl, nodeEndpoint, openGated, wakeWord } from '@edgecap/core/thread-boot';
 import { parentPort, type MessagePort } from 'node:worker_threads';
 import { openStateStore, type StateStore } from '@edgecap/store';
 import { MemoryFs } from './memory-fs.js';
@@ -42,8 +42,8 @@ export const writerApi = {
   init(o: WriterOptions, stateDir: string, events: MessagePort, mem?: MemoryWriterInit): void {
     if (mem) writer = memoryWriter(o, events, mem);
     else {
-      // every ledger call behind the thread's gate: a terminate() never lands inside an LMDB transaction
-      store = gatedObject(openStateStore(stateDir), wakeWord, Ctl.GATE);
+      // the open and every ledger call behind the thread's gate: a terminate() never lands inside LMDB
+      store = openGated(() => openStateStore(stateDir), wakeWord, Ctl.GATE);
       writer = new Writer(o, { store, emit: (ev: WriterEvent) => events.postMessage(ev) });
     }
     writer.start();

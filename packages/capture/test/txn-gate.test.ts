@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { Gate, openGated } from '../../core/dist/threads/txn-gate.js';
 
 /**
  * @edgecap/core threads/txn-gate.ts: a thread that writes the ledger (the capture writer) is never terminated inside an
@@ -25,4 +26,23 @@ describe('terminating a thread that writes the ledger', () => {
     expect(Number(m?.[1])).toBe(25);
     expect(Number(m?.[2])).toBeGreaterThanOrEqual(25 * 200); // each thread really was writing when it was stopped
   }, 120_000);
+});
+
+describe('opening the ledger behind the gate', () => {
+  it('holds the gate while the handle opens (a terminate() then waits: inside LMDB\'s native open it aborted the process), and gates every call after', () => {
+    const word = new Int32Array(new SharedArrayBuffer(8));
+    const seen: number[] = [];
+    const store = openGated(
+      () => {
+        seen.push(Atomics.load(word, 1));
+        return { put: () => seen.push(Atomics.load(word, 1)) };
+      },
+      word,
+      1,
+    );
+    expect(Atomics.load(word, 1)).toBe(Gate.FREE);
+    store.put();
+    expect(seen).toEqual([Gate.IN_TXN, Gate.IN_TXN]);
+    expect(Atomics.load(word, 1)).toBe(Gate.FREE);
+  });
 });

@@ -1,5 +1,5 @@
 // first: logs through the parent, the control words (its gate below)
-import { Comlink, Ctl, gatedObject, nodeEndpoint, wakeWord } from '@edgecap/core/thread-boot';
+import { Comlink, Ctl, nodeEndpoint, openGated, wakeWord } from '@edgecap/core/thread-boot';
 import { parentPort } from 'node:worker_threads';
 import { ErrorCodes, toWire } from '@edgecap/core';
 import { StateStore } from '@edgecap/store';
@@ -28,7 +28,7 @@ const api: JanitorWorkerApi = {
   init: (o: WorkerInit) =>
     wrap(() => {
       if (core) throw new JanitorError(ErrorCodes.STATE, 'janitor worker already initialised');
-      store = gatedObject(new StateStore(o.stateDir), wakeWord, Ctl.GATE);
+      store = openGated(() => new StateStore(o.stateDir), wakeWord, Ctl.GATE);
       core = new JanitorCore({ ...o, store });
       return null;
     }),

@@ -28,4 +28,4 @@ export const wakeWord = new Int32Array(data?.wakeSab ?? new SharedArrayBuffer(CT
 // What a thread entry needs besides, from this one module (the main thread's side is ./index.ts).
 export { Comlink, nodeEndpoint } from './comlink.js';
 export { Ctl } from './ctl.js';
-export { gatedObject } from './txn-gate.js';
+export { gatedObject, openGated } from './txn-gate.js';

@@ -51,6 +51,16 @@ export function gatedObject<T extends object>(obj: T, word: Int32Array, slot: nu
 }
 
 /**
+ * Open a ledger handle behind the gate and gate its methods: a terminate() landing inside LMDB's
+ * native open (a restarted writer opening while it is killed again) made lmdb-js throw while the
+ * thread was terminating, and node-addon-api turns that failed throw into a fatal error that
+ * aborts the whole process (seen in the torture's writer-kill scenario under load).
+ */
+export function openGated<T extends object>(open: () => T, word: Int32Array, slot: number): T {
+  return gated(word, slot, () => gatedObject(open(), word, slot));
+}
+
+/**
  * Close the gate before terminating the thread: waits (without blocking this thread) while a
  * transaction is in progress, up to `timeoutMs`. Returns false if it could not close it in time
  * (a transaction stuck in a native call: terminating then risks the hang, but nothing better is left).
