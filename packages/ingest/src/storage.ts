@@ -296,6 +296,17 @@ export const MEMORY_STAGE_BYTES = 64 * 1024;
 
 const fsyncFd = (fd: number): Promise<void> => new Promise((res, rej) => fs.fsync(fd, (e) => (e ? rej(e) : res())));
 
+/** Create `abs` for writing, never over a file (O_EXCL); a folder removed since it was made (by hand) is made again, once. */
+function openExclusive(abs: string): number {
+  try {
+    return fs.openSync(abs, 'wx', 0o600);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    fs.mkdirSync(path.dirname(abs), { recursive: true, mode: 0o700 });
+    return fs.openSync(abs, 'wx', 0o600);
+  }
+}
+
 /** A file a group commit wrote in place: fsynced and closed by settle() (or closed by close()), once. */
 class HeldFile {
   constructor(public fd: number | undefined) {}
@@ -380,7 +391,7 @@ class PackWriter extends HeldFile {
     readonly rel: string,
     abs: string,
   ) {
-    super(fs.openSync(abs, 'wx', 0o600));
+    super(openExclusive(abs));
   }
 
   /** Appends one file; returns its offset. */
@@ -534,14 +545,7 @@ export class FileStorage implements IngestStorage {
       fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
       this.madeDirs.add(dir);
     }
-    try {
-      return new PackWriter(rel, path.join(this.dataDir, rel));
-    } catch (e) {
-      // A folder made earlier and removed since (by hand): make it again, once.
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-      return new PackWriter(rel, path.join(this.dataDir, rel));
-    }
+    return new PackWriter(rel, path.join(this.dataDir, rel));
   }
 
   /** Only the folder of an upload's own id under conflicts/: no stored name can hold it. */
@@ -569,14 +573,7 @@ export class FileStorage implements IngestStorage {
         }
         if (staged instanceof MemoryStaged) {
           // Small: written in place now (O_EXCL: never over a file), fsynced by the group.
-          let fd: number;
-          try {
-            fd = fs.openSync(abs, 'wx', 0o600);
-          } catch (e) {
-            if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-            fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-            fd = fs.openSync(abs, 'wx', 0o600);
-          }
+          const fd = openExclusive(abs);
           try {
             const b = staged.buffer;
             for (let off = 0; off < b.length; ) off += fs.writeSync(fd, b, off, b.length - off);
