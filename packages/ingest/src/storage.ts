@@ -217,6 +217,19 @@ function gapKey(g: ReportedGap): string {
   return [g.part_id, g.resource_kind, g.resource_name, g.method, String(g.from_seq).padStart(16, '0'), String(g.to_seq).padStart(16, '0'), g.reason].join('\0');
 }
 
+function fsyncDirSyncBestEffort(dir: string): void {
+  try {
+    const fd = fs.openSync(dir, 'r');
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch (e) {
+    log.debug({ dir, err: (e as Error).message }, 'could not fsync the folder holding a new data dir');
+  }
+}
+
 async function fsyncDir(dir: string): Promise<void> {
   const fh = await fsp.open(dir, 'r');
   try {
@@ -296,13 +309,52 @@ export const MEMORY_STAGE_BYTES = 64 * 1024;
 
 const fsyncFd = (fd: number): Promise<void> => new Promise((res, rej) => fs.fsync(fd, (e) => (e ? rej(e) : res())));
 
+/**
+ * The folders made under a store's data dir, and the folders whose entries those mkdirs changed.
+ * A new folder's name is durable only once its parent is fsynced (POSIX; ext4's journal happens
+ * to cover it, XFS and btrfs need not): a group commit fsyncs the parents dirtied before it, with
+ * its files, before the index names anything under them. Else a power cut could take a whole
+ * fan-out folder of acknowledged files, which the edge has deleted.
+ */
+class Folders {
+  /** Made already: a recursive mkdir per upload was a walk of lstat calls. */
+  private readonly made = new Set<string>();
+  private dirty = new Set<string>();
+
+  constructor(private readonly root: string) {}
+
+  /** mkdir -p `dir`, unless made already; `again`: it was removed since (by hand). */
+  ensure(dir: string, again = false): void {
+    if (!again && this.made.has(dir)) return;
+    const first = fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    this.made.add(dir);
+    if (first === undefined) return;
+    // the entries of first … dir sit in their parents: dirname(first) … dirname(dir)
+    for (let d = dir; d.startsWith(this.root) && d !== this.root; d = path.dirname(d)) {
+      this.dirty.add(path.dirname(d));
+      if (d === first) break;
+    }
+  }
+
+  /** The parents dirtied so far, for a group commit to fsync (given back if that fails). */
+  take(): string[] {
+    const t = [...this.dirty];
+    this.dirty = new Set();
+    return t;
+  }
+
+  giveBack(dirs: readonly string[]): void {
+    for (const d of dirs) this.dirty.add(d);
+  }
+}
+
 /** Create `abs` for writing, never over a file (O_EXCL); a folder removed since it was made (by hand) is made again, once. */
-function openExclusive(abs: string): number {
+function openExclusive(abs: string, folders: Folders): number {
   try {
     return fs.openSync(abs, 'wx', 0o600);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    fs.mkdirSync(path.dirname(abs), { recursive: true, mode: 0o700 });
+    folders.ensure(path.dirname(abs), true);
     return fs.openSync(abs, 'wx', 0o600);
   }
 }
@@ -390,8 +442,9 @@ class PackWriter extends HeldFile {
   constructor(
     readonly rel: string,
     abs: string,
+    folders: Folders,
   ) {
-    super(openExclusive(abs));
+    super(openExclusive(abs, folders));
   }
 
   /** Appends one file; returns its offset. */
@@ -433,12 +486,15 @@ export class FileStorage implements IngestStorage {
   private readonly mutex = new Mutex();
   private queue: PendingCommit[] = [];
   private closed = false;
-  /** Folders made by place() (a recursive mkdir per upload was a walk of lstat calls). */
-  private readonly madeDirs = new Set<string>();
+  private readonly folders: Folders;
 
   constructor(readonly dataDir: string) {
-    fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-    for (const d of [STAGING, BLOBS, FILES]) fs.mkdirSync(path.join(dataDir, d), { recursive: true, mode: 0o700 });
+    const first = fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    // A new data dir's own name, once, as far as its parent lets us open it (no commit depends on
+    // a folder outside the store being readable).
+    if (first !== undefined) fsyncDirSyncBestEffort(path.dirname(first));
+    this.folders = new Folders(dataDir);
+    for (const d of [STAGING, BLOBS, FILES]) this.folders.ensure(path.join(dataDir, d));
     // No event-turn batching: its implicit batch promise is one more that a failed commit
     // rejects with nobody listening (an unhandled rejection, the process dies).
     ensureRoomForNewLmdb(path.join(dataDir, INDEX));
@@ -534,18 +590,15 @@ export class FileStorage implements IngestStorage {
 
   /**
    * A new pack for a group's small capture files of one part, fanned out by its random name as
-   * blobs are by id: at most 256 folders per part (madeDirs and recover()'s walk stay bounded).
+   * blobs are by id: at most 256 folders per part (Folders' set and recover()'s walk stay bounded).
    */
   private newPack(rec: NewFileRecord): PackWriter {
     const name = randomBytes(12).toString('hex');
     const dirRel = `${PACKS}/${segmentOf(rec.part_id)}/${name.slice(0, 2)}`;
     const dir = path.join(this.dataDir, dirRel);
     const rel = `${dirRel}/${name}.pack`;
-    if (!this.madeDirs.has(dir)) {
-      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-      this.madeDirs.add(dir);
-    }
-    return new PackWriter(rel, path.join(this.dataDir, rel));
+    this.folders.ensure(dir);
+    return new PackWriter(rel, path.join(this.dataDir, rel), this.folders);
   }
 
   /** Only the folder of an upload's own id under conflicts/: no stored name can hold it. */
@@ -567,13 +620,10 @@ export class FileStorage implements IngestStorage {
       const abs = path.join(this.dataDir, rel);
       try {
         const dir = path.dirname(abs);
-        if (!this.madeDirs.has(dir)) {
-          await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
-          this.madeDirs.add(dir);
-        }
+        this.folders.ensure(dir);
         if (staged instanceof MemoryStaged) {
           // Small: written in place now (O_EXCL: never over a file), fsynced by the group.
-          const fd = openExclusive(abs);
+          const fd = openExclusive(abs, this.folders);
           try {
             const b = staged.buffer;
             for (let off = 0; off < b.length; ) off += fs.writeSync(fd, b, off, b.length - off);
@@ -590,7 +640,7 @@ export class FileStorage implements IngestStorage {
         } catch (e) {
           // A folder made earlier and removed since (by hand): make it again, once.
           if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || !fs.existsSync(staged.file)) throw e;
-          await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
+          this.folders.ensure(dir, true);
           await fsp.link(staged.file, abs);
         }
         // unlink, not rm: rm's lstat first is a syscall per upload for nothing (it is a file).
@@ -696,13 +746,15 @@ export class FileStorage implements IngestStorage {
     }
     for (const { item, e } of refused) item.reject(e);
     if (placed.length === 0) return;
+    const parents = this.folders.take();
     try {
-      // The group's bytes and folders made durable together (concurrent fsyncs share the
-      // journal commit), all before the index entry that is the commit point.
+      // The group's bytes and folders (those holding its files, and those holding folders made
+      // since the last group) made durable together (concurrent fsyncs share the journal
+      // commit), all before the index entry that is the commit point.
       await Promise.all([
         ...placed.filter((p) => p.dir !== '').map((p) => p.item.staged.settle()),
         ...[...packs.values()].map((p) => p.settle()),
-        ...[...new Set(placed.map((p) => p.dir).filter((d) => d !== ''))].map((d) => fsyncDir(d)),
+        ...[...new Set([...placed.map((p) => p.dir).filter((d) => d !== ''), ...parents])].map((d) => fsyncDir(d)),
       ]);
       await lmdbWrite(async () => {
         await this.root.transaction(() => {
@@ -711,6 +763,7 @@ export class FileStorage implements IngestStorage {
         await this.root.flushed;
       });
     } catch (e) {
+      this.folders.giveBack(parents); // the next group fsyncs them
       // The placed files have no index entry: unlink them now (recover() would at the next
       // start), or a full disk stays full with bytes nobody can see. Handles not yet settled close.
       await Promise.all(placed.map((p) => p.item.staged.discard().catch(() => undefined)));
