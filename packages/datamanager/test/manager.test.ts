@@ -80,8 +80,8 @@ describe('DataManager', () => {
       capture_dir: dir,
       sync_disabled: true,
       resources: [
-        { name: 'a', model: 'sim:sensor', capture_methods: [{ method: 'Readings', capture_frequency_hz: 200 }] },
-        { name: 'b', model: 'sim:sensor', capture_methods: [{ method: 'Readings', capture_frequency_hz: 50 }] },
+        { name: 'a', model: 'sim:sensor' as const, capture_methods: [{ method: 'Readings', capture_frequency_hz: 200 }] },
+        { name: 'b', model: 'sim:sensor' as const, capture_methods: [{ method: 'Readings', capture_frequency_hz: 50 }] },
       ],
     };
     const dm = new DataManager(base);
@@ -163,6 +163,7 @@ describe('DataManager', () => {
   });
 
   it('an invalid config throws ConfigError listing every bad field', () => {
+    // @ts-expect-error -- capture_dir is not a string: on purpose (a config from JSON is not typed)
     expect(() => new DataManager({ capture_dir: 1, resources: [{ name: 'x', model: 'sim:sensor', capture_methods: [{ method: 'Readings', capture_frequency_hz: -1 }] }] })).toThrow(
       /capture_dir[\s\S]*resources\[0\]\.capture_methods\[0\]\.capture_frequency_hz/,
     );

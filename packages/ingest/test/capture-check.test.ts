@@ -178,7 +178,7 @@ describe('CaptureCheck refuses at the first push that proves the file bad', () =
   it('bad magic', () => {
     const f = buildFile([{ seq: 0, size: 1 }]);
     const bytes = Uint8Array.from(f.bytes);
-    bytes[4] ^= 0xff;
+    bytes[4] = bytes[4]! ^ 0xff;
     const got = chunked(split(bytes, 'bytes'), f.id);
     expect(got).toEqual({ error: 'not a valid edgecap capture file: not an edgecap capture file', at: 4 });
     expect(withoutAt(got)).toEqual(wholeBufferCheck(bytes, f.id));

@@ -34,7 +34,7 @@ function rec(c: Capture, part: string, dataType: NewFileRecord['data_type'] = 't
 
 /** Stage every file (held in memory: declared small), then commit them all at once: one group. */
 async function commitTogether(s: FileStorage, files: { c: Capture; part: string; dataType?: NewFileRecord['data_type'] }[]) {
-  const staged = [];
+  const staged: Awaited<ReturnType<FileStorage['stage']>>[] = [];
   for (const f of files) {
     const st = await s.stage(f.c.bytes.length);
     await st.write(f.c.bytes);

@@ -29,10 +29,10 @@ function harness(): { ctx: UploadContext; release: () => void; staged: { discard
     discard: async () => {
       staged.discarded++;
     },
-  } as unknown as StagedUpload;
+  };
   const storage = {
     get: async () => undefined,
-    stage: () => new Promise<StagedUpload>((r) => (release = () => r(st))),
+    stage: () => new Promise<StagedUpload>((r) => (release = () => r(st as unknown as StagedUpload))),
   } as unknown as UploadContext['storage'];
   return { ctx: { storage, maxFileBytes: 1 << 20, fileRoot: '/nonexistent', limits: resolveLimits(undefined) }, release: () => release(), staged };
 }
