@@ -31,7 +31,7 @@ echo "install-test: packed $(basename "$tgz") ($(du -k "$tgz" | cut -f1) KiB)"
 listing=$(tar tzf "$tgz")
 bad=$(grep -E '\.tsbuildinfo$|\.map$|^package/src/.*\.ts$|^package/build/|^package/scripts/|node_modules' <<<"$listing" || true)
 if [ -n "$bad" ]; then echo "install-test: the tarball holds files it must not:" >&2; echo "$bad" >&2; exit 1; fi
-for f in package/dist/index.js package/dist/index.d.ts package/dist/cli.js package/bin/edgecap.js package/README.md \
+for f in package/dist/index.js package/dist/index.d.ts package/dist/cli.js package/dist/zod-parts.cjs package/bin/edgecap.js package/README.md \
   package/proto/edgecap/sync/v1/sync.proto package/proto/viam/app/datasync/v1/data_sync.proto; do
   grep -qx "$f" <<<"$listing" || { echo "install-test: $f is missing from the tarball" >&2; exit 1; }
 done

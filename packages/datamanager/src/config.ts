@@ -3,20 +3,31 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { BUILTIN_MODEL_NAMES, ConfigError, DEFAULT_CAPTURE_DIR, DEFAULTS, defaultSyncThreads, isLoopback } from '@edgecap/core';
+import type { ZodParts } from './zod-parts.js';
 
 /**
  * The config contract (Viam-style snake_case). Every key, its default and its meaning is in
  * the README's config table; keep the two in step. Objects are strict: an unknown key is an
  * error, because a misspelt key silently ignored is a field outage waiting to happen.
  *
- * zod costs ~200 ms to load: it is required (its CommonJS build, synchronously) the first time a
- * config is validated, not when this package is imported, so `new DataManager(bad)` still
- * throws ConfigError at once while `import('@edgecap/datamanager')` stays cheap.
+ * zod is required (synchronously) the first time a config is validated, not when this package
+ * is imported, so `new DataManager(bad)` still throws ConfigError at once while
+ * `import('@edgecap/datamanager')` stays cheap. What is required is the build's one-file bundle
+ * of the parts the schema uses (zod-parts.ts): ~8 ms against ~50 ms for zod's ~95 modules.
  */
-type Zod = typeof import('zod').z;
 const requireCjs = createRequire(import.meta.url);
 
-function buildSchema(z: Zod) {
+/** The bundle beside this file (dist/, and the edgecap package); run from sources (tests), zod itself. */
+function loadZod(): ZodParts {
+  try {
+    return (requireCjs('./zod-parts.cjs') as { z: ZodParts }).z;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND' || !import.meta.url.endsWith('.ts')) throw e;
+    return (requireCjs('zod') as typeof import('zod')).z;
+  }
+}
+
+function buildSchema(z: ZodParts) {
   const segment = z
     .string()
     .min(1)
@@ -155,7 +166,7 @@ let schema: ConfigSchema | undefined;
 
 /** The zod schema of the config (built, and zod loaded, on first use). */
 export function getConfigSchema(): ConfigSchema {
-  return (schema ??= buildSchema((requireCjs('zod') as typeof import('zod')).z));
+  return (schema ??= buildSchema(loadZod()));
 }
 
 /**

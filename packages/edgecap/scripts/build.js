@@ -132,6 +132,10 @@ for (const entries of [entryPoints, ownEntryPoints]) {
   });
 }
 
+// The config schema's zod parts, one CommonJS file required beside the module that validates
+// (packages/datamanager/scripts/bundle-zod.js): every chunk sits in dist/.
+fs.copyFileSync(need(path.join(distOf('datamanager'), 'zod-parts.cjs')), path.join(dist, 'zod-parts.cjs'));
+
 // Declarations: tsc -b wrote build/index.d.ts (imports of @edgecap/*); inline them.
 const bundle = await rollup({
   input: need(path.join(pkgDir, 'build/index.d.ts')),
