@@ -45,9 +45,6 @@ await esbuild.build({
   outdir: out,
   ...NODE_ESM_BUNDLE,
   external: ['lmdb', 'undici'],
-  // ESM builds first (@msgpack/msgpack's dist.esm): tree-shaken, a collector compiles the encoder
-  // it uses and not the whole CommonJS package (decodeAsync, streams) in every isolate it boots
-  mainFields: ['module', 'main'],
   plugins: [
     {
       name: 'no-logger-in-threads',
