@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
+import { NODE_ESM_BUNDLE } from '../../../scripts/esbuild-node.js';
 
 const dist = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'dist');
 const entry = path.join(dist, 'zod-parts.js');
@@ -17,8 +18,9 @@ await esbuild.build({
   entryPoints: [entry],
   outfile: path.join(dist, 'zod-parts.cjs'),
   bundle: true,
-  format: 'cjs',
-  platform: 'node',
-  target: 'node22',
+  format: 'cjs', // required synchronously (config.ts)
+  // the Node our bundles target (the oldest package.json's engines allow), kept in one place
+  platform: NODE_ESM_BUNDLE.platform,
+  target: NODE_ESM_BUNDLE.target,
   logLevel: 'warning',
 });
