@@ -8,7 +8,7 @@
  * written whole, so an error can always cut the file back to a frame boundary.
  */
 import fs from 'node:fs';
-import { logger, nowMicros, streamKeyString, type StreamKey } from '@edgecap/core';
+import { fsyncDir, fsyncDirSync, logger, nowMicros, streamKeyString, type StreamKey } from '@edgecap/core';
 import type { CaptureFileHeader } from '@edgecap/format';
 import { Stat } from './layout.js';
 import type { StreamInfo, WriterEvent } from './types.js';
@@ -36,6 +36,13 @@ export interface WriterFs {
    * is kept (memory mode).
    */
   statfs?(p: string, cb: (err: NodeJS.ErrnoException | null, s: { bsize: number; blocks: number; bavail: number }) => void): void;
+  /**
+   * Optional: fsync a folder, on the thread (a file's first periodic sync, salvage) and off it
+   * (commit). A new stream's folders are durable only then (POSIX). Without them no folder is
+   * synced (memory mode has none).
+   */
+  fsyncDirSync?(p: string): void;
+  fsyncDir?(p: string, cb: (err: NodeJS.ErrnoException | null) => void): void;
 }
 
 export const realFs: WriterFs = {
@@ -49,6 +56,8 @@ export const realFs: WriterFs = {
   unlinkSync: (p) => fs.unlinkSync(p),
   fdatasync: (fd, cb) => fs.fdatasync(fd, cb),
   statfs: (p, cb) => fs.statfs(p, cb),
+  fsyncDirSync,
+  fsyncDir,
 };
 
 /** Free space is asked for again after this long (or sooner, at most this often, when it runs short). */
@@ -148,6 +157,11 @@ export class WStream {
   fileReadings = 0;
   openedAt = 0;
   unsynced = false;
+  /**
+   * The parents of the folders made for this file (a new stream's), not yet fsynced: the
+   * file's first periodic fdatasync, or else its commit, syncs them (committer.ts says why).
+   */
+  newDirs: string[] = [];
   gapFrom = -1;
   gapTo = -1;
   lastErrCode = '';

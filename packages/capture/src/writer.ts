@@ -6,6 +6,7 @@
  *     (deep: nothing pending → no timer;        │   (none while nothing is buffered or unsynced)
  *      every push rings the bell)               │
  *                                               │ every fsync_interval_ms: fdatasync
+ *                                               │   (a new stream's first: + fsync of new folders)
  *                                               │ size/age limit: fdatasync, rename .prog→.capture
  *                                               └ error: truncate back to goodEnd (or drop the file),
  *                                                 count, GAP 'write_error' once writing works again
@@ -22,7 +23,7 @@
  * OVERSIZE markers whose bytes went to the dead thread (token <= lostTokensUpTo) are gaps too.
  */
 import path from 'node:path';
-import { DEFAULTS, logger, nowMicros, streamKeyString, type StreamKey } from '@edgecap/core';
+import { DEFAULTS, logger, nowMicros, parentsChangedByMkdir, streamKeyString, type StreamKey } from '@edgecap/core';
 import { DIR_MODE, encodeFileStart, FILE_MODE, FrameEncoder, inProgressPath, newFileId } from '@edgecap/format';
 import { Doorbell, RingConsumer } from '@edgecap/ring';
 import { Committer, type SeqSink } from './committer.js';
@@ -378,6 +379,9 @@ export class Writer {
       try {
         this.fs.fdatasyncSync(s.fd);
         s.unsynced = false;
+        // a new stream's folders durable with the first bytes of its first file
+        if (s.newDirs.length > 0 && this.fs.fsyncDirSync) for (const d of s.newDirs) this.fs.fsyncDirSync(d);
+        s.newDirs = [];
       } catch (e) {
         writeError(s, e, this.deps.emit);
         this.files.abandon(s);
@@ -406,7 +410,9 @@ export class Writer {
       if (s.fd < 0) {
         const startUs = s.batchStartUs || nowMicros();
         const p = inProgressPath(this.o.captureDir, s.key, startUs, newFileId());
-        this.fs.mkdirSync(path.dirname(p), { recursive: true, mode: DIR_MODE });
+        const dir = path.dirname(p);
+        const first = this.fs.mkdirSync(dir, { recursive: true, mode: DIR_MODE });
+        const made = parentsChangedByMkdir(dir, typeof first === 'string' ? first : undefined, this.o.captureDir);
         const { bytes, header } = encodeFileStart({
           kind: s.key.kind,
           name: s.key.name,
@@ -419,6 +425,7 @@ export class Writer {
           ...(s.info.params && Object.keys(s.info.params).length ? { params: s.info.params } : {}),
         });
         s.fd = this.fs.openSync(p, 'wx', FILE_MODE);
+        s.newDirs = made;
         s.path = p;
         s.header = header;
         s.goodEnd = 0;

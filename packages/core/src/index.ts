@@ -25,5 +25,6 @@ export { hostOf, isLoopback } from './net.js';
 export { failedEntries, listFailed } from './failed.js';
 export { tokenMatches } from './token.js';
 export { ensureRoomForNewLmdb } from './space-probe.js';
+export { parentsChangedByMkdir, fsyncDir, fsyncDirSync } from './dirs.js';
 export { nowMicros, type StreamKey, streamKeyString, type DataType, type StreamGap } from './types.js';
 export { Ctl } from './threads/ctl.js';

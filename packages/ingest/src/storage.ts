@@ -34,7 +34,7 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
-import { EdgecapError, ErrorCodes, ensureRoomForNewLmdb, logger } from '@edgecap/core';
+import { EdgecapError, ErrorCodes, ensureRoomForNewLmdb, fsyncDirSync, logger, parentsChangedByMkdir } from '@edgecap/core';
 import type { Gap as FrameGap } from '@edgecap/format';
 import { RequestRejected, invalid } from './errors.js';
 import { newDeviceKey, type DeviceKey, type KeyRegistry, type NewDeviceKey } from './keys.js';
@@ -219,12 +219,7 @@ function gapKey(g: ReportedGap): string {
 
 function fsyncDirSyncBestEffort(dir: string): void {
   try {
-    const fd = fs.openSync(dir, 'r');
-    try {
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
+    fsyncDirSync(dir);
   } catch (e) {
     log.debug({ dir, err: (e as Error).message }, 'could not fsync the folder holding a new data dir');
   }
@@ -328,12 +323,7 @@ class Folders {
     if (!again && this.made.has(dir)) return;
     const first = fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     this.made.add(dir);
-    if (first === undefined) return;
-    // the entries of first … dir sit in their parents: dirname(first) … dirname(dir)
-    for (let d = dir; d.startsWith(this.root) && d !== this.root; d = path.dirname(d)) {
-      this.dirty.add(path.dirname(d));
-      if (d === first) break;
-    }
+    for (const p of parentsChangedByMkdir(dir, first, this.root)) this.dirty.add(p);
   }
 
   /** The parents dirtied so far, for a group commit to fsync (given back if that fails). */
