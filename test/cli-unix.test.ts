@@ -143,6 +143,11 @@ describe('edgecap CLI as a Unix tool', () => {
       [['run', '-c', 'x.json', '--metrics', '99999'], /--metrics.*'99999'.*0 to 65535/],
       [['run', '-c', 'x.json', '--http', 'localhost:http'], /--http.*'localhost:http'/],
       [['ingest', '--listen', '127.0.0.1:0', '--ui', ':8080'], /--ui.*':8080'/],
+      // nothing listens beyond loopback in plain text (refused before anything starts)
+      [['run', '-c', 'x.json', '--http', '0.0.0.0:0'], /--http-tls-cert: --http 0.0.0.0:0 is beyond loopback/],
+      [['run', '-c', 'x.json', '--metrics', '0.0.0.0:9100'], /--http-tls-cert: --metrics 0.0.0.0:9100 is beyond loopback/],
+      [['run', '-c', 'x.json', '--http-tls-cert', 'c.pem', '--http', '127.0.0.1:0'], /--http-tls-key: give both/],
+      [['ingest', '--listen', '127.0.0.1:0', '--insecure', '--data', '/tmp/x', '--ui', '0.0.0.0:0'], /--ui: 0.0.0.0:0 is beyond loopback: the data browser needs TLS/],
     ];
     for (const [args, msg, env] of cases) {
       const r = await edgecap(args, env ? { env } : {});

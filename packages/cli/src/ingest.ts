@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { parseLimitFlags, parseListen, startIngestServer, startIngestUi, type IngestLimits, exportReadings, listReceived, gapReportStreams, stringifyChunks, type ExportTarget } from '@edgecap/ingest';
+import { isLoopback, parseLimitFlags, parseListen, startIngestServer, startIngestUi, type IngestLimits, exportReadings, listReceived, gapReportStreams, stringifyChunks, type ExportTarget } from '@edgecap/ingest';
 import { onceSignal, userPath, Exit, UsageError, type Out } from './util.js';
 
 export interface IngestCliOptions {
@@ -40,6 +40,8 @@ export async function serveIngest(o: IngestCliOptions): Promise<number> {
   if (o.storage === 'files' && !o.data) throw new UsageError('--data', 'the embedded storage needs --data DIR');
   if (o.storage === 'postgres' && !pgUrl) throw new UsageError('--pg-url', 'storage postgres needs --pg-url URL (or EDGECAP_PG_URL)');
   const stop = onceSignal(['SIGINT', 'SIGTERM']);
+  const tls = o.tlsCert && o.tlsKey ? { certFile: userPath(o.tlsCert), keyFile: userPath(o.tlsKey) } : undefined;
+  if (o.ui && !tls && !/^\d+$/.test(o.ui) && !isLoopback(parseListen(o.ui).host)) throw new UsageError('--ui', `${o.ui} is beyond loopback: the data browser needs TLS (--tls-cert and --tls-key)`);
   const server = await startIngestServer({
     listen: o.listen,
     dataDir: o.data ? userPath(o.data) : '',
@@ -50,13 +52,13 @@ export async function serveIngest(o: IngestCliOptions): Promise<number> {
     limits,
     ...(o.tokenTtl !== undefined ? { accessTokenTtlMs: o.tokenTtl * 1000 } : {}),
     ...(o.insecure ? { insecure: true } : {}),
-    ...(o.tlsCert && o.tlsKey ? { tls: { certFile: userPath(o.tlsCert), keyFile: userPath(o.tlsKey) } } : {}),
+    ...(tls ? { tls } : {}),
   });
   process.stdout.write(`listening ${server.address}\n`);
   // The web UI: its own port and admin token (given, from the environment, or fresh and printed once).
   const uiToken = o.uiToken ?? process.env.EDGECAP_UI_TOKEN ?? randomBytes(18).toString('base64url');
   const ui = o.ui
-    ? await startIngestUi({ listen: o.ui, token: uiToken, storage: o.storage === 'postgres' ? { pgUrl: pgUrl! } : { dataDir: userPath(o.data!) } }).catch(async (e: unknown) => {
+    ? await startIngestUi({ listen: o.ui, token: uiToken, ...(tls ? { tls } : {}), storage: o.storage === 'postgres' ? { pgUrl: pgUrl! } : { dataDir: userPath(o.data!) } }).catch(async (e: unknown) => {
         await server.close();
         throw e;
       })

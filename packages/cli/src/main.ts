@@ -50,11 +50,15 @@ export async function main(argv: string[]): Promise<number> {
     .option('--metrics <[host:]port>', 'serve Prometheus metrics at /metrics', hostPortArg)
     .option('--http <[host:]port>', 'serve the live status page (and /metrics, /healthz); loopback unless a host is given', hostPortArg)
     .option('--http-token <token>', 'token for the status page controls (default $EDGECAP_HTTP_TOKEN, else a random one printed at start)')
-    .action(async (o: { config: string; metrics?: string; http?: string; httpToken?: string }) => {
+    .option('--http-tls-cert <file>', 'serve --http and --metrics over HTTPS with this certificate (PEM); required beyond loopback')
+    .option('--http-tls-key <file>', 'the private key (PEM) of --http-tls-cert')
+    .action(async (o: { config: string; metrics?: string; http?: string; httpToken?: string; httpTlsCert?: string; httpTlsKey?: string }) => {
+      if (Boolean(o.httpTlsCert) !== Boolean(o.httpTlsKey)) throw new UsageError(o.httpTlsCert ? '--http-tls-key' : '--http-tls-cert', 'give both --http-tls-cert and --http-tls-key');
       // Listen before the heavy imports: a SIGTERM during start-up still stops cleanly.
       const stop = onceSignal(['SIGINT', 'SIGTERM']);
       const { run } = await import('./run.js');
-      code = await run(userPath(o.config), o, stop, process.stderr);
+      const tls = o.httpTlsCert && o.httpTlsKey ? { certFile: userPath(o.httpTlsCert), keyFile: userPath(o.httpTlsKey) } : undefined;
+      code = await run(userPath(o.config), { ...o, ...(tls ? { tls } : {}) }, stop, process.stderr);
     });
 
   program

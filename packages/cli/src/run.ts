@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { isLoopback, type TlsFiles } from '@edgecap/core';
 import { DataManager, type DataManagerStats, type StatusServer } from '@edgecap/datamanager';
-import { fmtBytes, fmtCount } from './util.js';
+import { fmtBytes, fmtCount, UsageError } from './util.js';
 
 export function statusLine(s: DataManagerStats, prev: DataManagerStats | undefined, dtSec: number): string {
   const captured = s.capture.streams.reduce((a, x) => a + x.captured, 0);
@@ -25,21 +26,34 @@ export function parseHostPort(listen: string): { host: string; port: number } {
   return { host, port: Number(i < 0 ? listen : listen.slice(i + 1)) };
 }
 
-/** Serve Prometheus metrics (and /healthz) on 127.0.0.1:port or host:port: the status server without its page. */
-export function serveMetrics(dm: DataManager, listen: string): Promise<StatusServer> {
-  return dm.serveStatus({ ...parseHostPort(listen), ui: false });
+/** Serve Prometheus metrics (and /healthz) on 127.0.0.1:port or host:port (beyond loopback over TLS): the status server without its page. */
+export function serveMetrics(dm: DataManager, listen: string, tls?: TlsFiles): Promise<StatusServer> {
+  return dm.serveStatus({ ...parseHostPort(listen), ui: false, ...(tls ? { tls } : {}) });
 }
 
 /** `edgecap run --config FILE`: capture + sync until SIGINT/SIGTERM, then a clean stop. */
-export async function run(configFile: string, opts: { metrics?: string; http?: string; httpToken?: string }, stop: Promise<NodeJS.Signals>, err: NodeJS.WritableStream & { isTTY?: boolean }): Promise<number> {
+export async function run(configFile: string, opts: { metrics?: string; http?: string; httpToken?: string; tls?: TlsFiles }, stop: Promise<NodeJS.Signals>, err: NodeJS.WritableStream & { isTTY?: boolean }): Promise<number> {
+  // Refused before anything starts: nothing listens beyond loopback in plain text.
+  for (const [flag, listen] of [['--metrics', opts.metrics], ['--http', opts.http]] as const) {
+    if (listen && !opts.tls && !isLoopback(parseHostPort(listen).host)) throw new UsageError('--http-tls-cert', `${flag} ${listen} is beyond loopback: give --http-tls-cert and --http-tls-key (TLS)`);
+  }
   const dm = DataManager.fromFile(configFile);
   // A worker that dies is reported, not fatal: the rest of the pipeline keeps running.
   dm.on('error', (e) => err.write(`edgecap: ${e.message}\n`));
   await dm.start();
-  const metrics = opts.metrics ? await serveMetrics(dm, opts.metrics) : undefined;
   // The status page's controls need a token: the one given, else a fresh one printed once.
   const httpToken = opts.httpToken ?? process.env.EDGECAP_HTTP_TOKEN ?? (opts.http ? randomBytes(18).toString('base64url') : undefined);
-  const page = opts.http ? await dm.serveStatus({ ...parseHostPort(opts.http), ...(httpToken ? { token: httpToken } : {}) }) : undefined;
+  let metrics: StatusServer | undefined;
+  let page: StatusServer | undefined;
+  try {
+    metrics = opts.metrics ? await serveMetrics(dm, opts.metrics, opts.tls) : undefined;
+    page = opts.http ? await dm.serveStatus({ ...parseHostPort(opts.http), ...(httpToken ? { token: httpToken } : {}), ...(opts.tls ? { tls: opts.tls } : {}) }) : undefined;
+  } catch (e) {
+    // a port taken, a certificate unreadable: stop what started, or its threads keep the process up
+    await metrics?.close();
+    await dm.stop();
+    throw e;
+  }
   if (page) err.write(`edgecap: status page at ${page.url}/#token=${httpToken}\n`);
   let prev: DataManagerStats | undefined;
   let last = Date.now();

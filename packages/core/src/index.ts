@@ -26,5 +26,6 @@ export { failedEntries, listFailed } from './failed.js';
 export { tokenMatches } from './token.js';
 export { ensureRoomForNewLmdb } from './space-probe.js';
 export { parentsChangedByMkdir, fsyncDir, fsyncDirSync } from './dirs.js';
+export { readTlsFiles, type TlsFiles } from './tls.js';
 export { nowMicros, type StreamKey, streamKeyString, type DataType, type StreamGap } from './types.js';
 export { Ctl } from './threads/ctl.js';

@@ -14,19 +14,25 @@
  * strict Content-Security-Policy: scripts and styles only from this server, no inline code.
  */
 import http from 'node:http';
+import https from 'node:https';
 import fs from 'node:fs';
 import net from 'node:net';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { EdgecapError, ErrorCodes, FAILED_DIR_NAME, failedEntries, logger, tokenMatches } from '@edgecap/core';
+import { EdgecapError, ErrorCodes, FAILED_DIR_NAME, failedEntries, isLoopback, logger, readTlsFiles, tokenMatches } from '@edgecap/core';
 import { createMetricsRegistry } from './metrics.js';
 import { LastReadings, streamKey } from './last-reading.js';
 import type { DataManager, DataManagerStats } from './manager.js';
 
 export interface StatusServerOptions {
-  /** Default 127.0.0.1. Anything but a loopback address needs `token`. */
+  /** Default 127.0.0.1. Anything but a loopback address needs `tls`, and `token` for the page. */
   host?: string;
+  /**
+   * Serve HTTPS with this certificate and key (PEM files). Required off loopback: the page, its
+   * token and /metrics never cross a network in plain text.
+   */
+  tls?: { certFile: string; keyFile: string };
   /** 0 picks a free port. */
   port: number;
   /** Required for the controls (and, off loopback, for every API read). */
@@ -38,7 +44,7 @@ export interface StatusServerOptions {
 }
 
 export interface StatusServer {
-  /** http://host:port */
+  /** http(s)://host:port */
   url: string;
   host: string;
   port: number;
@@ -91,20 +97,12 @@ function listFailedBounded(stateDir: string): { file: string; reason: string }[]
   return out;
 }
 
-export function isLoopbackHost(host: string): boolean {
-  const h = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
-  if (h === 'localhost') return true;
-  if (net.isIPv4(h)) return h.startsWith('127.');
-  if (net.isIPv6(h)) return h === '::1';
-  return false;
-}
-
 /** The Host header names this loopback server (no other site's page can reach it by DNS rebinding). */
 function hostAllowed(req: http.IncomingMessage): boolean {
   const h = req.headers.host;
   if (!h) return false;
   const name = h.startsWith('[') ? h.slice(0, h.indexOf(']') + 1) : h.split(':')[0]!;
-  return isLoopbackHost(name);
+  return isLoopback(name);
 }
 
 const uiDir = fileURLToPath(new URL('../src/ui/', import.meta.url));
@@ -139,11 +137,15 @@ const ACTIONS: Record<Action, (dm: DataManager) => Promise<unknown>> = {
 
 export async function serveStatus(dm: DataManager, opts: StatusServerOptions): Promise<StatusServer> {
   const host = opts.host ?? '127.0.0.1';
-  const loopback = isLoopbackHost(host);
+  const loopback = isLoopback(host);
   const ui = opts.ui !== false;
+  if (!loopback && !opts.tls) {
+    throw new EdgecapError(ErrorCodes.CONFIG_INVALID, `the status server listens beyond loopback only over TLS (asked for ${host}): give tls (edgecap run --http-tls-cert/--http-tls-key)`);
+  }
   if (ui && !loopback && !opts.token) {
     throw new EdgecapError(ErrorCodes.CONFIG_INVALID, `the status page listens on loopback only unless a token is set (asked for ${host})`);
   }
+  const tls = opts.tls ? readTlsFiles(opts.tls, 'tls') : undefined;
   const log = logger('datamanager.http');
   const reg = createMetricsRegistry(() => dm.stats());
   const files = ui ? assets() : new Map<string, [string, string]>();
@@ -262,7 +264,7 @@ export async function serveStatus(dm: DataManager, opts: StatusServerOptions): P
   };
   const json = (res: http.ServerResponse, code: number, v: unknown): void => send(res, code, JSON.stringify(v), 'application/json');
 
-  const server = http.createServer((req, res) => {
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const url = new URL(req.url ?? '/', 'http://x');
     const p = url.pathname;
     // Before anything is served, /metrics included (DNS rebinding would otherwise read it).
@@ -317,7 +319,8 @@ export async function serveStatus(dm: DataManager, opts: StatusServerOptions): P
       return;
     }
     send(res, 404, 'not found\n');
-  });
+  };
+  const server = tls ? https.createServer(tls, handler) : http.createServer(handler);
   server.on('clientError', (_e, socket) => socket.destroy());
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -330,7 +333,7 @@ export async function serveStatus(dm: DataManager, opts: StatusServerOptions): P
   const shown = net.isIPv6(host) ? `[${host}]` : host;
   log.info({ host, port: addr.port, ui }, 'status server listening');
   return {
-    url: `http://${shown}:${addr.port}`,
+    url: `${tls ? 'https' : 'http'}://${shown}:${addr.port}`,
     host,
     port: addr.port,
     async close() {

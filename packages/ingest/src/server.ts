@@ -17,11 +17,12 @@
  *           (≤ maxBatchFiles / maxBatchBytes) ─► a refused file gets its own REJECTED result, the rest go on
  *           ─► clean half-close ─► the verified files committed together (one group commit) ─► one result per file
  */
-import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import { EdgecapError, ErrorCodes, logger } from '@edgecap/core';
+import { EdgecapError, ErrorCodes, isLoopback, logger, readTlsFiles } from '@edgecap/core';
+
+export { isLoopback };
 import type { ReportGapsRequest__Output, UploadRequest__Output } from '@edgecap/proto';
 import { CaptureCheck } from './capture-check.js';
 import { handleUploadBatch } from './batch.js';
@@ -102,13 +103,6 @@ export function parseListen(listen: string): { host: string; port: number } {
   const port = Number(m[2]);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new EdgecapError(ErrorCodes.CONFIG_INVALID, `listen port ${m[2]} is out of range`);
   return { host: m[1]!, port };
-}
-
-export function isLoopback(host: string): boolean {
-  if (host === 'localhost') return true;
-  if (net.isIPv4(host)) return host.startsWith('127.');
-  if (net.isIPv6(host)) return host === '::1' || /^::ffff:127\./i.test(host);
-  return false;
 }
 
 export function toStatus(err: unknown): Partial<grpc.StatusObject> {
@@ -312,7 +306,8 @@ export async function startIngestServer(opts: IngestServerOptions): Promise<Inge
   const { host, port } = parseListen(opts.listen);
   let creds: grpc.ServerCredentials;
   if (opts.tls) {
-    creds = grpc.ServerCredentials.createSsl(null, [{ private_key: fs.readFileSync(opts.tls.keyFile), cert_chain: fs.readFileSync(opts.tls.certFile) }], false);
+    const { cert, key } = readTlsFiles(opts.tls, 'tls');
+    creds = grpc.ServerCredentials.createSsl(null, [{ private_key: key, cert_chain: cert }], false);
   } else if (opts.insecure) {
     if (!isLoopback(host)) {
       throw new EdgecapError(ErrorCodes.CONFIG_INVALID, `refusing plain-text (insecure) ingest on non-loopback address ${host}: use TLS (--tls-cert/--tls-key) or listen on 127.0.0.1`);

@@ -1,6 +1,6 @@
 /**
- * The ingest's data browser (`edgecap ingest --ui [HOST:]PORT`): a separate node:http port,
- * off by default, with its own admin token. The page is static (./static, uPlot from
+ * The ingest's data browser (`edgecap ingest --ui [HOST:]PORT`): a separate HTTP(S) port, off
+ * by default, with its own admin token; beyond loopback only over TLS (the ingest's certificate). The page is static (./static, uPlot from
  * node_modules); every /api call needs `x-edgecap-token: <admin token>`.
  *
  *   GET  /api/machines                       parts → streams (files, readings, seq range)
@@ -14,6 +14,7 @@
  * only, and a strict Content-Security-Policy allows no inline script at all.
  */
 import http from 'node:http';
+import https from 'node:https';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
@@ -21,12 +22,12 @@ import net from 'node:net';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { EdgecapError, ErrorCodes, logger, tokenMatches } from '@edgecap/core';
+import { EdgecapError, ErrorCodes, isLoopback, logger, readTlsFiles, tokenMatches, type TlsFiles } from '@edgecap/core';
 import { gapReportStreams } from '../report.js';
 import { checkPartId, isKeyId } from '../keys.js';
 import { FileStorage, acquireFileStorage, releaseFileStorage, type IngestStorage } from '../storage.js';
 import { PgStorage } from '../pg/storage.js';
-import { parseListen, isLoopback } from '../server.js';
+import { parseListen } from '../server.js';
 import { DEFAULT_UI_LIMITS, UiFileTooLargeError, filesPage, imageBytes, imagesPage, listMachines, numericFields, readingsPage, series, type StreamRef, type UiLimits } from './query.js';
 
 export interface IngestUiOptions {
@@ -36,6 +37,12 @@ export interface IngestUiOptions {
   storage: IngestStorage | { dataDir: string } | { pgUrl: string };
   /** The admin token every API call must present. */
   token: string;
+  /**
+   * Serve HTTPS with this certificate and key (`edgecap ingest` passes the server's own).
+   * Required beyond loopback: the admin token mints device keys and must never cross a network
+   * in plain text.
+   */
+  tls?: TlsFiles;
   limits?: Partial<UiLimits>;
 }
 
@@ -131,6 +138,10 @@ function disposition(name: string): string {
 export async function startIngestUi(o: IngestUiOptions): Promise<IngestUi> {
   if (!o.token || o.token.length < 8) throw new EdgecapError(ErrorCodes.CONFIG_INVALID, 'the ingest UI needs an admin token of at least 8 characters');
   const { host, port } = /^\d+$/.test(o.listen) ? { host: '127.0.0.1', port: Number(o.listen) } : parseListen(o.listen);
+  if (!isLoopback(host) && !o.tls) {
+    throw new EdgecapError(ErrorCodes.CONFIG_INVALID, `the ingest UI listens beyond loopback only over TLS (asked for ${host}): give tls (edgecap ingest --tls-cert/--tls-key)`);
+  }
+  const tls = o.tls ? readTlsFiles(o.tls, 'tls') : undefined;
   const lim: UiLimits = { ...DEFAULT_UI_LIMITS, ...o.limits };
   // The embedded store is shared with a server of the same process (reference-counted LMDB).
   const s: IngestStorage =
@@ -275,7 +286,7 @@ export async function startIngestUi(o: IngestUiOptions): Promise<IngestUi> {
     throw new HttpError(404, 'not found');
   };
 
-  const server = http.createServer((req, res) => {
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const url = new URL(req.url ?? '/', 'http://x');
     const p = url.pathname;
     if (p === '/healthz') return send(res, 200, 'ok\n', 'text/plain');
@@ -293,7 +304,8 @@ export async function startIngestUi(o: IngestUiOptions): Promise<IngestUi> {
       log.warn({ err: (e as Error).message, path: p }, 'ui request failed');
       json(res, 500, { error: (e as Error).message });
     });
-  });
+  };
+  const server = tls ? https.createServer(tls, handler) : http.createServer(handler);
   server.on('clientError', (_e, socket) => socket.destroy());
   try {
     await new Promise<void>((resolve, reject) => {
@@ -308,9 +320,8 @@ export async function startIngestUi(o: IngestUiOptions): Promise<IngestUi> {
     throw e;
   }
   const a = server.address() as net.AddressInfo;
-  if (!isLoopback(host)) log.warn({ host }, 'the ingest UI listens beyond loopback over plain HTTP: put TLS in front of it');
   return {
-    url: `http://${net.isIPv6(host) ? `[${host}]` : host}:${a.port}`,
+    url: `${tls ? 'https' : 'http'}://${net.isIPv6(host) ? `[${host}]` : host}:${a.port}`,
     port: a.port,
     async close() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
