@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import module from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -201,6 +202,33 @@ describe('DataManager lifecycle guards', () => {
     await expect(dm.start()).rejects.toThrow(/Readings/);
     expect(dm.stats().capture.running).toBe(false);
     await expect(dm.start()).rejects.toThrow(/Readings/); // state went back to stopped: retry is allowed
+  });
+
+  it('threads compile their bundles through a code cache in the state dir, reused by the next start; memory mode writes none', async (ctx) => {
+    if (typeof (module as { enableCompileCache?: unknown }).enableCompileCache !== 'function') ctx.skip(); // Node < 22.1: no compile cache
+    const dir = tmp('compile-cache');
+    const cfg = { capture_dir: dir, sync_disabled: true, resources: [{ name: 't', model: 'sim:sensor' as const, capture_methods: [{ method: 'Readings', capture_frequency_hz: 50 }] }] };
+    const entries = (): string[] => {
+      const root = path.join(dir, '.edgecap', 'compile-cache');
+      return fs.existsSync(root) ? (fs.readdirSync(root, { recursive: true }) as string[]).filter((f) => fs.statSync(path.join(root, f)).isFile()).sort() : [];
+    };
+    for (let run = 0; run < 2; run++) {
+      const dm = new DataManager(cfg);
+      await dm.start();
+      await waitFor('a reading', () => (dm.stats().capture.streams[0]?.captured ?? 0) > 0);
+      await dm.stop();
+      if (run === 0) expect(entries().length).toBeGreaterThan(0); // the collector and writer bundles, cached at their exit
+    }
+    const first = entries();
+    const dm = new DataManager(cfg);
+    await dm.start();
+    await dm.stop();
+    expect(entries()).toEqual(first); // the same bundles: read from the cache, nothing new compiled
+    const memDir = tmp('compile-cache-mem');
+    const mem = new DataManager({ ...cfg, capture_dir: memDir, storage: 'memory' as const });
+    await mem.start();
+    await mem.stop();
+    expect(fs.existsSync(path.join(memDir, '.edgecap', 'compile-cache'))).toBe(false);
   });
 
   it('push to a polled method is refused (one producer per stream)', async () => {
