@@ -4,6 +4,10 @@
  * slicing-by-8 from 4 KiB up on Node 22/24/26. Shorter spans (frame headers, small readings)
  * stay in JS, where the call into the addon costs more than the sum. Without the binding (a
  * platform it has no build for) everything is JS. EDGECAP_CRC32C=js forces JS (tests, A/B).
+ *
+ * The binding loads at the first long span, not at import: a thread of small readings (most
+ * sensors) never needs it, and loading it (the napi-rs loader probes the libc, resolves the
+ * platform package) cost each of 19 collectors ~2 ms at start-up, all booting on 2 cores.
  */
 import { createRequire } from 'node:module';
 
@@ -22,10 +26,14 @@ function loadNative(): NativeCrc | undefined {
   }
 }
 
-const native = loadNative();
+/** null: not tried yet; undefined: none (JS for every span). */
+let native: NativeCrc | undefined | null = null;
 
-/** Which implementation long spans use (reported by benchmarks). */
-export const crc32cImpl: 'native' | 'js' = native ? 'native' : 'js';
+/** Which implementation long spans use (reported by benchmarks; loads the binding if not yet). */
+export function crc32cImpl(): 'native' | 'js' {
+  if (native === null) native = loadNative();
+  return native ? 'native' : 'js';
+}
 
 const POLY = 0x82f63b78;
 const T = new Int32Array(256 * 8);
@@ -44,7 +52,10 @@ for (let n = 0; n < 256; n++) {
 
 /** Continue a CRC32C over buf[start, end). Pass the previous result as `crc` to chain. */
 export function crc32c(buf: Uint8Array, start = 0, end = buf.length, crc = 0): number {
-  if (native && end - start >= NATIVE_MIN_BYTES) return native(start === 0 && end === buf.length ? buf : buf.subarray(start, end), crc);
+  if (end - start >= NATIVE_MIN_BYTES) {
+    if (native === null) native = loadNative();
+    if (native) return native(start === 0 && end === buf.length ? buf : buf.subarray(start, end), crc);
+  }
   return crc32cJs(buf, start, end, crc);
 }
 
