@@ -2,19 +2,19 @@
 /**
  * The capture threads' entries as one file each (issue 14), written after `tsc -b`:
  *
- *   dist/collector-worker.js ─┐ esbuild (bundle, ESM, split) ┌► dist/threads/collector.js
- *   dist/writer-worker.js    ─┘                              ├► dist/threads/writer.js
- *                                                            └► dist/threads/chunk-*.js (shared / lazy)
+ *   dist/collector-worker.js ── esbuild (bundle, CommonJS) ──► dist/threads/collector.cjs
+ *   dist/writer-worker.js    ── esbuild (bundle, CommonJS) ──► dist/threads/writer.cjs
  *
  * Why: a thread loading ~25 ES modules pays for each (resolution, a module record, its own
  * compiled code) in every isolate. Measured on Node 22 (24 threads, RSS slope per thread): a
  * bare worker 11.0 MB, the unbundled collector entry 15.0 MB, this bundle 11.7 MB; all 24 online
  * in 1.29 s against 1.76 s. The engine starts these files (engine.ts); the per-module entries
- * stay for tests that run a thread body directly.
+ * stay for tests that run a thread body directly. CommonJS, one file each: a thread started from
+ * an ES module loads Node's ESM loader first (scripts/esbuild-node.js says what that cost).
  *
  * Pure-JS dependencies are bundled too (@msgpack/msgpack is 15 modules of its own); these stay
- * imports, resolved from packages/capture at run time: lmdb is native, undici must load only in
- * an http collector (a dynamic import: its chunk is loaded by the first http resource), pino
+ * requires, resolved from packages/capture at run time: lmdb is native, undici must load only in
+ * an http collector (a dynamic import: required when the first http resource starts), pino
  * must not load in a capture thread at all (an import of it fails the build instead). The
  * native CRC32C (@edgecap/format's crc32c.ts) is loaded with createRequire from the bundle's
  * own place, so it is a dependency of this package too (without it every CRC here ran in JS).
@@ -23,7 +23,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
-import { NODE_ESM_BUNDLE } from '../../../scripts/esbuild-node.js';
+import { NODE_CJS_THREAD_BUNDLE } from '../../../scripts/esbuild-node.js';
 
 const pkgDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const dist = path.join(pkgDir, 'dist');
@@ -43,7 +43,7 @@ fs.rmSync(out, { recursive: true, force: true });
 await esbuild.build({
   entryPoints,
   outdir: out,
-  ...NODE_ESM_BUNDLE,
+  ...NODE_CJS_THREAD_BUNDLE,
   external: ['lmdb', 'undici'],
   plugins: [
     {

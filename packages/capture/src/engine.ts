@@ -150,8 +150,8 @@ type EngineState = 'idle' | 'starting' | 'running' | 'stopping' | 'stopped';
 
 // One file per thread (scripts/bundle-threads.js, run by the build): the entries of
 // collector-worker.ts and writer-worker.ts, ~3 MB less per collector than their module graphs.
-const collectorUrl = new URL('./threads/collector.js', import.meta.url);
-const writerUrl = new URL('./threads/writer.js', import.meta.url);
+const collectorUrl = new URL('./threads/collector.cjs', import.meta.url);
+const writerUrl = new URL('./threads/writer.cjs', import.meta.url);
 
 /**
  * Start booting the threads a start(resources) will use (the writer, each collector, the shared

@@ -14,7 +14,7 @@ import { builtinModules } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
-import { NODE_ESM_BUNDLE } from '../../../scripts/esbuild-node.js';
+import { NODE_CJS_THREAD_BUNDLE, NODE_ESM_BUNDLE } from '../../../scripts/esbuild-node.js';
 import { rollup } from 'rollup';
 import { dts } from 'rollup-plugin-dts';
 
@@ -31,8 +31,8 @@ const BUNDLED = new Set(['@grpc/grpc-js', '@grpc/proto-loader', 'protobufjs']);
 
 // Worker threads are started with `new URL('./<name>.js', import.meta.url)` next to the module
 // that starts them; in the bundle every file sits in dist/, so two `./worker.js` would collide.
-// The capture threads start their one-file bundles (packages/capture/scripts/bundle-threads.js):
-// bundled again here on their own, so they share no chunk with the library entry.
+// The capture threads start their one-file CommonJS bundles (`./threads/<name>.cjs`,
+// packages/capture/scripts/bundle-threads.js): bundled again here the same way, on their own.
 const WORKERS = {
   'capture/threads/collector': 'collector-worker',
   'capture/threads/writer': 'writer-worker',
@@ -58,13 +58,13 @@ const workerUrls = {
       const owner = m[1];
       let src = await fs.promises.readFile(args.path, 'utf8');
       const errors = [];
-      src = src.replace(/new URL\((['"])\.\/([\w/-]+)\.js\1,\s*import\.meta\.url\)/g, (whole, q, name) => {
+      src = src.replace(/new URL\((['"])\.\/([\w/-]+)\.(c?js)\1,\s*import\.meta\.url\)/g, (whole, q, name, ext) => {
         const entry = WORKERS[`${owner}/${name}`];
         if (!entry) {
-          errors.push({ text: `${owner}: new URL('./${name}.js', import.meta.url) is not a known worker entry (add it to WORKERS in ${path.relative(repo, fileURLToPath(import.meta.url))})` });
+          errors.push({ text: `${owner}: new URL('./${name}.${ext}', import.meta.url) is not a known worker entry (add it to WORKERS in ${path.relative(repo, fileURLToPath(import.meta.url))})` });
           return whole;
         }
-        return `new URL(${q}./${entry}.js${q}, import.meta.url)`;
+        return `new URL(${q}./${entry}.${ext}${q}, import.meta.url)`;
       });
       // Files read beside the sources (a status page's html/css/js): shipped under assets/<package>/.
       src = src.replace(/new URL\((['"])(\.\.\/[^'"]*)\1,\s*import\.meta\.url\)/g, (whole, q, rel) => {
@@ -116,21 +116,31 @@ const entryPoints = {
 const ownEntryPoints = {};
 for (const [from, to] of Object.entries(WORKERS)) {
   const [p, ...f] = from.split('/');
-  (from.startsWith('capture/threads/') ? ownEntryPoints : entryPoints)[to] = need(path.join(distOf(p), `${f.join('/')}.js`));
+  const own = from.startsWith('capture/threads/');
+  (own ? ownEntryPoints : entryPoints)[to] = need(path.join(distOf(p), `${f.join('/')}.${own ? 'cjs' : 'js'}`));
 }
 
-for (const entries of [entryPoints, ownEntryPoints]) {
-  await esbuild.build({
-    entryPoints: entries,
-    outdir: dist,
-    ...NODE_ESM_BUNDLE,
-    // grpc-js and protobufjs are CommonJS: their require() of Node built-ins needs a real require.
-    banner: { js: "import { createRequire as __edgecapCreateRequire } from 'node:module';\nconst require = __edgecapCreateRequire(import.meta.url);" },
-    plugins: [externals, workerUrls],
-    legalComments: 'eof',
-    logLevel: 'warning',
-  });
-}
+await esbuild.build({
+  entryPoints,
+  outdir: dist,
+  ...NODE_ESM_BUNDLE,
+  // grpc-js and protobufjs are CommonJS: their require() of Node built-ins needs a real require.
+  banner: { js: "import { createRequire as __edgecapCreateRequire } from 'node:module';\nconst require = __edgecapCreateRequire(import.meta.url);" },
+  plugins: [externals, workerUrls],
+  legalComments: 'eof',
+  logLevel: 'warning',
+});
+await esbuild.build({
+  entryPoints: ownEntryPoints,
+  outdir: dist,
+  ...NODE_CJS_THREAD_BUNDLE,
+  // already a thread bundle: its import.meta.url is its own file's (the banner it carries)
+  banner: undefined,
+  define: undefined,
+  plugins: [externals, workerUrls],
+  legalComments: 'eof',
+  logLevel: 'warning',
+});
 
 // The config schema's zod parts, one CommonJS file required beside the module that validates
 // (packages/datamanager/scripts/bundle-zod.js): every chunk sits in dist/.
