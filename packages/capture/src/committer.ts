@@ -224,7 +224,8 @@ export class Committer {
     if (batch.length === 0) return;
     const sync = this.fs.fsyncDir ?? ((d: string, cb: (e: NodeJS.ErrnoException | null) => void) => cb(this.syncDirNow(d)));
     const dirs = [...new Set(batch.flatMap((f) => f.dirs))];
-    this.naming = new Promise<void>((resolve) => {
+    let over = false; // an fs without the async call answers at once: nothing stays in flight
+    const naming = new Promise<void>((resolve) => {
       let left = dirs.length;
       let failed: NodeJS.ErrnoException | null = null;
       for (const d of dirs) {
@@ -233,11 +234,13 @@ export class Committer {
           if (--left > 0) return;
           if (failed) writeError(batch[0]!.s, failed, this.emit, path.dirname(batch[0]!.path));
           for (const f of batch) f.named = true;
+          over = true;
           this.naming = undefined;
           resolve();
         });
       }
     });
+    if (!over) this.naming = naming;
   }
 
   private syncDirNow(d: string): NodeJS.ErrnoException | null {

@@ -294,9 +294,13 @@ describe('writer: a new stream\'s folders are durable before its seq is persiste
     expect(log).toContain('seq');
   });
 
-  it('rotation before any periodic sync: the folders are fsynced before the first file\'s seq and rename, once for all its files', async () => {
+  it.each([
+    ['off the thread', false],
+    ['on the thread (an fs without the async call)', true],
+  ])('rotation before any periodic sync (%s): the folders are fsynced before the first file\'s seq and rename, once for all its files', async (_how, syncOnly) => {
     const dir = path.join(tmpDir('names-rotate'), 'capture');
-    const { fs: lfs, log } = loggingFs();
+    const { fs: logged, log } = loggingFs();
+    const lfs: WriterFs = syncOnly ? { ...logged, fsyncDir: undefined } : logged;
     const store = { advanceSeqSync: () => void log.push('seq'), advanceSeqsSync: () => void log.push('seq') };
     const { w, ring, em, events } = oneStreamWriter(dir, lfs, store, { maxFileBytes: 4 * 1024, fsyncIntervalMs: 600_000, ringBytes: 1 << 20 });
     for (let i = 0; i < 400; i++) {
