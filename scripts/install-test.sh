@@ -4,7 +4,8 @@
 # outside the repo, type-checks a tiny embedding app (scripts/install-test/app.ts) with
 # `tsc --strict --skipLibCheck false` against the installed package, and runs it: a custom module
 # resource + a sim resource synced over TLS to an ingest started from the installed package on
-# 127.0.0.1. Exit 0 only if it ends with captured = received. Runs on the `node` first in PATH.
+# 127.0.0.1, after checking that importing the library leaves the ingest server unloaded
+# (light-import.mjs). Exit 0 only if it ends with captured = received. Runs on the `node` first in PATH.
 #
 # Needs `pnpm build` done (run first here unless EDGECAP_SKIP_BUILD=1). Keeps the folder on
 # failure (path printed); EDGECAP_INSTALL_TEST_KEEP=1 keeps it always.
@@ -42,7 +43,7 @@ tar xzf "$tgz" -O package/package.json | node -e '
   if (p.private || !p.engines?.node || bad.length) { console.error("install-test: package.json not publishable:", p.private ? "private" : "", bad); process.exit(1); }'
 
 cd "$work"
-cp "$here/app.ts" "$here/my-sensor.js" .
+cp "$here/app.ts" "$here/my-sensor.js" "$here/light-import.mjs" .
 cat >package.json <<'EOF'
 { "name": "edgecap-embed-app", "private": true, "type": "module" }
 EOF
@@ -67,6 +68,7 @@ echo "install-test: installed $(du -sm node_modules | cut -f1) MiB, $(npm ls --a
 
 npx tsc -p tsconfig.json
 npx edgecap --version >/dev/null
+node light-import.mjs
 node app.js
 ok=1
 echo "install-test: OK on node $(node -v)"

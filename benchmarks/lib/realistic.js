@@ -7,7 +7,8 @@
 //   floors    19 bare worker threads waking at the same rates with setTimeout; the same with
 //             Atomics.wait; 19 timers in one thread; one bare thread at 1 Hz (idle). Bare threads
 //             have the collectors' heap limit (COLLECTOR_HEAP_MB), which sizes V8's young generation.
-//   import    import('@edgecap/datamanager') in a fresh process, beside `node -e 0`.
+//   import    import('@edgecap/datamanager') in a fresh process, and import('edgecap') (the
+//             published package's bundle, built here), beside `node -e 0`.
 //   slope     RSS over 1, 4, 16, 64 resources at 10 Hz: the least-squares MB per collector.
 //   shared    the realistic load with its 16 sensors in the shared collector thread
 //             (`collector: "shared"`), and the slope with every resource shared.
@@ -22,6 +23,7 @@ import { fmt, ROOT_DIR } from './util.js';
 /** The CLI's package resolves @edgecap/datamanager as an app would (benchmarks does not depend on it). */
 const APP_DIR = path.join(ROOT_DIR, 'packages', 'cli');
 const DATAMANAGER = pathToFileURL(path.join(ROOT_DIR, 'packages', 'datamanager', 'dist', 'index.js')).href;
+const EDGECAP_DIR = path.join(ROOT_DIR, 'packages', 'edgecap');
 const CAPTURE = pathToFileURL(path.join(ROOT_DIR, 'packages', 'capture', 'dist', 'index.js')).href;
 
 const MiB = 1024 * 1024;
@@ -187,10 +189,12 @@ export async function floor({ rates, how, seconds, warmupSeconds = 1, heapMb }) 
 
 // ── import time ──────────────────────────────────────────────────────────────────────────────
 
-/** Wall time of fresh processes: `node -e 0` and one that imports @edgecap/datamanager (median of `runs`). */
+/** Wall time of fresh processes: `node -e 0`, and ones that import @edgecap/datamanager and `edgecap` (median of `runs`). */
 export async function importTime({ runs = 5 }) {
-  const cwd = APP_DIR;
-  const wall = (args) => {
+  // the package a user installs: its bundle, made from the dist just compiled
+  const b = spawnSync(process.execPath, [path.join(EDGECAP_DIR, 'scripts', 'build.js')], { encoding: 'utf8' });
+  if (b.status !== 0) throw new Error(`building the edgecap package: ${b.stderr}`);
+  const wall = (args, cwd = APP_DIR) => {
     const t = [];
     for (let i = 0; i < runs; i++) {
       const t0 = performance.now();
@@ -202,8 +206,11 @@ export async function importTime({ runs = 5 }) {
   };
   const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   const bare = wall(['-e', '0']);
-  const dm = wall(['--input-type=module', '-e', "const t = performance.now(); await import('@edgecap/datamanager'); console.log(performance.now() - t)"]);
+  const timed = (spec) => ['--input-type=module', '-e', `const t = performance.now(); await import('${spec}'); console.log(performance.now() - t)`];
+  const dm = wall(timed('@edgecap/datamanager'));
+  const pkg = wall(timed('edgecap'), EDGECAP_DIR); // the package resolves itself by name
   return {
+    packageMs: median(pkg.map((x) => Number(x.out.trim()))),
     nodeMs: median(bare.map((x) => x.wall)),
     processMs: median(dm.map((x) => x.wall)),
     importMs: median(dm.map((x) => Number(x.out.trim()))),
@@ -242,6 +249,7 @@ export function realisticMarkdown(section) {
   L.push(`| start-up, 19 resources: spawn → every stream's first reading | ${e(r, (y) => `${fmt(y.allFirstMs)} ms (first of any stream ${fmt(y.firstAnyMs)} ms; \`dm.start()\` resolved at ${fmt(y.startMs)} ms; import ${fmt(y.importMs)} ms)`)} | 19 bare threads online: ${e(fl.timeout, (y) => `${fmt(y.startMs)} ms`)} |`);
   if (d.restart) L.push(`| start-up after a restart (the same capture dir: recovery, and the threads' compile cache warm), 19 resources | ${e(d.restart, (y) => `${fmt(y.restartMs)} ms (median of ${y.runs.length - 1} restarts: ${y.runs.slice(1).map((x) => fmt(x)).join(', ')}; the first start in that dir ${fmt(y.firstMs)} ms)`)} | – |`);
   L.push(`| \`import('@edgecap/datamanager')\` | ${e(d.importTime, (y) => `${fmt(y.importMs)} ms (process ${fmt(y.processMs)} ms)`)} | \`node -e 0\`: ${e(d.importTime, (y) => `${fmt(y.nodeMs)} ms`)} |`);
+  if (d.importTime?.packageMs !== undefined) L.push(`| \`import('edgecap')\` (the published package's bundle) | ${fmt(d.importTime.packageMs)} ms | – |`);
   if (d.realisticShared) L.push(`| start-up, 16 of 19 shared | ${e(d.realisticShared, (y) => `${fmt(y.allFirstMs)} ms (first of any stream ${fmt(y.firstAnyMs)} ms)`)} | – |`);
   const slopeRow = (label, sl, floor = '') => `| ${label} (slope over ${sl.points.map((p) => p.resources).join(', ')} resources @ 10 Hz) | ${fmt(sl.mbPerCollector)} MB | ${sl.points.map((p) => (p.error ? `${p.resources}: FAILED` : `${p.resources}: ${fmt(p.rssMB)} MB`)).join(', ')}${floor} |`;
   // what Node charges for a thread before edgecap does anything: the setTimeout floor's 19 bare
@@ -266,6 +274,7 @@ export function realisticMarkdown(section) {
   L.push(bar("start-up, 19 resources, spawn → every stream's first reading (a first start: no compile cache)", r?.allFirstMs, 600, ' ms', `${fmt(fl.timeout?.startMs)} ms (19 bare threads online)`));
   if (d.restart && !d.restart.error) L.push(bar('the same after a restart (median)', d.restart.restartMs, 600, ' ms', `${fmt(fl.timeout?.startMs)} ms (19 bare threads online)`));
   L.push(bar("`import('@edgecap/datamanager')`", d.importTime?.importMs, 250, ' ms', `${fmt(d.importTime?.nodeMs)} ms (\`node -e 0\`, whole process)`));
+  if (d.importTime?.packageMs !== undefined) L.push(bar("`import('edgecap')` (the published bundle)", d.importTime.packageMs, 250, ' ms', `${fmt(d.importTime?.nodeMs)} ms (\`node -e 0\`, whole process)`));
   L.push(bar('RSS per collector', d.slope?.mbPerCollector, 8, ' MB', bareMB ? `${fmt(bareMB)} MB (a bare worker thread)` : '–'));
   L.push('');
   return L.join('\n');
@@ -337,7 +346,7 @@ export async function runSection({ runChild, scratch, rmrf, step, seconds, warmu
   });
   if (!out.restart.error) step(`   start-up on the same dir: first ${fmt(out.restart.firstMs)} ms, restarts ${out.restart.runs.slice(1).map((x) => fmt(x)).join(', ')} ms`);
   out.importTime = await guard('import', () => child('importTime', { runs: 5 }));
-  if (!out.importTime.error) step(`   import('@edgecap/datamanager') ${fmt(out.importTime.importMs)} ms; node -e 0 ${fmt(out.importTime.nodeMs)} ms`);
+  if (!out.importTime.error) step(`   import('@edgecap/datamanager') ${fmt(out.importTime.importMs)} ms; import('edgecap') ${fmt(out.importTime.packageMs)} ms; node -e 0 ${fmt(out.importTime.nodeMs)} ms`);
   for (const [key, shared] of [['slope', false], ['slopeShared', true]]) {
     const points = [];
     for (const n of slopeNs) {

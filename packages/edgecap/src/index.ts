@@ -16,26 +16,12 @@ export {
   type EdgecapConfigInput,
   type ResourceConfig,
 } from '@edgecap/datamanager';
-export {
-  startIngestServer,
-  parseListen,
-  makeDevCert,
-  exportReadings,
-  listReceived,
-  readReceived,
-  gapReport,
-  defaultLimits,
-  INGEST_VERSION,
-  DEFAULT_MAX_FILE_BYTES,
-  type IngestServer,
-  type IngestServerOptions,
-  type IngestLimits,
-  type DevCert,
-  type ExportedReading,
-  type ReceivedEntry,
-  type GapReport,
-  type GapReportOptions,
-} from '@edgecap/ingest';
+// The ingest server: its settings and dev certificates load with the library; the server itself
+// (gRPC, storage) only at the first call that needs it (./ingest.ts).
+export { parseListen, defaultLimits, INGEST_VERSION, DEFAULT_MAX_FILE_BYTES, type IngestLimits } from '@edgecap/ingest/settings';
+export { makeDevCert, type DevCert } from '@edgecap/ingest/devcert';
+export { startIngestServer, exportReadings, listReceived, readReceived, gapReport } from './ingest.js';
+export type { IngestServer, IngestServerOptions, ExportedReading, ReceivedEntry, GapReport, GapReportOptions } from '@edgecap/ingest';
 export {
   ErrorCodes,
   EdgecapError,
@@ -78,5 +64,5 @@ export {
   type RecoveryResult,
   type GapReason,
 } from '@edgecap/format';
-export { type ResourceCtx, type LoadedResource } from '@edgecap/capture';
-export { type SyncStats, type SyncErrorEvent, type FileSyncedEvent, type FileFailedEvent } from '@edgecap/sync';
+export type { ResourceCtx, LoadedResource } from '@edgecap/capture';
+export type { SyncStats, SyncErrorEvent, FileSyncedEvent, FileFailedEvent } from '@edgecap/sync';

@@ -1,9 +1,6 @@
 export {
   startIngestServer,
-  parseListen,
   isLoopback,
-  INGEST_VERSION,
-  DEFAULT_MAX_FILE_BYTES,
   MAX_MESSAGE_BYTES,
   FLOW_CONTROL_WINDOW,
   type IngestServer,
@@ -46,7 +43,7 @@ export { PgStorage, PgStorageError, MIGRATIONS, type PgStorageOptions, type Migr
 export { makeDevCert, type DevCert } from './devcert.js';
 export { findUnknownField } from './wire.js';
 export { type DeviceKey, type NewDeviceKey, type Principal, type KeyRegistry } from './keys.js';
-export { defaultLimits, parseLimitFlags, type IngestLimits } from './limits.js';
+export { defaultLimits, parseLimitFlags, parseListen, INGEST_VERSION, DEFAULT_MAX_FILE_BYTES, type IngestLimits } from './settings.js';
 export { openKeyAdmin, type KeyAdmin } from './registry.js';
 export { startIngestUi, type IngestUi, type IngestUiOptions } from './ui/server.js';
 export { DEFAULT_UI_LIMITS, type UiLimits } from './ui/query.js';

@@ -17,7 +17,7 @@ import { CaptureCheck } from './capture-check.js';
 import { RequestRejected, invalid } from './errors.js';
 import { actAs } from './identity.js';
 import type { Principal } from './keys.js';
-import type { IngestLimits } from './limits.js';
+import type { IngestLimits } from './settings.js';
 import { checkFileId, checkFileName } from './paths.js';
 import { sameContent, type IngestStorage, type NewFileRecord, type StagedUpload } from './storage.js';
 

@@ -9,7 +9,7 @@
  * SIGTERM/SIGINT stop it gracefully.
  */
 import { parseArgs } from 'node:util';
-import { parseLimitFlags } from './limits.js';
+import { parseLimitFlags } from './settings.js';
 import { startIngestServer } from './server.js';
 
 async function main(): Promise<void> {

@@ -17,7 +17,6 @@
  *           (≤ maxBatchFiles / maxBatchBytes) ─► a refused file gets its own REJECTED result, the rest go on
  *           ─► clean half-close ─► the verified files committed together (one group commit) ─► one result per file
  */
-import { createRequire } from 'node:module';
 import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { EdgecapError, ErrorCodes, isLoopback, logger, readTlsFiles } from '@edgecap/core';
@@ -29,7 +28,8 @@ import { handleUploadBatch } from './batch.js';
 import { RequestRejected, invalid } from './errors.js';
 import { UNAUTHENTICATED_DETAILS, actAs, makeIdentity } from './identity.js';
 import type { Principal } from './keys.js';
-import { ProgressWatch, SessionCap, UploadSlots, resolveLimits, statusOfSystemError, type IngestLimits } from './limits.js';
+import { ProgressWatch, SessionCap, UploadSlots, statusOfSystemError } from './limits.js';
+import { DEFAULT_MAX_FILE_BYTES, INGEST_VERSION, parseListen, resolveLimits, type IngestLimits } from './settings.js';
 import { checkFileId, checkFileName } from './paths.js';
 
 export { checkNames } from './receive.js';
@@ -41,9 +41,6 @@ import { DEFAULT_ACCESS_TOKEN_TTL_MS, authServiceDefinition, authServiceHandlers
 
 const log = logger('ingest');
 
-export const INGEST_VERSION: string = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
-
-export const DEFAULT_MAX_FILE_BYTES = 1024 * 1024 * 1024;
 /** Largest single gRPC message accepted: room for 8 MiB chunks plus framing. */
 export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024 + 1024;
 /** HTTP/2 receive windows (per stream and per connection) for upload throughput. */
@@ -97,13 +94,6 @@ export interface IngestServer {
   forceClose(): void;
 }
 
-export function parseListen(listen: string): { host: string; port: number } {
-  const m = /^\[([^\]]+)\]:(\d+)$/.exec(listen) ?? /^([^:]+):(\d+)$/.exec(listen);
-  if (!m) throw new EdgecapError(ErrorCodes.CONFIG_INVALID, `listen address ${JSON.stringify(listen)} must be HOST:PORT (IPv6 as [::1]:PORT)`);
-  const port = Number(m[2]);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new EdgecapError(ErrorCodes.CONFIG_INVALID, `listen port ${m[2]} is out of range`);
-  return { host: m[1]!, port };
-}
 
 export function toStatus(err: unknown): Partial<grpc.StatusObject> {
   if (err instanceof RequestRejected) return { code: err.status, details: err.message };

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import type { FileMetadata__Output } from '@edgecap/proto';
 // Internal (not exported by the package): the per-file receive logic of Upload and UploadBatch.
 import { FileReceiver, type UploadContext } from '../dist/receive.js';
-import { resolveLimits } from '../dist/limits.js';
+import { resolveLimits } from '../dist/settings.js';
 import type { StagedUpload } from '../dist/storage.js';
 import { fileMeta } from './helpers.js';
 

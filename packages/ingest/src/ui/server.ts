@@ -27,7 +27,7 @@ import { gapReportStreams } from '../report.js';
 import { checkPartId, isKeyId } from '../keys.js';
 import { FileStorage, acquireFileStorage, releaseFileStorage, type IngestStorage } from '../storage.js';
 import { PgStorage } from '../pg/storage.js';
-import { parseListen } from '../server.js';
+import { parseListen } from '../settings.js';
 import { DEFAULT_UI_LIMITS, UiFileTooLargeError, filesPage, imageBytes, imagesPage, listMachines, numericFields, readingsPage, series, type StreamRef, type UiLimits } from './query.js';
 
 export interface IngestUiOptions {
