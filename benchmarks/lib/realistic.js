@@ -24,6 +24,13 @@ import { fmt, ROOT_DIR } from './util.js';
 const APP_DIR = path.join(ROOT_DIR, 'packages', 'cli');
 const DATAMANAGER = pathToFileURL(path.join(ROOT_DIR, 'packages', 'datamanager', 'dist', 'index.js')).href;
 const EDGECAP_DIR = path.join(ROOT_DIR, 'packages', 'edgecap');
+/** The published package's bundle (buildPackage() makes it from the dist just compiled). */
+const PACKAGE_INDEX = pathToFileURL(path.join(EDGECAP_DIR, 'dist', 'index.js')).href;
+
+function buildPackage() {
+  const b = spawnSync(process.execPath, [path.join(EDGECAP_DIR, 'scripts', 'build.js')], { encoding: 'utf8' });
+  if (b.status !== 0) throw new Error(`building the edgecap package: ${b.stderr}`);
+}
 const CAPTURE = pathToFileURL(path.join(ROOT_DIR, 'packages', 'capture', 'dist', 'index.js')).href;
 
 const MiB = 1024 * 1024;
@@ -64,10 +71,10 @@ async function steady(seconds) {
   };
 }
 
-/** A DataManager as `edgecap run` makes one (sync off), under `load`. */
-export async function load({ dir, load: which, seconds, warmupSeconds = 2, resources: n, hz, shared = false }) {
+/** A DataManager as `edgecap run` makes one (sync off), under `load`; `pkg`: from the published package's bundle. */
+export async function load({ dir, load: which, seconds, warmupSeconds = 2, resources: n, hz, shared = false, pkg = false }) {
   const tImport = performance.now();
-  const { DataManager } = await import(DATAMANAGER);
+  const { DataManager } = await import(pkg ? PACKAGE_INDEX : DATAMANAGER);
   const importMs = performance.now() - tImport;
   const res =
     n !== undefined
@@ -191,9 +198,7 @@ export async function floor({ rates, how, seconds, warmupSeconds = 1, heapMb }) 
 
 /** Wall time of fresh processes: `node -e 0`, and ones that import @edgecap/datamanager and `edgecap` (median of `runs`). */
 export async function importTime({ runs = 5 }) {
-  // the package a user installs: its bundle, made from the dist just compiled
-  const b = spawnSync(process.execPath, [path.join(EDGECAP_DIR, 'scripts', 'build.js')], { encoding: 'utf8' });
-  if (b.status !== 0) throw new Error(`building the edgecap package: ${b.stderr}`);
+  buildPackage();
   const wall = (args, cwd = APP_DIR) => {
     const t = [];
     for (let i = 0; i < runs; i++) {
@@ -248,6 +253,10 @@ export function realisticMarkdown(section) {
   L.push('|---|---|---|');
   L.push(`| start-up, 19 resources: spawn → every stream's first reading | ${e(r, (y) => `${fmt(y.allFirstMs)} ms (first of any stream ${fmt(y.firstAnyMs)} ms; \`dm.start()\` resolved at ${fmt(y.startMs)} ms; import ${fmt(y.importMs)} ms)`)} | 19 bare threads online: ${e(fl.timeout, (y) => `${fmt(y.startMs)} ms`)} |`);
   if (d.restart) L.push(`| start-up after a restart (the same capture dir: recovery, and the threads' compile cache warm), 19 resources | ${e(d.restart, (y) => `${fmt(y.restartMs)} ms (median of ${y.runs.length - 1} restarts: ${y.runs.slice(1).map((x) => fmt(x)).join(', ')}; the first start in that dir ${fmt(y.firstMs)} ms)`)} | – |`);
+  if (d.firstStarts && !d.firstStarts.error) {
+    const fs5 = d.firstStarts;
+    L.push(`| first start (fresh capture dir, cold compile cache), median of ${fs5.runs.workspace.length}, interleaved: workspace build / the published \`edgecap\` package | ${fmt(fs5.workspaceMs)} ms / ${fmt(fs5.packageMs)} ms (workspace ${fs5.runs.workspace.map((x) => fmt(x)).join(', ')}; package ${fs5.runs.package.map((x) => fmt(x)).join(', ')}) | – |`);
+  }
   L.push(`| \`import('@edgecap/datamanager')\` | ${e(d.importTime, (y) => `${fmt(y.importMs)} ms (process ${fmt(y.processMs)} ms)`)} | \`node -e 0\`: ${e(d.importTime, (y) => `${fmt(y.nodeMs)} ms`)} |`);
   if (d.importTime?.packageMs !== undefined) L.push(`| \`import('edgecap')\` (the published package's bundle) | ${fmt(d.importTime.packageMs)} ms | – |`);
   if (d.realisticShared) L.push(`| start-up, 16 of 19 shared | ${e(d.realisticShared, (y) => `${fmt(y.allFirstMs)} ms (first of any stream ${fmt(y.firstAnyMs)} ms)`)} | – |`);
@@ -272,6 +281,10 @@ export function realisticMarkdown(section) {
   L.push(bar('idle, CPU', d.idle?.cpuPct, 0.5, ' %', `${fmt(fl.idle?.cpuPct)} % (one bare thread)`));
   L.push(bar('idle, RSS', d.idle?.rssMB, 80, ' MB', `${fmt(fl.idle?.rssMB)} MB (one bare thread)`));
   L.push(bar("start-up, 19 resources, spawn → every stream's first reading (a first start: no compile cache)", r?.allFirstMs, 600, ' ms', `${fmt(fl.timeout?.startMs)} ms (19 bare threads online)`));
+  if (d.firstStarts && !d.firstStarts.error) {
+    L.push(bar('the same, median of 5 first starts (workspace build)', d.firstStarts.workspaceMs, 600, ' ms', `${fmt(fl.timeout?.startMs)} ms (19 bare threads online)`));
+    L.push(bar('the same, median of 5 first starts (the published `edgecap` package)', d.firstStarts.packageMs, 600, ' ms', `${fmt(fl.timeout?.startMs)} ms (19 bare threads online)`));
+  }
   if (d.restart && !d.restart.error) L.push(bar('the same after a restart (median)', d.restart.restartMs, 600, ' ms', `${fmt(fl.timeout?.startMs)} ms (19 bare threads online)`));
   L.push(bar("`import('@edgecap/datamanager')`", d.importTime?.importMs, 250, ' ms', `${fmt(d.importTime?.nodeMs)} ms (\`node -e 0\`, whole process)`));
   if (d.importTime?.packageMs !== undefined) L.push(bar("`import('edgecap')` (the published bundle)", d.importTime.packageMs, 250, ' ms', `${fmt(d.importTime?.nodeMs)} ms (\`node -e 0\`, whole process)`));
@@ -345,6 +358,22 @@ export async function runSection({ runChild, scratch, rmrf, step, seconds, warmu
     return { firstMs: runs[0], restartMs: warm[Math.floor(warm.length / 2)], runs };
   });
   if (!out.restart.error) step(`   start-up on the same dir: first ${fmt(out.restart.firstMs)} ms, restarts ${out.restart.runs.slice(1).map((x) => fmt(x)).join(', ')} ms`);
+  // First starts (fresh capture dir, cold compile cache) from the workspace build and from the
+  // published package a user installs (one bundle per thread and for the library), interleaved
+  out.firstStarts = await guard('first starts', async () => {
+    buildPackage();
+    const runs = { workspace: [], package: [] };
+    for (let i = 0; i < 5; i++) {
+      for (const pkg of [false, true]) {
+        const dir = scratch(`real-first-${i}-${pkg ? 'pkg' : 'ws'}`);
+        runs[pkg ? 'package' : 'workspace'].push((await child('load', { dir, load: 'realistic', seconds: 0.5, warmupSeconds: 0, pkg })).allFirstMs);
+        rmrf(dir);
+      }
+    }
+    const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+    return { workspaceMs: median(runs.workspace), packageMs: median(runs.package), runs };
+  });
+  if (!out.firstStarts.error) step(`   first starts: workspace ${out.firstStarts.runs.workspace.map((x) => fmt(x)).join(', ')} ms; package ${out.firstStarts.runs.package.map((x) => fmt(x)).join(', ')} ms`);
   out.importTime = await guard('import', () => child('importTime', { runs: 5 }));
   if (!out.importTime.error) step(`   import('@edgecap/datamanager') ${fmt(out.importTime.importMs)} ms; import('edgecap') ${fmt(out.importTime.packageMs)} ms; node -e 0 ${fmt(out.importTime.nodeMs)} ms`);
   for (const [key, shared] of [['slope', false], ['slopeShared', true]]) {
