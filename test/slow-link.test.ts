@@ -9,13 +9,16 @@
  * (~14 s), every keepalive ping behind it, and grpc-js would drop the connection 5 s into every
  * attempt (what the issue saw every 40 s). No assertion is on speed: a loaded host only makes
  * things slower, which none of the checks mind.
+ *
+ * Memory mode (storage: "memory") uploads from memory on its own engine (MemorySyncEngine): the
+ * same cases run there with its files held by a MemoryFileSource.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { exportReadings, makeDevCert, startIngestServer, type IngestServer } from '@edgecap/ingest';
+import { exportReadings, makeDevCert, startIngestServer } from '@edgecap/ingest';
 import { FrameEncoder, encodeFileStart } from '@edgecap/format';
-import { SyncEngine, type FileSyncedEvent, type SyncErrorEvent, type SyncOptions } from '@edgecap/sync';
+import { MemorySyncEngine, SyncEngine, createRateLimit, type FileSyncedEvent, type MemoryFile, type MemoryFileSource, type MemorySyncOptions, type SyncErrorEvent, type SyncOptions } from '@edgecap/sync';
 import { tmpdir, waitFor } from './helpers.js';
 import { FaultyProxy } from './proxy.js';
 
@@ -38,10 +41,8 @@ beforeAll(() => {
 });
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
-/** One finished capture file of about `bytes` bytes (incompressible readings); returns its reading count. */
-function writeCapture(captureDir: string, name: string, bytes: number, firstSeq: number): number {
-  const dir = path.join(captureDir, 'sensor', 'link', 'Readings');
-  fs.mkdirSync(dir, { recursive: true });
+/** One finished capture file of about `bytes` bytes (incompressible readings), and its reading count. */
+function captureBytes(bytes: number, firstSeq: number): { file: Buffer; id: string; readings: number } {
   const { bytes: head, header } = encodeFileStart({ kind: 'sensor', name: 'link', method: 'Readings', type: 'tabular', tags: [], start_us: 1_700_000_000_000_000 + firstSeq });
   const enc = new FrameEncoder();
   const buf = new Uint8Array(1 << 16);
@@ -54,65 +55,125 @@ function writeCapture(captureDir: string, name: string, bytes: number, firstSeq:
     parts.push(Buffer.from(buf.subarray(0, len)));
     size += len;
   }
-  fs.writeFileSync(path.join(dir, `${name}-${header.id}.capture`), Buffer.concat(parts));
-  return n;
+  return { file: Buffer.concat(parts), id: header.id, readings: n };
 }
 
-const remaining = (captureDir: string): number => (fs.readdirSync(captureDir, { recursive: true }) as string[]).filter((f) => f.endsWith('.capture')).length;
+/** captureBytes written to the capture dir; returns its reading count. */
+function writeCapture(captureDir: string, name: string, bytes: number, firstSeq: number): number {
+  const dir = path.join(captureDir, 'sensor', 'link', 'Readings');
+  fs.mkdirSync(dir, { recursive: true });
+  const c = captureBytes(bytes, firstSeq);
+  fs.writeFileSync(path.join(dir, `${name}-${c.id}.capture`), c.file);
+  return c.readings;
+}
 
+/** Sealed in-memory capture files, as the MemoryStore hands them to sync. */
+class HeldFiles implements MemoryFileSource {
+  readonly files = new Map<string, MemoryFile>();
+  private readonly taken = new Set<string>();
+  add(c: { file: Buffer; id: string }): void {
+    this.files.set(c.id, { id: c.id, path: `sensor/link/Readings/${c.id}.capture`, header: { kind: 'sensor', name: 'link', method: 'Readings', type: 'tabular', tags: [] }, bytes: c.file, sealedAtMs: Date.now() });
+  }
+  pending(): MemoryFile[] {
+    return [...this.files.values()].filter((f) => !this.taken.has(f.id));
+  }
+  take(id: string): boolean {
+    if (!this.files.has(id) || this.taken.has(id)) return false;
+    this.taken.add(id);
+    return true;
+  }
+  untake(id: string): void {
+    this.taken.delete(id);
+  }
+  release(id: string): void {
+    this.taken.delete(id);
+    this.files.delete(id);
+  }
+  reject(id: string): void {
+    this.release(id);
+  }
+  unreportedGaps(): [] {
+    return [];
+  }
+  markGapsReported(): void {}
+}
+
+type Mode = 'disk' | 'memory';
+
+/** An edge (one mode's sync engine) → throttling proxy → a real ingest. */
 interface Rig {
   dir: string;
-  captureDir: string;
-  ingest: IngestServer;
   proxy: FaultyProxy;
-  engine: SyncEngine;
   synced: FileSyncedEvent[];
   errors: SyncErrorEvent[];
+  /** A capture file of about `bytes` bytes enters the edge; returns its reading count. */
+  add(name: string, bytes: number, firstSeq: number): number;
+  /** Files the edge holds, not yet acknowledged. */
+  left(): number;
+  syncNow(): Promise<unknown>;
+  teardown(): Promise<void>;
 }
 
-async function rig(name: string, throttle: ConstructorParameters<typeof FaultyProxy>[2], extra: Partial<SyncOptions> = {}): Promise<Rig> {
-  const dir = path.join(root, name);
-  const captureDir = path.join(dir, 'capture');
-  fs.mkdirSync(captureDir, { recursive: true });
+/**
+ * `cap`: sync_max_bytes_per_second over concurrent uploads (disk: two threads; memory: four
+ * uploads in flight), so a bucket per thread or per upload (or none) would show as a multiple.
+ */
+async function rig(mode: Mode, name: string, throttle: ConstructorParameters<typeof FaultyProxy>[2], cap?: number): Promise<Rig> {
+  const dir = path.join(root, `${mode}-${name}`);
   const ingest = await startIngestServer({ listen: '127.0.0.1:0', dataDir: path.join(dir, 'ingest'), tls: certs, apiKeys: [API_KEY] });
   const proxy = new FaultyProxy(ingest.port, '127.0.0.1', throttle);
   const port = await proxy.listen();
-  const engine = new SyncEngine({
-    captureDir,
-    stateDir: path.join(dir, 'state'),
-    additionalSyncPaths: [],
-    fileLastModifiedMs: 0,
-    intervalMs: 3_600_000,
-    threads: 1,
-    partId: 'slow-edge',
-    tags: [],
-    ingest: { address: `localhost:${port}`, caFile: certs.caFile, apiKey: API_KEY, keepaliveMs: KEEPALIVE_MS, keepaliveTimeoutMs: KEEPALIVE_TIMEOUT_MS },
-    stallTimeoutMs: STALL_TIMEOUT_MS,
-    backoff: { initialMs: 50, maxMs: 500 },
-    probeIntervalMs: 200,
-    random: () => 0,
-    ...extra,
-  });
+  const target = { address: `localhost:${port}`, caFile: certs.caFile, apiKey: API_KEY, keepaliveMs: KEEPALIVE_MS, keepaliveTimeoutMs: KEEPALIVE_TIMEOUT_MS };
+  const common = { partId: 'slow-edge', tags: [], intervalMs: 3_600_000, ingest: target, stallTimeoutMs: STALL_TIMEOUT_MS, backoff: { initialMs: 50, maxMs: 500 }, probeIntervalMs: 200 };
+  let engine: SyncEngine | MemorySyncEngine;
+  let add: Rig['add'];
+  let left: Rig['left'];
+  if (mode === 'disk') {
+    const captureDir = path.join(dir, 'capture');
+    fs.mkdirSync(captureDir, { recursive: true });
+    const o: SyncOptions = { ...common, captureDir, stateDir: path.join(dir, 'state'), additionalSyncPaths: [], fileLastModifiedMs: 0, threads: cap ? 2 : 1, random: () => 0 };
+    engine = new SyncEngine(cap ? { ...o, maxBytesPerSecond: cap } : o);
+    add = (n, bytes, firstSeq) => writeCapture(captureDir, n, bytes, firstSeq);
+    left = () => (fs.readdirSync(captureDir, { recursive: true }) as string[]).filter((f) => f.endsWith('.capture')).length;
+  } else {
+    const held = new HeldFiles();
+    const o: MemorySyncOptions = { ...common, source: held, concurrency: 4 };
+    engine = new MemorySyncEngine(cap ? { ...o, rateLimit: createRateLimit(cap) } : o);
+    add = (_n, bytes, firstSeq) => {
+      const c = captureBytes(bytes, firstSeq);
+      held.add(c);
+      return c.readings;
+    };
+    left = () => held.files.size;
+  }
   const synced: FileSyncedEvent[] = [];
   const errors: SyncErrorEvent[] = [];
   engine.on('file-synced', (e: FileSyncedEvent) => synced.push(e));
   engine.on('sync-error', (e: SyncErrorEvent) => errors.push(e));
-  return { dir, captureDir, ingest, proxy, engine, synced, errors };
+  return {
+    dir,
+    proxy,
+    synced,
+    errors,
+    add,
+    left,
+    syncNow: () => engine.syncNow(),
+    teardown: async () => {
+      proxy.resume();
+      await engine.stop();
+      await proxy.close();
+      await ingest.close();
+    },
+  };
 }
 
-async function teardown(r: Rig): Promise<void> {
-  await r.engine.stop();
-  await r.proxy.close();
-  await r.ingest.close();
-}
-
-/** Sync until the capture dir is empty (or give up after `ms`). */
+/** Sync until the edge holds nothing (or give up after `ms`). */
 async function drain(r: Rig, ms: number): Promise<void> {
   const giveUpAt = Date.now() + ms;
-  while (remaining(r.captureDir) > 0) {
-    if (Date.now() > giveUpAt) throw new Error(`${remaining(r.captureDir)} capture files left; errors: ${r.errors.map((e) => e.message).join(' | ')}`);
-    await r.engine.syncNow();
-    if (remaining(r.captureDir) > 0) await new Promise((res) => setTimeout(res, 100));
+  while (r.left() > 0) {
+    if (Date.now() > giveUpAt) throw new Error(`${r.left()} capture files left; errors: ${r.errors.map((e) => e.message).join(' | ')}`);
+    await r.syncNow();
+    if (r.left() > 0) await new Promise((res) => setTimeout(res, 100));
   }
 }
 
@@ -123,11 +184,11 @@ async function storedSeqs(r: Rig): Promise<number[]> {
   return out.sort((a, b) => a - b);
 }
 
-describe('slow link', () => {
-  it('a file that takes many keepalive intervals and stall timeouts over 32 KiB/s commits once, on one connection', async () => {
-    const r = await rig('slow', LINK_BYTES_PER_SECOND);
+describe.each<Mode>(['disk', 'memory'])('%s', (mode) => {
+  it('slow link: a file that takes many keepalive intervals and stall timeouts over 32 KiB/s commits once, on one connection', async () => {
+    const r = await rig(mode, 'slow', LINK_BYTES_PER_SECOND);
     try {
-      const readings = writeCapture(r.captureDir, 'big', 448 * 1024, 0);
+      const readings = r.add('big', 448 * 1024, 0);
       const t0 = Date.now();
       await drain(r, 120_000);
       const elapsed = Date.now() - t0;
@@ -140,15 +201,15 @@ describe('slow link', () => {
       expect(r.synced.map((s) => s.status)).toEqual(['committed']);
       expect(await storedSeqs(r)).toEqual(Array.from({ length: readings }, (_, i) => i));
     } finally {
-      await teardown(r);
+      await r.teardown();
     }
   }, 150_000);
 
-  it('a stalled link is cut after the stall timeout; the file is retried and arrives once when the link resumes', async () => {
-    const r = await rig('stall', 2 * LINK_BYTES_PER_SECOND);
+  it('slow link: a stalled link is cut after the stall timeout; the file is kept and arrives once when the link resumes', async () => {
+    const r = await rig(mode, 'stall', 2 * LINK_BYTES_PER_SECOND);
     try {
-      const readings = writeCapture(r.captureDir, 'stalled', 384 * 1024, 0);
-      const first = r.engine.syncNow();
+      const readings = r.add('stalled', 384 * 1024, 0);
+      const first = r.syncNow();
       // Stop the link mid-upload: connections stay open, nothing moves either way.
       await waitFor('the upload to be under way', () => r.proxy.forwardedUp > 96 * 1024, 60_000, 10);
       r.proxy.pause();
@@ -156,28 +217,23 @@ describe('slow link', () => {
       await waitFor('the stalled upload to be cut', () => r.errors.some((e) => /stalled/.test(e.message)), 60_000, 50);
       // Not before the stall timeout (the watchdog, not something else, cut it).
       expect(Date.now() - cutAt).toBeGreaterThanOrEqual(STALL_TIMEOUT_MS - 1000);
-      expect(remaining(r.captureDir)).toBe(1);
+      expect(r.left()).toBe(1);
       await first;
       r.proxy.resume();
       await drain(r, 120_000);
       expect(r.synced.map((s) => s.status)).toEqual(['committed']);
       expect(await storedSeqs(r)).toEqual(Array.from({ length: readings }, (_, i) => i));
     } finally {
-      r.proxy.resume();
-      await teardown(r);
+      await r.teardown();
     }
   }, 200_000);
-});
 
-describe('bandwidth cap', () => {
-  it('sync_max_bytes_per_second holds over all threads: the link carries at most the cap + 10 %', async () => {
+  it('bandwidth cap: sync_max_bytes_per_second holds over concurrent uploads: the link carries at most the cap + 10 %', async () => {
     const CAP = 96 * 1024;
-    // An unthrottled link; two threads with several uploads each, so one bucket per thread
-    // (or none) would show as twice the cap or more.
-    const r = await rig('cap', 0, { maxBytesPerSecond: CAP, threads: 2 });
+    const r = await rig(mode, 'cap', 0, CAP);
     try {
       let readings = 0;
-      for (let f = 0; f < 8; f++) readings += writeCapture(r.captureDir, `cap${f}`, 96 * 1024, readings);
+      for (let f = 0; f < 8; f++) readings += r.add(`cap${f}`, 96 * 1024, readings);
       const before = r.proxy.forwardedUp;
       const t0 = performance.now();
       await drain(r, 120_000);
@@ -188,7 +244,7 @@ describe('bandwidth cap', () => {
       expect(r.synced.filter((s) => s.status === 'committed')).toHaveLength(8);
       expect(await storedSeqs(r)).toEqual(Array.from({ length: readings }, (_, i) => i));
     } finally {
-      await teardown(r);
+      await r.teardown();
     }
   }, 150_000);
 });

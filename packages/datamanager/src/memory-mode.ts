@@ -75,9 +75,11 @@ class MemoryModeSync extends EventEmitter {
 }
 
 export async function memoryModeSync(c: EdgecapConfig, store: MemoryStore, ingest: IngestTarget, runId: string): Promise<SyncEngine> {
-  const { MemorySyncEngine, SyncEngine } = await import('@edgecap/sync');
+  const { MemorySyncEngine, SyncEngine, createRateLimit } = await import('@edgecap/sync');
   const intervalMs = Math.round(c.sync_interval_mins * 60_000);
-  const mem = new MemorySyncEngine({ source: store, ingest, partId: c.part_id, tags: c.tags, intervalMs, probeIntervalMs: c.sync_probe_interval_ms, concurrency: c.maximum_num_sync_threads * 4 });
+  // one bandwidth cap over both engines' uploads, as over a disk engine's threads
+  const pace = c.sync_max_bytes_per_second !== undefined ? { rateLimit: createRateLimit(c.sync_max_bytes_per_second) } : {};
+  const mem = new MemorySyncEngine({ source: store, ingest, partId: c.part_id, tags: c.tags, intervalMs, probeIntervalMs: c.sync_probe_interval_ms, stallTimeoutMs: c.sync_stall_timeout_ms, concurrency: c.maximum_num_sync_threads * 4, ...pace });
   let disk: SyncEngine | undefined;
   if (c.additional_sync_paths.length > 0 && c.state_dir) {
     disk = new SyncEngine({
@@ -88,6 +90,8 @@ export async function memoryModeSync(c: EdgecapConfig, store: MemoryStore, inges
       fileLastModifiedMs: c.file_last_modified_millis,
       intervalMs,
       probeIntervalMs: c.sync_probe_interval_ms,
+      stallTimeoutMs: c.sync_stall_timeout_ms,
+      ...pace,
       threads: c.maximum_num_sync_threads,
       partId: c.part_id,
       tags: c.tags,

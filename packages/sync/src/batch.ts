@@ -17,9 +17,9 @@ import type fsSync from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import type { DataSyncClient, UploadBatchResponse__Output } from '@edgecap/proto';
 import { classifyStatus, type FailureKind } from './errors.js';
-import { DEFAULT_STALL_TIMEOUT_MS, capPiece, takeBytes } from './link.js';
-import { DEFAULT_CHUNK_BYTES, PREFRAMED, callMetadata } from './target.js';
-import { LinkedCall, clientFor, dropClient, frameChunk, identityOf, linkFor, readSmall, type Layout, type UploadOutcome, type UploadTask } from './upload.js';
+import { DEFAULT_STALL_TIMEOUT_MS } from './link.js';
+import { DEFAULT_CHUNK_BYTES, callMetadata } from './target.js';
+import { LinkedCall, clientFor, dropClient, identityOf, linkFor, readSmall, type Layout, type UploadOutcome, type UploadTask } from './upload.js';
 
 /** Edge-side batch bounds (the ingest's defaults, limits.ts maxBatchFiles / maxBatchBytes, are above them). */
 export const BATCH_MAX_FILES = 256;
@@ -86,31 +86,16 @@ export async function uploadBatch(task: BatchTask, client?: DataSyncClient): Pro
     const call = c.UploadBatch(callMetadata(task.target), opts, (err: grpc.ServiceError | null, res?: UploadBatchResponse__Output) => done(err ? { err } : { res: res! }));
     call.on('error', () => undefined); // reported through the callback
     lc.call = call;
-    const write = (msg: object, n: number): Promise<void> => lc.write(msg, n);
     const { cancelled } = lc;
+    // The pace (bandwidth cap, capture first) and the link's window apply to a batch as to one
+    // file: a file goes pre-framed when it fits one piece, otherwise as views (uploadFile too).
+    const span = { chunk: Infinity, cap: task.rateLimit, preframed: true };
     void (async () => {
       for (const r of ready) {
         if (lc.settled) return;
         const f = task.files[r.i]!;
-        await write({ metadata: { ...f.meta, size: r.st.size, sha256: r.sha, mtime_ms: Math.floor(r.st.mtimeMs) } }, 0);
-        const len = r.whole.lens[0] ?? 0;
-        if (len === 0) continue;
-        const off = r.whole.offs[0]!;
-        const buf = r.whole.buf;
-        // The pace (bandwidth cap, capture first) and the link's window apply to a batch as to
-        // one file, in pieces of the pace's size: a file goes pre-framed when it fits one,
-        // otherwise as views (uploadFile does the same).
-        const cap = task.rateLimit;
-        for (let at = 0; at < len; ) {
-          const n = Math.min(len - at, cap ? capPiece(cap) : len);
-          if (cap) await takeBytes(cap, n);
-          if (lc.settled) return;
-          await link.room(n, cancelled);
-          if (lc.settled) return;
-          const view = buf.subarray(off + at, off + at + n);
-          await write(n === len ? { chunk: view, [PREFRAMED]: frameChunk(buf, off, len) } : { chunk: view }, n);
-          at += n;
-        }
+        await lc.write({ metadata: { ...f.meta, size: r.st.size, sha256: r.sha, mtime_ms: Math.floor(r.st.mtimeMs) } }, 0);
+        await lc.sendSpan(r.whole.buf, r.whole.offs[0]!, r.whole.lens[0] ?? 0, span);
       }
       if (lc.settled) return;
       call.end();

@@ -122,7 +122,10 @@ export class SyncEngine extends EventEmitter {
     // The pace's shared bucket (bandwidth cap, capture first): the same memory in every pool thread (link.ts).
     let rateLimit: RateLimitShare | undefined;
     if (opts.maxBytesPerSecond !== undefined && !(opts.maxBytesPerSecond > 0)) throw new SyncError('file', `maxBytesPerSecond must be > 0 (got ${opts.maxBytesPerSecond})`);
-    if (opts.maxBytesPerSecond !== undefined || opts.captureLateness) rateLimit = createRateLimit(opts.maxBytesPerSecond ?? 0);
+    // capture first sets the pace's rate: it would overwrite a cap another engine shares
+    if (opts.rateLimit && opts.captureLateness) throw new SyncError('file', 'rateLimit (a pace shared with another engine) and captureLateness cannot be combined');
+    if (opts.rateLimit) rateLimit = opts.rateLimit;
+    else if (opts.maxBytesPerSecond !== undefined || opts.captureLateness) rateLimit = createRateLimit(opts.maxBytesPerSecond ?? 0);
     this.captureFirst = opts.captureLateness && rateLimit ? new CaptureFirst(rateLimit, opts.captureLateness, opts.maxBytesPerSecond ?? 0) : undefined;
     this.notices = { events: this, lastError: undefined };
     this.health = new LinkHealth({ opts, clock: this.clock, random, uploader, probeIntervalMs, notices: this.notices, signal: () => this.abort?.signal });

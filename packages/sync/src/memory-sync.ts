@@ -15,11 +15,13 @@
  */
 import crypto from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import type * as grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
 import { Backoff, ErrorCodes, logger, type StreamGap } from '@edgecap/core';
 import type { DataSyncClient, Gap, UploadResponse__Output } from '@edgecap/proto';
 import { classifyStatus, statusName, type FailureKind } from './errors.js';
 import { DEFAULT_CHUNK_BYTES, addressesOf, callMetadata, checkTarget, makeClient, type IngestTarget } from './target.js';
+import { DEFAULT_STALL_TIMEOUT_MS, type LinkMonitor, type RateLimitShare } from './link.js';
+import { LinkedCall, linkFor } from './upload.js';
 import { captureMeta } from './header.js';
 import { DEFAULT_PROBE_INTERVAL_MS, type FileSyncedEvent, type SyncErrorEvent, type SyncResult, type SyncStats } from './engine.js';
 import { RoundScheduler, countAcked, nextTickDelay, type UploadTally } from './scheduler.js';
@@ -64,6 +66,10 @@ export interface MemorySyncOptions {
   chunkBytes?: number;
   backoff?: { initialMs?: number; maxMs?: number; factor?: number };
   probeTimeoutMs?: number;
+  /** sync_stall_timeout_ms: an upload with no acknowledged progress for this long is cut (default 60000). */
+  stallTimeoutMs?: number;
+  /** sync_max_bytes_per_second: the edge-wide pace (link.ts), shared with the disk engine of additional_sync_paths. */
+  rateLimit?: RateLimitShare;
 }
 
 type Outcome = { ok: true; status: 'committed' | 'already_have' } | { ok: false; kind: FailureKind; code?: number; message: string };
@@ -82,6 +88,8 @@ export class MemorySyncError extends Error {
 export class MemorySyncEngine extends EventEmitter {
   private readonly link: Backoff;
   private client: DataSyncClient | undefined;
+  /** The client's acknowledged progress (link.ts): bounds what is queued ahead of a slow link. */
+  private wire: LinkMonitor | undefined;
   private addrIdx = 0;
   /** One round at a time; the timer of scheduled rounds (shared with SyncEngine). */
   private readonly sched: RoundScheduler;
@@ -114,6 +122,8 @@ export class MemorySyncEngine extends EventEmitter {
   }
 
   private dropClient(): void {
+    this.wire?.close();
+    this.wire = undefined;
     this.client?.close();
     this.client = undefined;
   }
@@ -263,7 +273,11 @@ export class MemorySyncEngine extends EventEmitter {
     return res;
   }
 
-  /** One Upload call from memory: metadata (with the file's own id, so dedup is the disk mode's), then chunks. */
+  /**
+   * One Upload call from memory: metadata (with the file's own id, so dedup is the disk mode's),
+   * then chunks, each paced and kept within the link's window as a disk file's are (upload.ts).
+   * No fixed deadline: the call is cut only after stallTimeoutMs without progress.
+   */
   private upload(f: MemoryFile): Promise<Outcome> {
     const chunk = this.opts.chunkBytes ?? DEFAULT_CHUNK_BYTES;
     const size = f.bytes.length;
@@ -273,32 +287,38 @@ export class MemorySyncEngine extends EventEmitter {
       sha256: crypto.createHash('sha256').update(f.bytes).digest(),
       mtime_ms: f.sealedAtMs,
     };
-    const deadline = Date.now() + 120_000 + Math.ceil(size / (256 * 1024)) * 1000;
+    const stallMs = this.opts.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
+    const client = this.mainClient();
+    const wire = (this.wire ??= linkFor(client, this.opts.ingest, stallMs));
+    const bytes = Buffer.from(f.bytes.buffer, f.bytes.byteOffset, size);
     return new Promise<Outcome>((resolve) => {
-      let settled = false;
-      const call = this.mainClient().Upload(callMetadata(this.opts.ingest), { deadline }, (err: grpc.ServiceError | null, r?: UploadResponse__Output) => {
-        settled = true;
-        this.calls.delete(call);
-        if (err) return resolve({ ok: false, kind: classifyStatus(err.code), code: err.code, message: err.details || err.message });
-        if (r?.status === 'UPLOAD_STATUS_COMMITTED') return resolve({ ok: true, status: 'committed' });
-        if (r?.status === 'UPLOAD_STATUS_ALREADY_HAVE') return resolve({ ok: true, status: 'already_have' });
-        resolve({ ok: false, kind: 'server', message: `unexpected upload response status ${String(r?.status)}` });
+      const lc = new LinkedCall(wire, stallMs, () => {
+        done({ ok: false, kind: 'link', code: grpc.status.DEADLINE_EXCEEDED, message: `upload stalled: no progress for ${stallMs} ms (sync_stall_timeout_ms); the connection is dropped and the file retried` });
+        call.cancel();
+        if (this.client === client) this.dropClient();
       });
+      const done = (o: Outcome): void => {
+        if (!lc.settle()) return;
+        this.calls.delete(call);
+        resolve(o);
+      };
+      const call = client.Upload(callMetadata(this.opts.ingest), (err: grpc.ServiceError | null, r?: UploadResponse__Output) => {
+        if (err) return done({ ok: false, kind: classifyStatus(err.code), code: err.code, message: err.details || err.message });
+        if (r?.status === 'UPLOAD_STATUS_COMMITTED') return done({ ok: true, status: 'committed' });
+        if (r?.status === 'UPLOAD_STATUS_ALREADY_HAVE') return done({ ok: true, status: 'already_have' });
+        done({ ok: false, kind: 'server', message: `unexpected upload response status ${String(r?.status)}` });
+      });
+      lc.call = call;
       this.calls.add(call);
       call.on('error', () => undefined); // reported through the callback
-      const write = (msg: object): Promise<void> =>
-        new Promise<void>((ok) => {
-          if (settled || call.write(msg)) return ok();
-          const go = (): void => {
-            call.off('drain', go).off('status', go).off('error', go);
-            ok();
-          };
-          call.on('drain', go).on('status', go).on('error', go);
-        });
       void (async () => {
-        await write({ metadata: meta });
-        for (let pos = 0; pos < size && !settled; pos += chunk) await write({ chunk: Buffer.from(f.bytes.buffer, f.bytes.byteOffset + pos, Math.min(chunk, size - pos)) });
+        await lc.write({ metadata: meta }, 0);
+        // views of memory the store keeps unchanged until release: no copy per chunk
+        await lc.sendSpan(bytes, 0, size, { chunk, cap: this.opts.rateLimit, preframed: false });
+        if (lc.settled) return;
         call.end();
+        // the tail's acknowledgement is progress for the watchdog while it drains
+        await wire.drained(lc.cancelled);
       })();
     });
   }

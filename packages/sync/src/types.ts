@@ -6,6 +6,7 @@
 import type { EventEmitter } from 'node:events';
 import type { Clock } from '@edgecap/core';
 import type { CaptureFirstStats, CaptureLateness } from './capture-first.js';
+import type { RateLimitShare } from './link.js';
 import type { IngestTarget } from './target.js';
 
 export interface SyncOptions {
@@ -53,6 +54,11 @@ export interface SyncOptions {
   stallTimeoutMs?: number;
   /** sync_max_bytes_per_second: one cap over all uploads of this engine, all threads (unset: none). */
   maxBytesPerSecond?: number;
+  /**
+   * A pace made by the caller (createRateLimit) and shared with another engine: memory mode's
+   * in-memory files and its additional_sync_paths go through one cap. Replaces maxBytesPerSecond.
+   */
+  rateLimit?: RateLimitShare;
   /**
    * Capture first (sync_capture_first): capture's cumulative lateness, read once a second while a
    * round runs. Given, sync's pace follows it: cut back while capture is late beyond its own

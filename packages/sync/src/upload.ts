@@ -159,6 +159,31 @@ export class LinkedCall {
 
   readonly cancelled = (): boolean => this.settled;
 
+  /** Largest chunk message now: `chunk`, half the link's window (so a probe's answer frees room), and the pace's piece. */
+  piece(chunk: number, cap: RateLimitShare | undefined): number {
+    return Math.min(chunk, Math.max(MIN_WINDOW_BYTES, Math.floor(this.link.window / 2)), cap ? capPiece(cap) : Infinity);
+  }
+
+  /**
+   * Send `len` bytes of `buf` from `off` as chunk messages of at most piece() bytes, each once the
+   * pace (`cap`: bandwidth cap, capture first) and the link's window have room for it. `preframed`:
+   * `buf` has RESERVE free bytes before `off` (layoutFor), so a span that goes in one piece is
+   * handed to grpc-js pre-encoded (no copy); smaller pieces go as views. Views of `buf` may be
+   * serialised later: nobody may write to it again. Returns early once the call has ended.
+   */
+  async sendSpan(buf: Buffer, off: number, len: number, o: { chunk: number; cap: RateLimitShare | undefined; preframed: boolean }): Promise<void> {
+    for (let at = 0; at < len && !this.settled; ) {
+      const n = Math.min(len - at, this.piece(o.chunk, o.cap));
+      if (o.cap) await takeBytes(o.cap, n);
+      if (this.settled) return;
+      await this.link.room(n, this.cancelled);
+      if (this.settled) return;
+      const view = buf.subarray(off + at, off + at + n);
+      await this.write(o.preframed && n === len ? { chunk: view, [PREFRAMED]: frameChunk(buf, off, len) } : { chunk: view }, n);
+      at += n;
+    }
+  }
+
   /** Write `msg` (carrying `n` chunk bytes); resolves when the stream takes more (or the call ended). */
   write(msg: object, n: number): Promise<void> {
     const call = this.call!;
@@ -412,50 +437,28 @@ export async function uploadFile(task: UploadTask, client?: DataSyncClient): Pro
         done({ ok: true, status: res.status === 'UPLOAD_STATUS_COMMITTED' ? 'committed' : 'already_have', bytes: size, sha256: sha.toString('hex'), read: identityOf(st) });
       });
       lc.call = call;
-      const write = (msg: { chunk?: Buffer; metadata?: object; [PREFRAMED]?: Buffer }): Promise<void> => lc.write(msg, msg.chunk?.length ?? 0);
       const { cancelled } = lc;
-      /** Largest chunk message now: half the link's window (so a probe's answer frees room), and the cap's piece. */
-      const piece = (): number => Math.min(chunk, Math.max(MIN_WINDOW_BYTES, Math.floor(link.window / 2)), cap ? capPiece(cap) : chunk);
-      /** `framed`: the encoded message around `buf` (frameChunk), sent as is. */
-      const send = async (buf: Buffer, framed?: Buffer): Promise<void> => {
-        if (cap) await takeBytes(cap, buf.length);
-        if (lc.settled) return;
-        await link.room(buf.length, cancelled);
-        if (lc.settled) return;
-        await write(framed ? { chunk: buf, [PREFRAMED]: framed } : { chunk: buf });
-      };
+      const span = { chunk, cap, preframed: true };
       call.on('error', () => undefined); // reported through the callback
       void (async () => {
         try {
-          await write({ metadata: { ...task.meta, size, sha256: sha, mtime_ms: Math.floor(st.mtimeMs) } });
+          await lc.write({ metadata: { ...task.meta, size, sha256: sha, mtime_ms: Math.floor(st.mtimeMs) } }, 0);
           let pos = 0;
           if (whole) {
-            // Views of one buffer nobody writes to again: grpc-js may serialise them later. A
-            // whole chunk goes pre-framed; a smaller piece (slow link, bandwidth cap) as a view.
+            // One buffer nobody writes to again, its chunks laid out with room to pre-frame them
             const { buf, offs, lens } = whole;
             for (let i = 0; i < offs.length && !lc.settled; i++) {
-              const len = lens[i]!;
-              if (len === 0) continue;
-              if (piece() >= len) {
-                await send(buf.subarray(offs[i]!, offs[i]! + len), frameChunk(buf, offs[i]!, len));
-                pos += len;
-                continue;
-              }
-              for (let at = 0; at < len && !lc.settled; ) {
-                const n = Math.min(piece(), len - at);
-                await send(buf.subarray(offs[i]! + at, offs[i]! + at + n));
-                at += n;
-                pos += n;
-              }
+              await lc.sendSpan(buf, offs[i]!, lens[i]!, span);
+              pos += lens[i]!;
             }
           }
           while (pos < size && !lc.settled) {
             // A fresh buffer per chunk: grpc-js may still hold the previous one while serialising.
-            const n = Math.min(piece(), size - pos);
+            const n = Math.min(lc.piece(chunk, cap), size - pos);
             const buf = Buffer.allocUnsafe(RESERVE + n);
             const bytesRead = await readAt(fh!, buf, RESERVE, n, pos);
             if (bytesRead === 0) throw Object.assign(new Error(`file shrank during upload at byte ${pos} of ${size}`), { code: 'ESHRANK' });
-            await send(buf.subarray(RESERVE, RESERVE + bytesRead), frameChunk(buf, RESERVE, bytesRead));
+            await lc.sendSpan(buf, RESERVE, bytesRead, span);
             pos += bytesRead;
           }
           if (lc.settled) return;

@@ -151,3 +151,15 @@ describe('capture first: sync paced by capture lateness', () => {
     expect(cf.stats().baseline).toBeCloseTo(0.005);
   });
 });
+
+describe('a pace shared between engines (memory mode)', () => {
+  it('is refused together with capture first, which would overwrite the shared cap', async () => {
+    const { SyncEngine } = await import('../dist/engine.js');
+    const base = { captureDir: '/nonexistent/capture', stateDir: '/nonexistent/state', additionalSyncPaths: [], fileLastModifiedMs: 0, intervalMs: 60_000, threads: 1, partId: 'p', tags: [], ingest: { address: '127.0.0.1:1', insecure: true } };
+    const rateLimit = createRateLimit(65536);
+    expect(() => new SyncEngine({ ...base, rateLimit, captureLateness: () => ({ late: 0, due: 0 }) })).toThrow(/rateLimit .* captureLateness cannot be combined/);
+    // alone, the shared pace is the engine's: its rate is the caller's
+    expect(() => new SyncEngine({ ...base, rateLimit })).not.toThrow();
+    expect(rateOf(rateLimit)).toBe(65536);
+  });
+});
