@@ -5,7 +5,9 @@
  *   edgecapUploader ─ edgecap.sync.v1 Upload (upload.ts uploadFile); a viam-server `.capture`
  *                     file found in the capture dir is converted to an edgecap capture file first
  *   viamUploader    ─ viam.app.datasync.v1 (`ingest.protocol: viam`; @edgecap/viam uploadViam),
- *                     with viam's API-key → access-token handshake
+ *                     with viam's API-key → access-token handshake; the bandwidth cap paces its
+ *                     messages, but its calls keep viam's fixed deadline (its service has no
+ *                     Health to measure acknowledged progress with, link.ts)
  *
  * Contract (both): one attempt, never retries or sleeps; failures are returned as data
  * (UploadOutcome) for the engine to decide on; a success carries the identity of what was read.
@@ -16,6 +18,7 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { AccessTokens, AuthServiceClient, DataSyncServiceClient as ViamClient } from '@edgecap/viam';
 import { classifyStatus } from './errors.js';
+import { takeBytes } from './link.js';
 import { addressAt, channelOptions, credentialsFor, type IngestTarget } from './target.js';
 import { identityOf, onCloseClients, uploadFile, type ReadIdentity, type UploadOutcome, type UploadTask } from './upload.js';
 
@@ -120,6 +123,8 @@ async function uploadOverViam(task: UploadTask): Promise<UploadOutcome> {
     }
   } else if (apiKey) vt.apiKey = apiKey;
   if (task.deadlineMs !== undefined) vt.deadlineMs = task.deadlineMs;
+  const cap = task.rateLimit;
+  if (cap) vt.pace = (n) => takeBytes(cap, n);
   const out = await uploadViam(vt, viamClientFor<ViamClient>(v, task.target, address, 'sync'));
   if (!out.ok && out.kind === 'status' && out.grpcCode === grpc.status.UNAUTHENTICATED && apiKeyId) tokens.invalidate(address, apiKeyId);
   if (out.ok) return { ok: true, status: out.status, bytes: out.bytes, sha256: out.sha256, read };

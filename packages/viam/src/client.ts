@@ -41,7 +41,15 @@ export interface ViamUploadTask {
   apiKey?: string;
   /** Deadline per call, ms (default 120 s + 1 s per 256 KiB of the file). */
   deadlineMs?: number;
+  /**
+   * The edge's bandwidth cap (sync_max_bytes_per_second): awaited with the byte count before
+   * each message that carries data (chunks of 64 KiB; a unary call's whole payload).
+   */
+  pace?: (bytes: number) => Promise<void>;
 }
+
+type Pace = (bytes: number) => Promise<void>;
+const unpaced: Pace = () => Promise.resolve();
 
 export type ViamUploadOutcome =
   | { ok: true; status: 'committed' | 'already_have'; bytes: number; sha256: string; calls: number }
@@ -136,8 +144,12 @@ function streaming(
   });
 }
 
-function* sliceChunks(b: Uint8Array, wrap: (d: Uint8Array) => object): Generator<object> {
-  for (let o = 0; o < b.length; o += VIAM_CHUNK_BYTES) yield wrap(b.subarray(o, Math.min(b.length, o + VIAM_CHUNK_BYTES)));
+async function* sliceChunks(b: Uint8Array, wrap: (d: Uint8Array) => object, pace: Pace): AsyncGenerator<object> {
+  for (let o = 0; o < b.length; o += VIAM_CHUNK_BYTES) {
+    const d = b.subarray(o, Math.min(b.length, o + VIAM_CHUNK_BYTES));
+    await pace(d.length);
+    yield wrap(d);
+  }
 }
 
 const uniq = (xs: string[]): string[] => [...new Set(xs)];
@@ -173,7 +185,7 @@ export function uploadMetadataOfViam(md: DataCaptureMetadata__Output, partId: st
 }
 
 /** Send tabular items in size-bounded batches, binary items one per call (unary or streamed). */
-async function sendSensorData(client: DataSyncServiceClient, md: UploadMetadata, items: SensorData[], binary: boolean, callMd: grpc.Metadata, deadline: () => number): Promise<{ calls: number; status: Status }> {
+async function sendSensorData(client: DataSyncServiceClient, md: UploadMetadata, items: SensorData[], binary: boolean, callMd: grpc.Metadata, deadline: () => number, pace: Pace): Promise<{ calls: number; status: Status }> {
   let calls = 0;
   let allAlready = true;
   const note = (s: Status): void => {
@@ -185,6 +197,7 @@ async function sendSensorData(client: DataSyncServiceClient, md: UploadMetadata,
     let size = 0;
     const flush = async (): Promise<void> => {
       if (batch.length === 0) return;
+      await pace(size);
       note(await unary(client, { metadata: md, sensor_contents: batch }, callMd, deadline()));
       batch = [];
       size = 0;
@@ -200,20 +213,22 @@ async function sendSensorData(client: DataSyncServiceClient, md: UploadMetadata,
     for (const sd of items) {
       const bin = sd.binary as Uint8Array;
       if (bin.length <= VIAM_UNARY_BINARY_MAX) {
+        await pace(bin.length);
         note(await unary(client, { metadata: md, sensor_contents: [sd] }, callMd, deadline()));
       } else {
         const first = { metadata: { upload_metadata: md, sensor_metadata: sd.metadata } };
-        note(await streaming((cb) => client.StreamingDataCaptureUpload(callMd, { deadline: deadline() }, cb) as unknown as grpc.ClientWritableStream<unknown>, first, sliceChunks(bin, (d) => ({ data: d }))));
+        note(await streaming((cb) => client.StreamingDataCaptureUpload(callMd, { deadline: deadline() }, cb) as unknown as grpc.ClientWritableStream<unknown>, first, sliceChunks(bin, (d) => ({ data: d }), pace)));
       }
     }
   }
   return { calls, status: calls > 0 && allAlready ? 'already_have' : 'committed' };
 }
 
-async function* fileChunks(fh: fs.FileHandle, size: number, hash: ReturnType<typeof createHash>): AsyncGenerator<object> {
+async function* fileChunks(fh: fs.FileHandle, size: number, hash: ReturnType<typeof createHash>, pace: Pace): AsyncGenerator<object> {
   let pos = 0;
   while (pos < size) {
     const buf = Buffer.allocUnsafe(Math.min(VIAM_CHUNK_BYTES, size - pos));
+    await pace(buf.length);
     const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
     if (bytesRead === 0) throw Object.assign(new Error(`file shrank during upload at byte ${pos} of ${size}`), { code: 'ESHRANK' });
     const d = buf.subarray(0, bytesRead);
@@ -229,6 +244,7 @@ export async function uploadViam(task: ViamUploadTask, client: DataSyncServiceCl
   if (task.apiKey) callMd.set('authorization', `Bearer ${task.apiKey}`);
   let size = 0;
   const deadline = (): number => Date.now() + (task.deadlineMs ?? 120_000 + Math.ceil(size / (256 * 1024)) * 1000);
+  const pace = task.pace ?? unpaced;
   try {
     if (task.kind === 'file') {
       let fh: fs.FileHandle;
@@ -250,7 +266,7 @@ export async function uploadViam(task: ViamUploadTask, client: DataSyncServiceCl
           tags: uniq(task.tags ?? []),
           file_modify_time: usToTimestamp(Math.floor(st.mtimeMs) * 1000),
         };
-        const status = await streaming((cb) => client.FileUpload(callMd, { deadline: deadline() }, cb) as unknown as grpc.ClientWritableStream<unknown>, { metadata: md }, fileChunks(fh, size, hash));
+        const status = await streaming((cb) => client.FileUpload(callMd, { deadline: deadline() }, cb) as unknown as grpc.ClientWritableStream<unknown>, { metadata: md }, fileChunks(fh, size, hash, pace));
         return { ok: true, status, bytes: size, sha256: hash.digest('hex'), calls: 1 };
       } finally {
         await fh.close().catch(() => undefined);
@@ -282,7 +298,7 @@ export async function uploadViam(task: ViamUploadTask, client: DataSyncServiceCl
       binary = c.metadata.type === 'DATA_TYPE_BINARY_SENSOR' || (c.metadata.type !== 'DATA_TYPE_TABULAR_SENSOR' && c.sensorData[0]?.data === 'binary');
       items = c.sensorData;
     }
-    const r = await sendSensorData(client, md, items, binary, callMd, deadline);
+    const r = await sendSensorData(client, md, items, binary, callMd, deadline, pace);
     return { ok: true, status: r.status, bytes: size, sha256, calls: r.calls };
   } catch (e) {
     if (e instanceof CallFailed) return { ok: false, kind: 'status', grpcCode: e.grpcCode, message: e.message };
