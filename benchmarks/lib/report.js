@@ -278,7 +278,7 @@ export function writeReport(R, { root, resultsDir }) {
       else if (r.key === 'captureFirst') {
         const what = { idle: 'sync idle', drain: 'draining with capture first (sync_capture_first, the default)', 'drain-flat-out': 'draining flat out (capture first off, sync threads at nice +10)', 'drain-nice0': 'draining flat out at nice 0' };
         L.push(`- ${r.label}:`);
-        for (const x of r.rows) L.push(`  - ${what[x.phase] ?? x.phase}: ${fmt(x.missedPerSec)} missed deadlines/s, ${fmt(x.dropped)} dropped${x.drainMBps !== undefined ? `; drained at ${fmt(x.drainMBps)} MB/s in ${fmt(x.seconds)} s` : ''}${x.captureFirstCuts !== undefined ? ` (${x.captureFirstCuts} cuts; baseline ${fmt(x.baselineLatePerSec)} late/s)` : ''}`);
+        for (const x of r.rows) L.push(`  - ${what[x.phase] ?? x.phase}: ${fmt(x.missedPerSec)} missed deadlines/s, ${fmt(x.dropped)} dropped${x.drainMBps !== undefined ? `; drained at ${fmt(x.drainMBps)} MB/s in ${fmt(x.seconds)} s${x.windowSec ? ` (measured over its first ${fmt(x.windowSec)} s: ${x.drainedFiles} of ${x.drainFiles} files)` : ''}` : ''}${x.captureFirstCuts !== undefined ? ` (${x.captureFirstCuts} cuts; baseline ${fmt(x.baselineLatePerSec)} late/s)` : ''}`);
       }
     }
     L.push('');
