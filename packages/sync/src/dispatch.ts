@@ -13,6 +13,7 @@
  */
 import { Piscina } from 'piscina';
 import { logger, type Clock } from '@edgecap/core';
+import { threadEnv } from '@edgecap/core/threads';
 import type { StateStore } from '@edgecap/store';
 import { statusName } from './errors.js';
 import { DEFAULT_CHUNK_BYTES, addressesOf } from './target.js';
@@ -157,6 +158,8 @@ export class Dispatcher {
         // Several uploads in flight per thread: while one waits on the server's durable commit
         // (fsync, index) the next streams. One file per task still; each task one attempt.
         concurrentTasksPerWorker: SMALL_UPLOADS_PER_THREAD,
+        // the compile cache the DataManager points capture's threads at (the state dir)
+        ...threadEnv(),
       });
     }
   }

@@ -3,6 +3,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SyncEngine, type FileSyncedEvent, type SyncOptions } from '@edgecap/sync';
 import { StateStore } from '@edgecap/store';
+import { setThreadCompileCache } from '@edgecap/core/threads';
+import module from 'node:module';
 import { TestServer, byName, hasOpenssl, makeCapture, makeFile, makeTls, tmpDir } from './helpers.js';
 
 const tlsOk = hasOpenssl();
@@ -21,6 +23,24 @@ describe.skipIf(!tlsOk)('sync over TLS against a real gRPC server', () => {
   afterAll(async () => {
     await server.close();
     fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('the upload threads compile through the compile cache set for edgecap threads (the state dir)', async (ctx) => {
+    if (typeof (module as { enableCompileCache?: unknown }).enableCompileCache !== 'function') ctx.skip(); // Node < 22.1: no compile cache
+    const captureDir = path.join(dir, 'cc-capture');
+    const cache = path.join(dir, 'cc-cache');
+    makeCapture(captureDir, 'temp', 20);
+    setThreadCompileCache(cache);
+    const engine = new SyncEngine({ captureDir, stateDir: path.join(dir, 'cc-state'), additionalSyncPaths: [], fileLastModifiedMs: 0, intervalMs: 60_000, threads: 1, partId: 'part-1', tags: [], ingest: { address: `localhost:${server.port}`, caFile: tls.certFile, apiKey: 'k1' } });
+    try {
+      const r = await engine.syncNow();
+      expect(r.uploaded).toBe(1);
+    } finally {
+      await engine.stop();
+      setThreadCompileCache(undefined);
+    }
+    // written by the pool's thread: its worker entry and the modules it loaded
+    expect(fs.existsSync(cache) ? (fs.readdirSync(cache, { recursive: true }) as string[]).length : 0).toBeGreaterThan(0);
   });
 
   it('uploads capture files and additional_sync_paths files exactly once, deletes them, leaves .prog and young files', async () => {

@@ -112,11 +112,15 @@ export function setThreadCompileCache(dir: string | undefined): void {
   compileCacheDir = dir;
 }
 
+/** Worker options for a thread started now (ours, or a pool's: sync's piscina threads): its compile cache. */
+export function threadEnv(): { env?: NodeJS.ProcessEnv } {
+  // a thread's environment starts as a copy of the process's: the cache is the thread's alone
+  return compileCacheDir ? { env: { ...process.env, NODE_COMPILE_CACHE: compileCacheDir } } : {};
+}
+
 function spawn(url: URL, name: string, wakeSab: SharedArrayBuffer, heapMb: number | undefined): Worker {
   const workerData: ThreadData = { edgecap: { logLevel: rootLogger().level, wakeSab } };
-  // a thread's environment starts as a copy of the process's: the cache is the thread's alone
-  const env = compileCacheDir ? { env: { ...process.env, NODE_COMPILE_CACHE: compileCacheDir } } : {};
-  const worker = new Worker(url, { name, workerData, ...limits(heapMb), ...env });
+  const worker = new Worker(url, { name, workerData, ...limits(heapMb), ...threadEnv() });
   worker.on('message', (m: unknown) => {
     const line = logLineOf(m);
     if (line) relayLogLine(rootLogger(), name, line);

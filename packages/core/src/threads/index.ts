@@ -5,6 +5,6 @@
  * first (its logs travel to the main thread, its control words are set up) and exposes its API
  * with comlink over `nodeEndpoint(parentPort)`.
  */
-export { ManagedWorker, Restarter, DEFAULT_RESTART, prespawn, dropPrespawned, setThreadCompileCache, type ManagedWorkerOptions, type WorkerState, type StopOutcome, type StopResult, type RestartPolicy } from './host.js';
+export { ManagedWorker, Restarter, DEFAULT_RESTART, prespawn, dropPrespawned, setThreadCompileCache, threadEnv, type ManagedWorkerOptions, type WorkerState, type StopOutcome, type StopResult, type RestartPolicy } from './host.js';
 export { Comlink, nodeEndpoint, type Remote } from './comlink.js';
 export { Ctl } from './ctl.js';
