@@ -199,6 +199,8 @@ export class LinkMonitor {
  *   RATE   bytes per second now; 0 = no limit (every take passes at once). Changed while uploads
  *          run: a piece already reserved keeps the wait it got, the next one pays the new rate
  *   TAKEN  bytes reserved so far (a cancelled call's too): what the controller reads as sync's rate
+ *   A piece reserved and then not sent (its call ended while it waited) is refunded: TAT moves
+ *   back by its cost, never before now (refundBytes)
  */
 export interface RateLimitShare {
   buffer: SharedArrayBuffer;
@@ -262,6 +264,24 @@ export function reserveBytes(share: RateLimitShare, n: number): number {
       const wait = next - now - burst;
       return wait > 0n ? Number(wait / 1_000_000n) : 0;
     }
+  }
+}
+
+/**
+ * Give back `n` bytes reserved and never sent (their call ended while they waited): the pace's
+ * schedule moves back by their cost at today's rate, never to before now (no credit beyond the
+ * burst). They stay in TAKEN (what capture first reads sync's rate from only ever grows).
+ */
+export function refundBytes(share: RateLimitShare, n: number): void {
+  const words = new BigInt64Array(share.buffer);
+  const rate = Atomics.load(words, RATE);
+  if (rate === 0n || n <= 0) return;
+  const cost = (BigInt(n) * 1_000_000_000n + rate - 1n) / rate;
+  for (;;) {
+    const now = process.hrtime.bigint();
+    const cur = Atomics.load(words, TAT);
+    const back = cur - cost > now ? cur - cost : now;
+    if (back >= cur || Atomics.compareExchange(words, TAT, cur, back) === cur) return;
   }
 }
 

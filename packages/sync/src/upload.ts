@@ -25,7 +25,7 @@ import fs from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import type { DataSyncClient, FileMetadata, UploadRequest, UploadResponse__Output } from '@edgecap/proto';
 import { classifyStatus, type FailureKind } from './errors.js';
-import { DEFAULT_STALL_TIMEOUT_MS, LinkMonitor, MAX_TARGET_QUEUE_MS, MIN_WINDOW_BYTES, capPiece, takeBytes, type RateLimitShare } from './link.js';
+import { DEFAULT_STALL_TIMEOUT_MS, LinkMonitor, MAX_TARGET_QUEUE_MS, MIN_WINDOW_BYTES, capPiece, refundBytes, takeBytes, type RateLimitShare } from './link.js';
 import { DEFAULT_CHUNK_BYTES, DEFAULT_KEEPALIVE_TIMEOUT_MS, PREFRAMED, callMetadata, makeClient, type IngestTarget } from './target.js';
 
 export interface UploadTask {
@@ -175,9 +175,12 @@ export class LinkedCall {
     for (let at = 0; at < len && !this.settled; ) {
       const n = Math.min(len - at, this.piece(o.chunk, o.cap));
       if (o.cap) await takeBytes(o.cap, n);
-      if (this.settled) return;
-      await this.link.room(n, this.cancelled);
-      if (this.settled) return;
+      if (!this.settled) await this.link.room(n, this.cancelled);
+      if (this.settled) {
+        // reserved, never sent: the next call gets the time back
+        if (o.cap) refundBytes(o.cap, n);
+        return;
+      }
       const view = buf.subarray(off + at, off + at + n);
       await this.write(o.preframed && n === len ? { chunk: view, [PREFRAMED]: frameChunk(buf, off, len) } : { chunk: view }, n);
       at += n;
