@@ -378,7 +378,7 @@ await section('realistic', async () => {
   // --realistic-seconds=N sets the steady-state window (default 15 s, 3 s with --quick).
   const { runSection } = await import('./lib/realistic.js');
   const seconds = Number(args.find((a) => a.startsWith('--realistic-seconds='))?.slice(20) ?? (quick ? 3 : 15));
-  return runSection({ runChild, scratch, rmrf, step, seconds, warmupSeconds: quick ? 5 : 30, earlyWarmupSeconds: quick ? 1 : 3, slopeNs: [1, 4, 16, 64], os });
+  return runSection({ runChild, scratch, rmrf, step, seconds, warmupSeconds: quick ? 5 : 30, earlyWarmupSeconds: quick ? 1 : 3, slopeNs: [1, 4, 16, 64], cpuPairs: quick ? 1 : 3, os });
 });
 
 if (P.profile || args.includes('--profile')) {

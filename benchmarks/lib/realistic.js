@@ -276,7 +276,10 @@ export function realisticMarkdown(section) {
   L.push('**Against the bars of issue 14** (the floor column: the same threads or wake-ups with nothing of edgecap in them, this run):', '');
   L.push('| bar | edgecap | bar | verdict | floor, same run |');
   L.push('|---|---|---|---|---|');
-  L.push(bar('realistic load, CPU ÷ the setTimeout floor', r?.cpuPct / fl.timeout?.cpuPct, 1, '×', `${fmt(fl.timeout?.cpuPct)} % (19 bare threads)`));
+  const cp = d.cpuPairs;
+  if (cp?.ratio !== undefined) {
+    L.push(bar(`realistic load, CPU ÷ the setTimeout floor (median of ${cp.pairs.length} back-to-back pairs: ${cp.pairs.map((p) => `${fmt(p.edgecap)} ÷ ${fmt(p.floor)} %`).join(', ')})`, cp.ratio, 1, '×', `${fmt(fl.timeout?.cpuPct)} % (19 bare threads, first pair)`));
+  } else L.push(bar('realistic load, CPU ÷ the setTimeout floor', r?.cpuPct / fl.timeout?.cpuPct, 1, '×', `${fmt(fl.timeout?.cpuPct)} % (19 bare threads)`));
   L.push(bar('realistic load, RSS', r?.rssMB, 250, ' MB', `${fmt(fl.timeout?.rssMB)} MB (19 bare threads)`));
   L.push(bar('idle, CPU', d.idle?.cpuPct, 0.5, ' %', `${fmt(fl.idle?.cpuPct)} % (one bare thread)`));
   L.push(bar('idle, RSS', d.idle?.rssMB, 80, ' MB', `${fmt(fl.idle?.rssMB)} MB (one bare thread)`));
@@ -312,7 +315,7 @@ export function slope(points) {
  * `…Early` rows keep the window right after start (`earlyWarmupSeconds`), so that share stays
  * visible. The setTimeout floor and the realistic load, whose ratio is a bar, run back to back.
  */
-export async function runSection({ runChild, scratch, rmrf, step, seconds, warmupSeconds = 30, earlyWarmupSeconds = 3, slopeNs = [1, 4, 16, 64], os }) {
+export async function runSection({ runChild, scratch, rmrf, step, seconds, warmupSeconds = 30, earlyWarmupSeconds = 3, slopeNs = [1, 4, 16, 64], cpuPairs = 3, os }) {
   const libFile = new URL(import.meta.url).pathname;
   const out = { params: { seconds, warmupSeconds, earlyWarmupSeconds, slopeNs }, loadavg: os.loadavg(), floors: {} };
   const guard = async (label, fn) => {
@@ -341,6 +344,19 @@ export async function runSection({ runChild, scratch, rmrf, step, seconds, warmu
   };
   await floorOf('timeout', 'timeout', LOADS.realistic, '19 × timeout');
   await loadOf('realistic', 'realistic', false, warmupSeconds);
+  // The CPU bar is a ratio of two 15 s windows that each move ±25 % on 2 cores: judged as the
+  // median of `cpuPairs` back-to-back pairs (the first is the pair above), as issue 16's bars are.
+  const pairs = [{ edgecap: out.realistic?.cpuPct, floor: out.floors.timeout?.cpuPct }];
+  for (let i = 1; i < cpuPairs; i++) {
+    const f = await guard(`pair ${i + 1} floor`, () => child('floor', { rates: LOADS.realistic, how: 'timeout', seconds, warmupSeconds, heapMb }));
+    const dir = scratch(`real-pair-${i}`);
+    const e = await guard(`pair ${i + 1} realistic`, () => child('load', { dir, load: 'realistic', seconds, warmupSeconds }));
+    rmrf(dir);
+    if (!f.error && !e.error) pairs.push({ edgecap: e.cpuPct, floor: f.cpuPct });
+    step(`   pair ${i + 1}: edgecap ${fmt(e.cpuPct)} %, floor ${fmt(f.cpuPct)} %`);
+  }
+  const ratios = pairs.filter((p) => p.edgecap && p.floor).map((p) => p.edgecap / p.floor);
+  out.cpuPairs = { pairs, ratio: ratios.length ? [...ratios].sort((a, b) => a - b)[Math.floor(ratios.length / 2)] : undefined };
   for (const how of ['atomics', 'onethread']) await floorOf(how, how, LOADS.realistic, `19 × ${how}`);
   await loadOf('realisticShared', 'realistic', true, warmupSeconds);
   await floorOf('idle', 'timeout', LOADS.idle, 'one thread @ 1 Hz');
