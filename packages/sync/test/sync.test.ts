@@ -30,14 +30,18 @@ describe.skipIf(!tlsOk)('sync over TLS against a real gRPC server', () => {
     const captureDir = path.join(dir, 'cc-capture');
     const cache = path.join(dir, 'cc-cache');
     makeCapture(captureDir, 'temp', 20);
+    // a server of its own: the other tests count what the shared one stored
+    const own = new TestServer({ tls, apiKey: 'k1' });
+    await own.start();
     setThreadCompileCache(cache);
-    const engine = new SyncEngine({ captureDir, stateDir: path.join(dir, 'cc-state'), additionalSyncPaths: [], fileLastModifiedMs: 0, intervalMs: 60_000, threads: 1, partId: 'part-1', tags: [], ingest: { address: `localhost:${server.port}`, caFile: tls.certFile, apiKey: 'k1' } });
+    const engine = new SyncEngine({ captureDir, stateDir: path.join(dir, 'cc-state'), additionalSyncPaths: [], fileLastModifiedMs: 0, intervalMs: 60_000, threads: 1, partId: 'part-1', tags: [], ingest: { address: `localhost:${own.port}`, caFile: tls.certFile, apiKey: 'k1' } });
     try {
       const r = await engine.syncNow();
       expect(r.uploaded).toBe(1);
     } finally {
       await engine.stop();
       setThreadCompileCache(undefined);
+      await own.close();
     }
     // written by the pool's thread: its worker entry and the modules it loaded
     expect(fs.existsSync(cache) ? (fs.readdirSync(cache, { recursive: true }) as string[]).length : 0).toBeGreaterThan(0);
