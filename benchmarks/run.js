@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execFileSync, execSync } from 'node:child_process';
 import { makeDevCert } from '@edgecap/ingest';
-import { BENCH_DIR, ROOT_DIR, MiB, runChild, scratch, rmrf, fmt } from './lib/util.js';
+import { BENCH_DIR, ROOT_DIR, MiB, runChild, scratch, rmrf, fmt, median } from './lib/util.js';
 import { summarizeProfiles } from './lib/profile.js';
 import { writeReport } from './lib/report.js';
 
@@ -235,7 +235,6 @@ await section('sync', async () => {
   // the median of back-to-back pairs (the first pair uses the row above): on this host class both
   // terms move by tens of % from minute to minute, a pair measured together moves less.
   const pairs = quick ? 1 : 3;
-  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   const byKey = (k) => rows.find((r) => r.key === k && !r.error);
   const small = byKey('small');
   const bar = {};

@@ -22,6 +22,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { loadSyncProto, dataSyncService } from '@edgecap/proto';
 import { makeDevCert, startIngestServer } from '@edgecap/ingest';
+import { median } from './util.js';
 
 const MiB = 1024 * 1024;
 const WIN = 16 * MiB;
@@ -228,8 +229,7 @@ async function main() {
         }
       }
     }
-    const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-    const raw = raws.length ? med(raws) : NaN;
+    const raw = raws.length ? median(raws) : NaN;
     console.log(`\n8 MiB files, 1 MiB chunks, ${inflight} calls in flight, ${total / MiB} MiB per run, ${runs} runs (median; all runs in brackets); TLS on loopback, ${os.cpus().length} cores, node ${process.version}`);
     console.log(`raw TLS socket: ${raw.toFixed(0)} MB/s  [${raws.map((x) => x.toFixed(0)).join(', ')}]\n`);
     console.log('| case | MB/s | ÷ raw TLS | client CPU s/GB | server CPU s/GB | runs MB/s |');
@@ -237,10 +237,10 @@ async function main() {
     for (const c of cases) {
       const rs = rows.filter((x) => x.key === c.key);
       if (rs.length === 0) continue;
-      const m = med(rs.map((x) => x.mbps));
+      const m = median(rs.map((x) => x.mbps));
       const gb = total / 1e9;
       console.log(
-        `| ${c.label} | ${m.toFixed(0)} | ${((m / raw) * 100).toFixed(0)} % | ${(med(rs.map((x) => x.clientCpu)) / gb).toFixed(2)} | ${(med(rs.map((x) => x.serverCpu)) / gb).toFixed(2)} | ${rs.map((x) => x.mbps.toFixed(0)).join(', ')} |`,
+        `| ${c.label} | ${m.toFixed(0)} | ${((m / raw) * 100).toFixed(0)} % | ${(median(rs.map((x) => x.clientCpu)) / gb).toFixed(2)} | ${(median(rs.map((x) => x.serverCpu)) / gb).toFixed(2)} | ${rs.map((x) => x.mbps.toFixed(0)).join(', ')} |`,
       );
     }
     if (process.argv.includes('--json')) {
@@ -248,7 +248,7 @@ async function main() {
       const json = {};
       for (const c of cases) {
         const rs = rows.filter((x) => x.key === c.key);
-        if (rs.length) json[c.key] = { mbps: med(rs.map((x) => x.mbps)), clientCpuSecPerGB: med(rs.map((x) => x.clientCpu)) / gb, serverCpuSecPerGB: med(rs.map((x) => x.serverCpu)) / gb };
+        if (rs.length) json[c.key] = { mbps: median(rs.map((x) => x.mbps)), clientCpuSecPerGB: median(rs.map((x) => x.clientCpu)) / gb, serverCpuSecPerGB: median(rs.map((x) => x.serverCpu)) / gb };
       }
       console.log(`JSON ${JSON.stringify({ rawTlsMBps: Number.isFinite(raw) ? raw : null, cases: json })}`);
     }

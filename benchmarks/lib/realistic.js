@@ -18,7 +18,7 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { fmt, ROOT_DIR } from './util.js';
+import { fmt, median, ROOT_DIR } from './util.js';
 
 /** The CLI's package resolves @edgecap/datamanager as an app would (benchmarks does not depend on it). */
 const APP_DIR = path.join(ROOT_DIR, 'packages', 'cli');
@@ -209,7 +209,6 @@ export async function importTime({ runs = 5 }) {
     }
     return t;
   };
-  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   const bare = wall(['-e', '0']);
   const timed = (spec) => ['--input-type=module', '-e', `const t = performance.now(); await import('${spec}'); console.log(performance.now() - t)`];
   const dm = wall(timed('@edgecap/datamanager'));
@@ -356,7 +355,7 @@ export async function runSection({ runChild, scratch, rmrf, step, seconds, warmu
     step(`   pair ${i + 1}: edgecap ${fmt(e.cpuPct)} %, floor ${fmt(f.cpuPct)} %`);
   }
   const ratios = pairs.filter((p) => p.edgecap && p.floor).map((p) => p.edgecap / p.floor);
-  out.cpuPairs = { pairs, ratio: ratios.length ? [...ratios].sort((a, b) => a - b)[Math.floor(ratios.length / 2)] : undefined };
+  out.cpuPairs = { pairs, ratio: median(ratios) };
   for (const how of ['atomics', 'onethread']) await floorOf(how, how, LOADS.realistic, `19 × ${how}`);
   await loadOf('realisticShared', 'realistic', true, warmupSeconds);
   await floorOf('idle', 'timeout', LOADS.idle, 'one thread @ 1 Hz');
@@ -370,8 +369,7 @@ export async function runSection({ runChild, scratch, rmrf, step, seconds, warmu
     const runs = [];
     for (let i = 0; i < 6; i++) runs.push((await child('load', { dir, load: 'realistic', seconds: 0.5, warmupSeconds: 0 })).allFirstMs);
     rmrf(dir);
-    const warm = runs.slice(1).sort((a, b) => a - b);
-    return { firstMs: runs[0], restartMs: warm[Math.floor(warm.length / 2)], runs };
+    return { firstMs: runs[0], restartMs: median(runs.slice(1)), runs };
   });
   if (!out.restart.error) step(`   start-up on the same dir: first ${fmt(out.restart.firstMs)} ms, restarts ${out.restart.runs.slice(1).map((x) => fmt(x)).join(', ')} ms`);
   // First starts (fresh capture dir, cold compile cache) from the workspace build and from the
@@ -386,7 +384,6 @@ export async function runSection({ runChild, scratch, rmrf, step, seconds, warmu
         rmrf(dir);
       }
     }
-    const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
     return { workspaceMs: median(runs.workspace), packageMs: median(runs.package), runs };
   });
   if (!out.firstStarts.error) step(`   first starts: workspace ${out.firstStarts.runs.workspace.map((x) => fmt(x)).join(', ')} ms; package ${out.firstStarts.runs.package.map((x) => fmt(x)).join(', ')} ms`);

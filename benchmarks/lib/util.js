@@ -55,6 +55,11 @@ export function runChild(modulePath, fn, args, { timeoutMs = 120_000, execArgv =
   });
 }
 
+/** The middle value (the upper one of an even count; undefined for none): ratios of back-to-back pairs, start-up runs. */
+export function median(xs) {
+  return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+}
+
 export function percentile(sorted, p) {
   if (sorted.length === 0) return NaN;
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
