@@ -29,10 +29,14 @@ function loadNative(): NativeCrc | undefined {
 /** null: not tried yet; undefined: none (JS for every span). */
 let native: NativeCrc | undefined | null = null;
 
+function binding(): NativeCrc | undefined {
+  if (native === null) native = loadNative();
+  return native;
+}
+
 /** Which implementation long spans use (reported by benchmarks; loads the binding if not yet). */
 export function crc32cImpl(): 'native' | 'js' {
-  if (native === null) native = loadNative();
-  return native ? 'native' : 'js';
+  return binding() ? 'native' : 'js';
 }
 
 const POLY = 0x82f63b78;
@@ -52,10 +56,8 @@ for (let n = 0; n < 256; n++) {
 
 /** Continue a CRC32C over buf[start, end). Pass the previous result as `crc` to chain. */
 export function crc32c(buf: Uint8Array, start = 0, end = buf.length, crc = 0): number {
-  if (end - start >= NATIVE_MIN_BYTES) {
-    if (native === null) native = loadNative();
-    if (native) return native(start === 0 && end === buf.length ? buf : buf.subarray(start, end), crc);
-  }
+  const nat = end - start >= NATIVE_MIN_BYTES ? binding() : undefined;
+  if (nat) return nat(start === 0 && end === buf.length ? buf : buf.subarray(start, end), crc);
   return crc32cJs(buf, start, end, crc);
 }
 
