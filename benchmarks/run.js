@@ -287,7 +287,7 @@ await section('sync', async () => {
   }
   // Capture first: a 1 kHz stream idle vs while the backlog drains (and with the renice off).
   const cap = await row(`1 kHz capture stream while ${fmt(drainBytes / 2 ** 30)} GiB drains`, async () => {
-    const r = await runChild(S, 'captureUnderDrain', { dir: scratch('sync-capfirst'), certDir, drainBytes, seconds: quick ? 3 : 10, compareNice: true }, { timeoutMs: 600_000 });
+    const r = await runChild(S, 'captureUnderDrain', { dir: scratch('sync-capfirst'), certDir, drainBytes, seconds: quick ? 3 : 30, compareNice: true }, { timeoutMs: 600_000 });
     const ph = Object.fromEntries(r.rows.map((x) => [x.phase, x]));
     const ratio = ph.drain.missedPerSec / Math.max(ph.idle.missedPerSec, 1);
     return { key: 'captureFirst', ...r, ratio, __line: `missed deadlines ${fmt(ph.idle.missedPerSec)}/s idle, ${fmt(ph.drain.missedPerSec)}/s draining = ${fmt(ratio)}× (bar ≤ 2×), ${fmt(ph['drain-flat-out']?.missedPerSec)}/s flat out, ${fmt(ph['drain-nice0']?.missedPerSec)}/s flat out without the renice; drops ${ph.drain.dropped}; drained at ${fmt(ph.drain.drainMBps)} MB/s (flat out ${fmt(ph['drain-flat-out']?.drainMBps)})` };

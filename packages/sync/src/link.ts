@@ -200,7 +200,7 @@ export class LinkMonitor {
  *          run: a piece already reserved keeps the wait it got, the next one pays the new rate
  *   TAKEN  bytes reserved so far (a cancelled call's too): what the controller reads as sync's rate
  *   A piece reserved and then not sent (its call ended while it waited) is refunded: TAT moves
- *   back by its cost, never before now (refundBytes)
+ *   back by its cost, never before now (refundBytes); a hold moves it forward (holdBytes)
  */
 export interface RateLimitShare {
   buffer: SharedArrayBuffer;
@@ -282,6 +282,21 @@ export function refundBytes(share: RateLimitShare, n: number): void {
     const cur = Atomics.load(words, TAT);
     const back = cur - cost > now ? cur - cost : now;
     if (back >= cur || Atomics.compareExchange(words, TAT, cur, back) === cur) return;
+  }
+}
+
+/**
+ * Hold the pace for `ms` (capture first's rest window): the schedule moves to now + ms unless it
+ * is already later, so every piece reserved from now on waits for the hold to end (plus its own
+ * cost at the rate then). Pieces reserved before keep their wait (at most a burst). No effect
+ * without a rate: with no limit nothing waits.
+ */
+export function holdBytes(share: RateLimitShare, ms: number): void {
+  const words = new BigInt64Array(share.buffer);
+  const until = process.hrtime.bigint() + BigInt(Math.ceil((ms + RATE_BURST_MS) * 1e6));
+  for (;;) {
+    const cur = Atomics.load(words, TAT);
+    if (cur >= until || Atomics.compareExchange(words, TAT, cur, until) === cur) return;
   }
 }
 

@@ -3,23 +3,25 @@
  * and the bytes sync takes from the shared pace are driven by the test; tick() is one window.
  */
 import { describe, expect, it } from 'vitest';
-import { ALLOWANCE, CaptureFirst, FLOOR_BYTES_PER_SECOND as FLOOR, GROWTH, MIN_BASELINE_WINDOWS, PROBE_EVERY } from '../dist/capture-first.js';
+import { ALLOWANCE, CaptureFirst, CREDIT_WINDOWS, FLOOR_BYTES_PER_SECOND as FLOOR, GROWTH, MIN_BASELINE_WINDOWS, PROBE_EVERY } from '../dist/capture-first.js';
 import { createRateLimit, rateOf, reserveBytes } from '../dist/link.js';
 
-/** A capture at `hz` and a sync that sends what the pace allows (or `want`, if less). */
+/** A capture at `hz` and a sync that sends what the pace allows (or `want`, if less; nothing while held); a round starts at once. */
 function rig(opts: { hz?: number; ceiling?: number } = {}) {
   const hz = opts.hz ?? 1000;
   const pace = createRateLimit();
   const counters = { late: 0, due: 0 };
   const clock = { ms: 0 };
   const cf = new CaptureFirst(pace, () => ({ ...counters }), opts.ceiling ?? 0, () => clock.ms);
-  /** One 1 s window: `late` of the readings due were late; sync sent min(rate, want) bytes. */
+  cf.restart();
+  /** One 1 s window: `late` of the readings due were late; sync sent min(rate, want) bytes, or none if held. */
   const window = (late: number, want = Infinity, due = hz): number => {
+    const held = cf.stats().holding;
     clock.ms += 1000;
     counters.due += due;
     counters.late += late;
     const rate = rateOf(pace);
-    const sent = Math.min(rate === 0 ? 1e9 : rate, want);
+    const sent = held ? 0 : Math.min(rate === 0 ? 1e9 : rate, want);
     if (sent > 0) reserveBytes(pace, sent);
     cf.tick();
     return rateOf(pace);
@@ -38,14 +40,21 @@ function rig(opts: { hz?: number; ceiling?: number } = {}) {
 }
 
 describe('capture first: sync paced by capture lateness', () => {
-  it('holds sync at the floor until capture has been measured at rest, then doubles while capture is on time', () => {
+  it('holds sync (paused) until capture has been measured at rest, then doubles while capture is on time', () => {
     const { window, cf } = rig();
-    expect(cf.stats().rate).toBe(FLOOR);
+    expect(cf.stats()).toMatchObject({ rate: FLOOR, holding: true });
     const rates: number[] = [];
-    for (let i = 0; i < MIN_BASELINE_WINDOWS + 4; i++) rates.push(window(5));
-    // rest windows at the floor; the third completes the baseline and the rate doubles from there
-    expect(rates.slice(0, MIN_BASELINE_WINDOWS - 1)).toEqual(Array(MIN_BASELINE_WINDOWS - 1).fill(FLOOR));
-    expect(rates.slice(MIN_BASELINE_WINDOWS - 1)).toEqual([2, 4, 8, 16, 32].map((k) => k * FLOOR));
+    const holding: boolean[] = [];
+    for (let i = 0; i < MIN_BASELINE_WINDOWS + 5; i++) {
+      rates.push(window(5));
+      holding.push(cf.stats().holding);
+    }
+    // the round's first window (its start-up) and then MIN_BASELINE_WINDOWS rest windows, sync
+    // paused in each; the last of them completes the baseline and the rate doubles from there
+    expect(holding.slice(0, MIN_BASELINE_WINDOWS)).toEqual(Array(MIN_BASELINE_WINDOWS).fill(true));
+    expect(holding.slice(MIN_BASELINE_WINDOWS)).toEqual(Array(5).fill(false));
+    expect(rates.slice(0, MIN_BASELINE_WINDOWS)).toEqual(Array(MIN_BASELINE_WINDOWS).fill(FLOOR));
+    expect(rates.slice(MIN_BASELINE_WINDOWS)).toEqual([2, 4, 8, 16, 32].map((k) => k * FLOOR));
     expect(cf.stats().baseline).toBeCloseTo(0.005);
     expect(cf.stats().cuts).toBe(0);
   });
@@ -54,13 +63,25 @@ describe('capture first: sync paced by capture lateness', () => {
     const { window, cf } = rig();
     for (let i = 0; i < MIN_BASELINE_WINDOWS + 4; i++) window(5);
     const inForce = window(5); // the rate sync sends at in the next window
-    // late 8× the baseline in that window (over 2× on the two-window average): a cut to half
+    // late 8× the baseline in that window: more than the credit banked by the on-time ones, a cut to half
     const r = window(40);
     expect(cf.stats().cuts).toBe(1);
     expect(r).toBe(inForce / 2);
     // on time again: × GROWTH per window, not × 2
     const next = window(5);
     expect(next / r).toBeCloseTo(GROWTH);
+  });
+
+  it('a burst of lateness spends the credit on-time windows banked; lateness that lasts cuts at once', () => {
+    const { window, cf } = rig();
+    for (let i = 0; i < MIN_BASELINE_WINDOWS + 1; i++) window(5); // baseline 5 late per window
+    for (let i = 0; i < CREDIT_WINDOWS + 4; i++) window(0); // on time: credit banked, up to its cap
+    // one window 3× the baseline: the mean over the run stays within the allowance, no cut
+    window(15);
+    expect(cf.stats().cuts).toBe(0);
+    // lateness at 3× that lasts: the credit runs out within a window or two, and every window after cuts
+    for (let i = 0; i < 6; i++) window(15);
+    expect(cf.stats().cuts).toBeGreaterThanOrEqual(4);
   });
 
   it('does not cut for lateness that capture also has at rest (the robot’s own load is not sync’s doing)', () => {
@@ -72,12 +93,21 @@ describe('capture first: sync paced by capture lateness', () => {
     expect(rate).toBeGreaterThan(16 * FLOOR);
   });
 
-  it('a single burst of lateness at rest does not make the allowance (median of the rest windows)', () => {
+  it('the round’s first window is no rest window: its start-up stays out of the baseline, which is the mean of the rest', () => {
     const { window, cf } = rig();
-    window(300); // capture's own start-up, with sync at the floor
-    window(2);
-    window(3);
-    expect(cf.stats().baseline).toBeCloseTo(0.003);
+    window(300); // the round's start-up (scan, threads), sync paused
+    window(0);
+    window(0);
+    expect(cf.stats().baseline).toBeUndefined();
+    window(30); // a burst at rest counts as the bar counts it: in the mean
+    expect(cf.stats().baseline).toBeCloseTo(0.01);
+  });
+
+  it('a paused window is paused: pieces reserved in it wait for the window to end', () => {
+    const { cf, pace } = rig();
+    expect(cf.stats().holding).toBe(true);
+    // the rig's clock is the controller's; the pace runs on the process clock
+    expect(reserveBytes(pace, 1024)).toBeGreaterThan(900);
   });
 
   it('capture quiet or stopped: no limit but the user’s cap', () => {
@@ -94,13 +124,19 @@ describe('capture first: sync paced by capture lateness', () => {
     expect(max).toBe(3 * FLOOR);
   });
 
-  it('re-measures the baseline with one window at the floor every PROBE_EVERY busy windows, then resumes', () => {
-    const { window } = rig();
+  it('re-measures the baseline with one window paused every PROBE_EVERY busy windows, then resumes', () => {
+    const { window, cf } = rig();
     const rates: number[] = [];
-    for (let i = 0; i < MIN_BASELINE_WINDOWS + PROBE_EVERY + 3; i++) rates.push(window(1));
-    const probe = rates.indexOf(FLOOR, MIN_BASELINE_WINDOWS);
-    // the window that completed the baseline is the first busy one
-    expect(probe).toBe(MIN_BASELINE_WINDOWS - 2 + PROBE_EVERY);
+    const holding: boolean[] = [];
+    for (let i = 0; i < MIN_BASELINE_WINDOWS + PROBE_EVERY + 3; i++) {
+      rates.push(window(1));
+      holding.push(cf.stats().holding);
+    }
+    const probe = holding.indexOf(true, MIN_BASELINE_WINDOWS);
+    // windows 0 … MIN_BASELINE_WINDOWS - 1 held (start-up, then rest); the next PROBE_EVERY - 1 busy
+    expect(probe).toBe(MIN_BASELINE_WINDOWS - 1 + PROBE_EVERY);
+    expect(rates[probe]).toBe(FLOOR);
+    expect(holding[probe + 1]).toBe(false);
     expect(rates[probe + 1]).toBe(rates[probe - 1]);
   });
 
