@@ -61,7 +61,10 @@ describe('edge status page', () => {
       expect(await (await fetch(`${server.url}/healthz`)).text()).toBe('ok\n');
       const metrics = await fetch(`${server.url}/metrics`);
       expect(metrics.headers.get('content-security-policy')).toContain("default-src 'none'");
-      expect(await metrics.text()).toContain('edgecap_captured_readings_total{resource="temp"');
+      const metricsText = await metrics.text();
+      expect(metricsText).toContain('edgecap_captured_readings_total{resource="temp"');
+      expect(metricsText).toMatch(/edgecap_thread_cpu_seconds_total\{thread="collector",resource="temp"\} [0-9.e-]+/);
+      expect(metricsText).toMatch(/edgecap_thread_cpu_seconds_total\{thread="writer",resource=""\} [0-9.e-]+/);
       // DNS rebinding: a foreign Host reads neither the metrics nor anything else.
       for (const p of ['/metrics', '/healthz', '/']) {
         const r = await rawGet(server.url, p, 'evil.example');

@@ -125,6 +125,15 @@ interface CollectorEntry {
   shared: boolean;
 }
 
+/** One capture thread's CPU time so far (µs); a restarted thread counts from its own start. */
+export interface ThreadCpu {
+  thread: 'writer' | 'collector' | 'shared';
+  /** The resources a collector thread runs (several for the shared one; none for the writer). */
+  resources: string[];
+  userUs: number;
+  systemUs: number;
+}
+
 /** A ring the engine created; the writer (this one or the next) reads it until it is retired. */
 interface RingEntry {
   id: number;
@@ -738,6 +747,28 @@ export class CaptureEngine extends EventEmitter {
         nextSeq: st[Stat.NEXT_SEQ]!,
       });
     }
+    return out;
+  }
+
+  /**
+   * CPU time of each capture thread (the writer, every collector thread), read from outside
+   * them. Empty on a Node without `worker.cpuUsage()`; a thread gone between two reads is left out.
+   */
+  async threadCpu(): Promise<ThreadCpu[]> {
+    const threads = new Map<Pick<ManagedWorker<unknown>, 'cpuUsage'>, Omit<ThreadCpu, 'userUs' | 'systemUs'>>();
+    if (this.writer) threads.set(this.writer, { thread: 'writer', resources: [] });
+    for (const [name, c] of this.collectors) {
+      const t = threads.get(c.mw) ?? { thread: c.shared ? 'shared' : 'collector', resources: [] };
+      t.resources.push(name);
+      threads.set(c.mw, t);
+    }
+    const out: ThreadCpu[] = [];
+    await Promise.all(
+      [...threads].map(async ([mw, t]) => {
+        const u = await mw.cpuUsage();
+        if (u) out.push({ ...t, userUs: u.user, systemUs: u.system });
+      }),
+    );
     return out;
   }
 

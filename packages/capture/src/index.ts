@@ -1,4 +1,4 @@
-export { CaptureEngine, recoverAtStartup, prespawnCaptureThreads, dropPrespawnedThreads, COLLECTOR_HEAP_MB, type CaptureOptions, type StreamStats, type PushOptions, type RecoverySeqStore, type CaptureSeqStore } from './engine.js';
+export { CaptureEngine, recoverAtStartup, prespawnCaptureThreads, dropPrespawnedThreads, COLLECTOR_HEAP_MB, type CaptureOptions, type StreamStats, type ThreadCpu, type PushOptions, type RecoverySeqStore, type CaptureSeqStore } from './engine.js';
 export { MemoryStore, SEQS_PER_MS, type SealedFile, type MemoryGap, type MemoryStoreOptions, type MemoryStoreStats, type MemoryFullPolicy } from './memory-store.js';
 export type { CaptureMethodSpec, ResourceSpec, WriterEvent, StreamInfo } from './types.js';
 export { Writer, realFs, ledgerReserve, type WriterFs, type SeqSink, type WriterOptions, type WriterDeps } from './writer.js';

@@ -1,4 +1,4 @@
-export { DataManager, toResourceSpecs, type DataManagerStats, type DataManagerEvents } from './manager.js';
+export { DataManager, toResourceSpecs, type DataManagerStats, type DataManagerEvents, type CpuReport } from './manager.js';
 export {
   configSchema,
   getConfigSchema,

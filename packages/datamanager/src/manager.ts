@@ -15,7 +15,7 @@ import { applyConfigLogLevel, EdgecapError, ErrorCodes, logger, STATE_DIR_NAME, 
 // Type-only: each engine loads on first use (import() below), so importing this package, or
 // running capture alone, never loads sync's gRPC/proto/viam stack, the janitor or mongodb.
 import type { StateStore } from '@edgecap/store';
-import type { CaptureEngine, MemoryStore, MemoryStoreStats, ResourceSpec, StreamStats } from '@edgecap/capture';
+import type { CaptureEngine, MemoryStore, MemoryStoreStats, ResourceSpec, StreamStats, ThreadCpu } from '@edgecap/capture';
 import type { SyncEngine, FileFailedEvent, RetryFailedResult, SyncResult, SyncStats } from '@edgecap/sync';
 import type { Janitor, JanitorStats } from '@edgecap/janitor';
 import type { MongoSink } from '@edgecap/mongo';
@@ -36,6 +36,20 @@ export interface DataManagerStats {
   memory?: MemoryStoreStats;
   /** After a stop with sync running: what the last round sent and what waits for the next start. */
   stopped?: StopReport;
+}
+
+/**
+ * CPU time by thread, µs since each thread started (DataManager.cpu()). What `process` has beyond
+ * `main` and `capture` is the helpers': V8's (compilers, GC) and libuv's pools, sync's upload
+ * threads and the janitor's when they run.
+ */
+export interface CpuReport {
+  /** The whole process: every thread, the application's own included. */
+  process: { userUs: number; systemUs: number };
+  /** The main thread (shared with the application that embeds edgecap); undefined on a Node without process.threadCpuUsage(). */
+  main: { userUs: number; systemUs: number } | undefined;
+  /** The writer and each collector thread (empty while capture is stopped). */
+  capture: ThreadCpu[];
 }
 
 export interface StopReport {
@@ -474,6 +488,16 @@ export class DataManager extends EventEmitter<DataManagerEvents> {
       recovered: this.recovered,
       ...(this.stopReport ? { stopped: this.stopReport } : {}),
     };
+  }
+
+  /** CPU time by thread (CpuReport): which resource, the writer or the helpers cost what. */
+  async cpu(): Promise<CpuReport> {
+    // the parts first, the whole last: process ≥ main + capture threads
+    const capture = (await this.capture?.threadCpu()) ?? [];
+    const threadCpuUsage = (process as { threadCpuUsage?: () => { user: number; system: number } }).threadCpuUsage;
+    const m = typeof threadCpuUsage === 'function' ? threadCpuUsage.call(process) : undefined;
+    const p = process.cpuUsage();
+    return { process: { userUs: p.user, systemUs: p.system }, main: m && { userUs: m.user, systemUs: m.system }, capture };
   }
 
   /** Flush and close files, finish or abandon the in-flight upload, stop every thread. */

@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import type { Registry } from 'prom-client';
-import type { DataManagerStats } from './manager.js';
+import type { CpuReport, DataManagerStats } from './manager.js';
 
 // prom-client (CommonJS, ~100 ms to load) is required on the first registry, not at import.
 const requireCjs = createRequire(import.meta.url);
@@ -8,9 +8,10 @@ const requireCjs = createRequire(import.meta.url);
 /**
  * Prometheus exposition of DataManager.stats(). Values are read at scrape time, so the
  * hot path pays nothing for metrics. Counters that reset on restart are exposed as gauges
- * named *_total only where they are monotonic within a process.
+ * named *_total only where they are monotonic within a process. `cpu` (DataManager.cpu()) adds
+ * CPU seconds by thread: the main thread, the writer, each collector thread, and the process.
  */
-export function createMetricsRegistry(stats: () => DataManagerStats): Registry {
+export function createMetricsRegistry(stats: () => DataManagerStats, cpu?: () => Promise<CpuReport>): Registry {
   const { Registry, Gauge } = requireCjs('prom-client') as typeof import('prom-client');
   const reg = new Registry();
   const labels = ['resource', 'kind', 'method'] as const;
@@ -65,5 +66,21 @@ export function createMetricsRegistry(stats: () => DataManagerStats): Registry {
   simple('edgecap_memory_dropped_bytes_total', 'Memory mode: bytes dropped because the budget was full', (s) => s.memory?.droppedBytes);
   simple('edgecap_memory_dropped_readings_total', 'Memory mode: readings dropped because the budget was full', (s) => s.memory?.droppedReadings);
   simple('edgecap_recovered_readings', 'Readings recovered from in-progress files at start-up', (s) => s.recovered.readings);
+  if (cpu) {
+    new Gauge({
+      name: 'edgecap_thread_cpu_seconds_total',
+      help: 'CPU seconds (user + system) by thread: process (every thread), main, writer, collector or shared (label resource: the resources it runs)',
+      labelNames: ['thread', 'resource'] as const,
+      registers: [reg],
+      async collect() {
+        const c = await cpu();
+        const sec = (u: { userUs: number; systemUs: number }): number => (u.userUs + u.systemUs) / 1e6;
+        this.reset();
+        this.set({ thread: 'process', resource: '' }, sec(c.process));
+        if (c.main) this.set({ thread: 'main', resource: '' }, sec(c.main));
+        for (const t of c.capture) this.set({ thread: t.thread, resource: t.resources.join(',') }, sec(t));
+      },
+    });
+  }
   return reg;
 }

@@ -147,7 +147,7 @@ export async function serveStatus(dm: DataManager, opts: StatusServerOptions): P
   }
   const tls = opts.tls ? readTlsFiles(opts.tls, 'tls') : undefined;
   const log = logger('datamanager.http');
-  const reg = createMetricsRegistry(() => dm.stats());
+  const reg = createMetricsRegistry(() => dm.stats(), () => dm.cpu());
   const files = ui ? assets() : new Map<string, [string, string]>();
   const keep = Math.max(10, opts.historySeconds ?? 300);
   const samples: Sample[] = [];

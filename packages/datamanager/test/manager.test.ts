@@ -29,6 +29,33 @@ describe('DataManager', () => {
   });
   afterAll(async () => server?.close());
 
+  it('cpu(): CPU time by thread — the writer and each collector thread by resource, within the process figure', async () => {
+    const dm = new DataManager({
+      capture_dir: tmp('cpu'),
+      sync_disabled: true,
+      resources: [
+        { name: 'busy', model: 'sim:sensor', capture_methods: [{ method: 'Readings', capture_frequency_hz: 500 }] },
+        { name: 'slow', model: 'sim:sensor', capture_methods: [{ method: 'Readings', capture_frequency_hz: 1 }] },
+      ],
+    });
+    expect((await dm.cpu()).capture).toEqual([]); // nothing started: no capture threads
+    await dm.start();
+    try {
+      await waitFor('readings', () => dm.stats().capture.streams.every((s) => s.captured > 0));
+      await sleep(300);
+      const c = await dm.cpu();
+      const sec = (u: { userUs: number; systemUs: number }) => u.userUs + u.systemUs;
+      expect(c.capture.map((t) => `${t.thread}:${t.resources.join(',')}`).sort()).toEqual(['collector:busy', 'collector:slow', 'writer:']);
+      for (const t of c.capture) expect(sec(t)).toBeGreaterThan(0);
+      expect(c.main).toBeDefined(); // every supported Node has process.threadCpuUsage()
+      // read part by part, the process last: the parts never add up to more than the whole
+      expect(sec(c.main!) + c.capture.reduce((a, t) => a + sec(t), 0)).toBeLessThanOrEqual(sec(c.process));
+    } finally {
+      await dm.stop();
+    }
+    expect((await dm.cpu()).capture).toEqual([]);
+  });
+
   it('starts and stops capture and sync independently at run time', async () => {
     const dir = tmp('indep');
     const dm = new DataManager({

@@ -12,6 +12,7 @@ export {
   listFailed,
   type DataManagerStats,
   type DataManagerEvents,
+  type CpuReport,
   type EdgecapConfig,
   type EdgecapConfigInput,
   type ResourceConfig,

@@ -211,6 +211,17 @@ export class ManagedWorker<T> {
     return this.st;
   }
 
+  /**
+   * CPU time this thread has used (µs, user and system), read from outside it: a thread asleep in
+   * Atomics.wait answers at once. Undefined once it is gone, or on a Node without
+   * `worker.cpuUsage()` (before 22.19).
+   */
+  async cpuUsage(): Promise<{ user: number; system: number } | undefined> {
+    const w = this.worker as Worker & { cpuUsage?: () => Promise<{ user: number; system: number }> };
+    if (typeof w.cpuUsage !== 'function' || this.st === 'stopped' || this.st === 'failed') return undefined;
+    return w.cpuUsage().catch(() => undefined);
+  }
+
   /** Up and answering (not stopping, not failed). */
   get alive(): boolean {
     return this.st === 'starting' || this.st === 'started';
