@@ -12,6 +12,9 @@
 //   slope     RSS over 1, 4, 16, 64 resources at 10 Hz: the least-squares MB per collector.
 //   shared    the realistic load with its 16 sensors in the shared collector thread
 //             (`collector: "shared"`), and the slope with every resource shared.
+//   threads   where each process's CPU goes over the same window, by thread: the main thread,
+//             the writer, the collector threads (grouped by resource: sensors, IMU, cameras), and
+//             the rest (V8's compiler and GC helpers, libuv's pool); a floor's threads by rate.
 // Each measurement runs in its own process (runChild), so CPU and RSS are its own.
 import fs from 'node:fs';
 import path from 'node:path';
@@ -71,6 +74,44 @@ async function steady(seconds) {
   };
 }
 
+const usSum = (u) => (u ? u.user + u.system : 0);
+const threadCpuNow = () => (typeof process.threadCpuUsage === 'function' ? usSum(process.threadCpuUsage()) : undefined);
+
+/**
+ * % of one core by thread between two reads `a`, `b` (each {at: performance.now(), process,
+ * main, threads: Map(group → µs summed), counts: Map(group → threads)}): the groups, the main
+ * thread, and `other` = the process less every thread read (V8's and libuv's helpers).
+ */
+function threadShares(a, b) {
+  const sec = (b.at - a.at) / 1000;
+  const pct = (us) => us / 1e4 / sec;
+  const groups = {};
+  let named = 0;
+  for (const [g, us] of b.threads) {
+    const d = us - (a.threads.get(g) ?? 0);
+    named += d;
+    groups[g] = { threads: b.counts.get(g), cpuPct: pct(d) };
+  }
+  const main = b.main !== undefined && a.main !== undefined ? b.main - a.main : undefined;
+  const all = b.process - a.process;
+  return { windowSec: sec, processPct: pct(all), mainPct: main === undefined ? undefined : pct(main), groups, otherPct: main === undefined ? undefined : pct(all - main - named) };
+}
+
+/** Resource name → its group in the breakdown: `sensor12` → `sensor`, `camera0` → `camera`. */
+const groupOf = (t) => (t.thread === 'writer' ? 'writer' : t.thread === 'shared' ? 'shared collector' : t.resources[0].replace(/\d+$/, ''));
+
+async function edgecapThreads(dm) {
+  const threads = new Map();
+  const counts = new Map();
+  const c = await dm.cpu();
+  for (const t of c.capture) {
+    const g = groupOf(t);
+    threads.set(g, (threads.get(g) ?? 0) + t.userUs + t.systemUs);
+    counts.set(g, (counts.get(g) ?? 0) + 1);
+  }
+  return { at: performance.now(), process: c.process.userUs + c.process.systemUs, main: c.main && c.main.userUs + c.main.systemUs, threads, counts };
+}
+
 /** A DataManager as `edgecap run` makes one (sync off), under `load`; `pkg`: from the published package's bundle. */
 export async function load({ dir, load: which, seconds, warmupSeconds = 2, resources: n, hz, shared = false, pkg = false }) {
   const tImport = performance.now();
@@ -109,7 +150,9 @@ export async function load({ dir, load: which, seconds, warmupSeconds = 2, resou
   await starting;
   await sleep(warmupSeconds * 1000);
   const st0 = dm.stats().capture.streams;
+  const th0 = typeof dm.cpu === 'function' ? await edgecapThreads(dm) : undefined;
   const w = await steady(seconds);
+  const th1 = th0 && (await edgecapThreads(dm));
   const st1 = dm.stats().capture.streams;
   const sum = (st, k) => st.reduce((a, s) => a + s[k], 0);
   const readings = sum(st1, 'captured') - sum(st0, 'captured');
@@ -120,6 +163,7 @@ export async function load({ dir, load: which, seconds, warmupSeconds = 2, resou
     load: `${which ?? `${n} × ${hz} Hz`}${shared ? ', shared' : ''}`,
     streams,
     ...w,
+    ...(th0 ? { byThread: threadShares(th0, th1) } : {}),
     readingsPerSec: readings / w.windowSec,
     missedPerSec: missed / w.windowSec,
     dropped,
@@ -188,10 +232,25 @@ export async function floor({ rates, how, seconds, warmupSeconds = 1, heapMb }) 
   }
   const startMs = performance.now() - tStart;
   await sleep(warmupSeconds * 1000);
+  // a thread's group is its rate: `100 Hz` × 16, `1000 Hz`, `10 Hz` × 2
+  const floorThreads = async () => {
+    const threads = new Map();
+    const counts = new Map();
+    const us = await Promise.all(workers.map((x) => (typeof x.cpuUsage === 'function' ? x.cpuUsage() : undefined)));
+    us.forEach((u, i) => {
+      const g = `${rates[i]} Hz`;
+      threads.set(g, (threads.get(g) ?? 0) + usSum(u));
+      counts.set(g, (counts.get(g) ?? 0) + 1);
+    });
+    const main = threadCpuNow(); // the parts first, the whole last
+    return { at: performance.now(), main, process: usSum(process.cpuUsage()), threads, counts };
+  };
+  const th0 = await floorThreads();
   const w = await steady(seconds);
+  const th1 = await floorThreads();
   await Promise.all(workers.map((x) => x.terminate()));
   // the timers of `onethread` keep the process alive: child.js exits after reporting
-  return { how, threads: how === 'onethread' ? 0 : rates.length, startMs, ...w };
+  return { how, threads: how === 'onethread' ? 0 : rates.length, startMs, ...w, byThread: threadShares(th0, th1) };
 }
 
 // ── import time ──────────────────────────────────────────────────────────────────────────────
@@ -246,6 +305,22 @@ export function realisticMarkdown(section) {
   const early = d.params.earlyWarmupSeconds;
   if (d.realisticEarly) L.push(`| the realistic load, window after only ${fmt(early)} s (V8's start-up compactions included) | ${cell(d.realisticEarly)} | – | – | – | CPU ${ratio(d.realisticEarly?.cpuPct, fl.timeout?.cpuPct)} |`);
   if (d.idleEarly) L.push(`| idle, window after only ${fmt(early)} s | ${cell(d.idleEarly)} | – | – | – | – |`);
+  const bt = r?.byThread;
+  const ft = fl.timeout?.byThread;
+  if (bt && ft) {
+    // the floor's threads by rate stand beside the collectors that wake at that rate
+    const g = (o, k) => (o.groups[k] ? `${fmt(o.groups[k].cpuPct)} %${o.groups[k].threads > 1 ? ` (${o.groups[k].threads} threads, ${fmt(o.groups[k].cpuPct / o.groups[k].threads)} % each)` : ''}` : '–');
+    L.push('', `**Where the CPU goes, by thread** (the first pair's windows above; % of one core; read with \`DataManager.cpu()\` and \`worker.cpuUsage()\`):`, '');
+    L.push('| thread | edgecap | floor: threads + setTimeout |');
+    L.push('|---|---|---|');
+    L.push(`| 16 sensor collectors @ 100 Hz / bare threads @ 100 Hz | ${g(bt, 'sensor')} | ${g(ft, '100 Hz')} |`);
+    L.push(`| IMU collector @ 1 kHz / bare thread @ 1 kHz | ${g(bt, 'imu')} | ${g(ft, '1000 Hz')} |`);
+    L.push(`| 2 camera collectors @ 10 Hz (64 KiB) / bare threads @ 10 Hz | ${g(bt, 'camera')} | ${g(ft, '10 Hz')} |`);
+    L.push(`| writer (drain, write, fdatasync each second, rotate, persist seqs) | ${g(bt, 'writer')} | – |`);
+    L.push(`| main thread | ${fmt(bt.mainPct)} % | ${fmt(ft.mainPct)} % |`);
+    L.push(`| other threads (V8's compilers and GC helpers, libuv's pool) | ${fmt(bt.otherPct)} % | ${fmt(ft.otherPct)} % |`);
+    L.push(`| whole process | ${fmt(bt.processPct)} % | ${fmt(ft.processPct)} % |`);
+  }
   L.push('');
   L.push('| figure | edgecap | beside |');
   L.push('|---|---|---|');

@@ -380,7 +380,7 @@ export function writeReport(R, { root, resultsDir }) {
     [
       '- **Jitter against the schedule**: the capture engine does not expose each reading\'s deadline, so jitter is the deviation of the interval between consecutive `time_requested_us` from the period. A per-reading scheduled time (or a `diagnostics_channel` trace of deadline/actual) would give true lateness.',
       '- **"As fast as possible" capture**: there is no unthrottled mode; the benchmark sets `frequencyHz: 1e9`, so `missedDeadlines` is meaningless there and ring drops count the surplus. A documented `frequencyHz: Infinity`/`max` mode would make this explicit.',
-      '- **Per-thread CPU**: CPU is per process (all threads). Exposing each worker\'s `performance.eventLoopUtilization()` or CPU time through `stats()` would split collector vs writer cost without a profiler.',
+      '- **Per-thread CPU** in the capture-throughput and sync rows: those are per process (all threads). The realistic-load section splits its CPU by thread (`DataManager.cpu()`); the other sections could do the same.',
       '- **Writer-side timings** (batch sizes, time in write/fdatasync/LMDB per flush) and **sync-side phase timings** (sha256 pass, stream, server commit) are not exported; the figures above infer them from CPU time and the profile.',
       '- **Raw TLS** is one connection with both ends in Node; no kernel-TLS or OpenSSL `s_time` baseline.',
     ].join('\n'),
