@@ -103,6 +103,16 @@ describe('edge status page', () => {
       // Last readings: tabular values as a table, the image as a decoded thumbnail.
       await page.waitForFunction(() => [...document.querySelectorAll('[data-stream="sensor/temp/Readings"] .last td')].some((td) => td.textContent === 'temperature_c'), undefined, { timeout: 10_000 });
       await page.waitForFunction(() => (document.querySelector<HTMLImageElement>('[data-stream="camera/cam/ReadImage"] .last img')?.naturalWidth ?? 0) === 48, undefined, { timeout: 10_000 });
+      // CPU by thread over the last second: the writer and each resource's collector thread.
+      await page.waitForFunction(
+        () => {
+          const rows = [...document.querySelectorAll('#cpu tr')].map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent ?? ''));
+          const has = (name: string) => rows.some(([k, v]) => k === name && /^\d+\.\d\d %$/.test(v ?? ''));
+          return has('writer') && has('collector temp') && has('collector imu') && has('whole process');
+        },
+        undefined,
+        { timeout: 10_000 },
+      );
       // Uplot drew a rate plot per stream.
       expect(await page.locator('.stream canvas').count()).toBeGreaterThanOrEqual(3);
 

@@ -69,7 +69,7 @@ export function createMetricsRegistry(stats: () => DataManagerStats, cpu?: () =>
   if (cpu) {
     new Gauge({
       name: 'edgecap_thread_cpu_seconds_total',
-      help: 'CPU seconds (user + system) by thread: process (every thread), main, writer, collector or shared (label resource: the resources it runs)',
+      help: 'CPU seconds (user + system) by thread: process (every thread), main, writer, collector or shared (label resource: the resources it runs); a restarted thread counts from its restart',
       labelNames: ['thread', 'resource'] as const,
       registers: [reg],
       async collect() {

@@ -23,7 +23,7 @@ import path from 'node:path';
 import { EdgecapError, ErrorCodes, FAILED_DIR_NAME, failedEntries, isLoopback, logger, readTlsFiles, tokenMatches } from '@edgecap/core';
 import { createMetricsRegistry } from './metrics.js';
 import { LastReadings, streamKey } from './last-reading.js';
-import type { DataManager, DataManagerStats } from './manager.js';
+import type { CpuReport, DataManager, DataManagerStats } from './manager.js';
 
 export interface StatusServerOptions {
   /** Default 127.0.0.1. Anything but a loopback address needs `tls`, and `token` for the page. */
@@ -135,6 +135,36 @@ const ACTIONS: Record<Action, (dm: DataManager) => Promise<unknown>> = {
   'sync-now': (dm) => dm.sync(),
 };
 
+
+/**
+ * % of one core by thread between two DataManager.cpu() reads `sec` apart: the main thread, each
+ * capture thread seen in both reads, the rest of the process (helpers: V8, libuv, sync, the
+ * janitor; and a thread that restarted in between), the whole process.
+ */
+export function cpuSharesOf(a: CpuReport, b: CpuReport, sec: number): { thread: string; pct: number }[] {
+  if (!(sec > 0)) return [];
+  const us = (u: { userUs: number; systemUs: number }): number => u.userUs + u.systemUs;
+  const pct = (d: number): number => Math.max(0, d) / 1e4 / sec;
+  const label = (t: CpuReport['capture'][number]): string => (t.thread === 'writer' ? 'writer' : t.thread === 'shared' ? `shared collector (${t.resources.join(', ')})` : `collector ${t.resources.join(', ')}`);
+  const before = new Map(a.capture.map((t) => [label(t), us(t)]));
+  const out: { thread: string; pct: number }[] = [];
+  const all = us(b.process) - us(a.process);
+  let named = 0;
+  if (a.main && b.main) {
+    named += us(b.main) - us(a.main);
+    out.push({ thread: 'main thread', pct: pct(us(b.main) - us(a.main)) });
+  }
+  for (const t of [...b.capture].sort((x, y) => Number(y.thread === 'writer') - Number(x.thread === 'writer'))) {
+    const was = before.get(label(t));
+    if (was === undefined || us(t) < was) continue; // new or restarted since the last read
+    named += us(t) - was;
+    out.push({ thread: label(t), pct: pct(us(t) - was) });
+  }
+  out.push({ thread: 'other threads (V8, libuv, sync, janitor)', pct: pct(all - named) });
+  out.push({ thread: 'whole process', pct: pct(all) });
+  return out;
+}
+
 export async function serveStatus(dm: DataManager, opts: StatusServerOptions): Promise<StatusServer> {
   const host = opts.host ?? '127.0.0.1';
   const loopback = isLoopback(host);
@@ -191,6 +221,21 @@ export async function serveStatus(dm: DataManager, opts: StatusServerOptions): P
     return out;
   };
 
+  // CPU by thread over the last second (% of one core), from two DataManager.cpu() reads: read
+  // while someone watches, a tick late (cpu() is async).
+  let cpuPrev: { at: number; c: CpuReport } | undefined;
+  let cpuShares: { thread: string; pct: number }[] = [];
+  const sampleCpu = (): void => {
+    void dm.cpu().then(
+      (c) => {
+        const at = performance.now();
+        if (cpuPrev) cpuShares = cpuSharesOf(cpuPrev.c, c, (at - cpuPrev.at) / 1000);
+        cpuPrev = { at, c };
+      },
+      () => undefined,
+    );
+  };
+
   let failedCache: { at: number; list: { file: string; reason: string }[] } | undefined;
   const snapshot = (full: boolean): unknown => {
     const s = dm.stats();
@@ -233,6 +278,7 @@ export async function serveStatus(dm: DataManager, opts: StatusServerOptions): P
       janitor: s.janitor ?? null,
       recovered: s.recovered,
       events,
+      cpu: cpuShares,
       rates: r,
       controls: !!opts.token,
     };
@@ -242,7 +288,11 @@ export async function serveStatus(dm: DataManager, opts: StatusServerOptions): P
   const tick = (): void => {
     const s = dm.stats();
     sample(s);
-    if (clients.size === 0) return;
+    if (clients.size === 0) {
+      cpuPrev = undefined;
+      return;
+    }
+    sampleCpu();
     last.poll(s.capture.streams);
     const text = `data: ${JSON.stringify(snapshot(false))}\n\n`;
     for (const c of clients) {

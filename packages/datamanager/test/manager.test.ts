@@ -7,6 +7,7 @@ import { DataManager } from '@edgecap/datamanager';
 import { listFiles, readCaptureFile, type Reading } from '@edgecap/format';
 import { startIngestServer, exportReadings } from '@edgecap/ingest';
 import { waitFor } from '../../../test/helpers.js';
+import { cpuSharesOf } from '../src/status-http.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const tmp = (p: string) => fs.mkdtempSync(path.join(os.tmpdir(), `edgecap-dm-${p}-`));
@@ -54,6 +55,21 @@ describe('DataManager', () => {
       await dm.stop();
     }
     expect((await dm.cpu()).capture).toEqual([]);
+  });
+
+  it('cpuSharesOf: % of a core per thread between two reads; a thread restarted in between counts in "other"', () => {
+    const u = (us: number) => ({ userUs: us, systemUs: 0 });
+    const a = { process: u(1_000_000), main: u(100_000), capture: [{ thread: 'collector' as const, resources: ['a'], ...u(50_000) }, { thread: 'collector' as const, resources: ['b'], ...u(80_000) }, { thread: 'writer' as const, resources: [], ...u(20_000) }] };
+    // over 2 s: a +20 ms, b restarted (its new thread has 5 ms), the writer +40 ms, main +10 ms, the process +200 ms
+    const b = { process: u(1_200_000), main: u(110_000), capture: [{ thread: 'collector' as const, resources: ['a'], ...u(70_000) }, { thread: 'collector' as const, resources: ['b'], ...u(5_000) }, { thread: 'writer' as const, resources: [], ...u(60_000) }] };
+    expect(cpuSharesOf(a, b, 2)).toEqual([
+      { thread: 'main thread', pct: 0.5 },
+      { thread: 'writer', pct: 2 },
+      { thread: 'collector a', pct: 1 },
+      { thread: 'other threads (V8, libuv, sync, janitor)', pct: 6.5 },
+      { thread: 'whole process', pct: 10 },
+    ]);
+    expect(cpuSharesOf(a, b, 0)).toEqual([]);
   });
 
   it('starts and stops capture and sync independently at run time', async () => {

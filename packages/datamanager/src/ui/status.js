@@ -131,6 +131,7 @@
 
     $('failed-count').textContent = '(' + m.failed_total + ')';
     $('failed').tBodies[0].replaceChildren(...m.failed.map((f) => { const tr = el('tr'); tr.append(el('td', f.file), el('td', f.reason)); return tr; }));
+    kv($('cpu'), m.cpu && m.cpu.length ? m.cpu.map((c) => [c.thread, c.pct.toFixed(2) + ' %']) : [['cpu', '–']]);
     const j = m.janitor;
     kv($('disk'), j ? [
       ['disk used', j.lastUsage !== undefined ? (j.lastUsage * 100).toFixed(1) + '%' : '–'],
