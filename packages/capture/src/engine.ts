@@ -130,6 +130,8 @@ export interface ThreadCpu {
   thread: 'writer' | 'collector' | 'shared';
   /** The resources a collector thread runs (several for the shared one; none for the writer). */
   resources: string[];
+  /** Node's thread id: a restarted thread has a new one. */
+  threadId: number;
   userUs: number;
   systemUs: number;
 }
@@ -756,9 +758,9 @@ export class CaptureEngine extends EventEmitter {
    */
   async threadCpu(): Promise<ThreadCpu[]> {
     const threads = new Map<Pick<ManagedWorker<unknown>, 'cpuUsage'>, Omit<ThreadCpu, 'userUs' | 'systemUs'>>();
-    if (this.writer) threads.set(this.writer, { thread: 'writer', resources: [] });
+    if (this.writer) threads.set(this.writer, { thread: 'writer', resources: [], threadId: this.writer.worker.threadId });
     for (const [name, c] of this.collectors) {
-      const t = threads.get(c.mw) ?? { thread: c.shared ? 'shared' : 'collector', resources: [] };
+      const t = threads.get(c.mw) ?? { thread: c.shared ? 'shared' : 'collector', resources: [], threadId: c.mw.worker.threadId };
       t.resources.push(name);
       threads.set(c.mw, t);
     }

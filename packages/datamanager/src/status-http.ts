@@ -146,7 +146,7 @@ export function cpuSharesOf(a: CpuReport, b: CpuReport, sec: number): { thread: 
   const us = (u: { userUs: number; systemUs: number }): number => u.userUs + u.systemUs;
   const pct = (d: number): number => Math.max(0, d) / 1e4 / sec;
   const label = (t: CpuReport['capture'][number]): string => (t.thread === 'writer' ? 'writer' : t.thread === 'shared' ? `shared collector (${t.resources.join(', ')})` : `collector ${t.resources.join(', ')}`);
-  const before = new Map(a.capture.map((t) => [label(t), us(t)]));
+  const before = new Map(a.capture.map((t) => [t.threadId, us(t)]));
   const out: { thread: string; pct: number }[] = [];
   const all = us(b.process) - us(a.process);
   let named = 0;
@@ -155,8 +155,8 @@ export function cpuSharesOf(a: CpuReport, b: CpuReport, sec: number): { thread: 
     out.push({ thread: 'main thread', pct: pct(us(b.main) - us(a.main)) });
   }
   for (const t of [...b.capture].sort((x, y) => Number(y.thread === 'writer') - Number(x.thread === 'writer'))) {
-    const was = before.get(label(t));
-    if (was === undefined || us(t) < was) continue; // new or restarted since the last read
+    const was = before.get(t.threadId);
+    if (was === undefined) continue; // new (or restarted) since the last read
     named += us(t) - was;
     out.push({ thread: label(t), pct: pct(us(t) - was) });
   }

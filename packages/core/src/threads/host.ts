@@ -214,7 +214,7 @@ export class ManagedWorker<T> {
   /**
    * CPU time this thread has used (µs, user and system), read from outside it: a thread asleep in
    * Atomics.wait answers at once. Undefined once it is gone, or on a Node without
-   * `worker.cpuUsage()` (before 22.19).
+   * `worker.cpuUsage()` (added in 24.6, and in a later 22.x).
    */
   async cpuUsage(): Promise<{ user: number; system: number } | undefined> {
     const w = this.worker as Worker & { cpuUsage?: () => Promise<{ user: number; system: number }> };
