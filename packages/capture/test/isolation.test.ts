@@ -4,6 +4,7 @@
  * and control calls (stop) reach a collector asleep for a long period; and a resource that leaks
  * memory outgrows its own thread's heap limit only: it is restarted, the others go on.
  */
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -39,6 +40,20 @@ export default () => ({
   Readings() {
     kept.push(new Array(100_000).fill(kept.length));
     return { n: kept.length };
+  },
+});
+`;
+
+/** A resource whose 2nd reading blocks its thread in a native call: open() of a FIFO with no writer. */
+const FIFO_BLOCKER = (fifo: string) => `
+import fs from 'node:fs';
+let n = 0;
+export default () => ({
+  kind: 'sensor',
+  Readings() {
+    n++;
+    if (n === 2) fs.closeSync(fs.openSync(${JSON.stringify(fifo)}, 'r'));
+    return { n };
   },
 });
 `;
@@ -96,6 +111,45 @@ describe('collector isolation with Atomics.wait sleeps', () => {
     expect(maxGapMs).toBeLessThan(BLOCK_MS / 3);
     expect(stat('steady').missedDeadlines).toBeLessThan(expected * 0.5);
     expectAccounted(dir, store, eng.stats());
+  }, 60_000);
+
+  it('threadCpu() answers while a resource blocks its thread in a native call: that thread is left out until it returns', async () => {
+    const dir = tmpDir('cpu-blocked');
+    const store = newStore(dir);
+    stores.push(store);
+    const fifo = path.join(dir, 'fifo');
+    execFileSync('mkfifo', [fifo]);
+    const mod = path.join(dir, 'fifo-blocker.mjs');
+    fs.writeFileSync(mod, FIFO_BLOCKER(fifo));
+    const eng = new CaptureEngine({ captureDir: dir, store, partId: 'p', tags: [], flushIntervalMs: 50 });
+    await eng.start([
+      { name: 'blocker', module: mod, methods: [{ method: 'Readings', frequencyHz: 20 }] },
+      { name: 'steady', model: 'sim:sensor', methods: [{ method: 'Readings', frequencyHz: 50 }] },
+    ]);
+    let unblocked = false;
+    try {
+      const stat = (name: string) => eng.stats().find((s) => s.resource === name)!;
+      await until('the first reading', () => stat('blocker').captured >= 1);
+      await sleep(300); // the 2nd call is in open() by now
+      expect(stat('blocker').captured).toBe(1);
+      const names = async () => (await eng.threadCpu()).map((t) => t.thread + ':' + t.resources.join(',')).sort();
+      // asked twice: the second finds the first question still unanswered, and does not wait either
+      expect(await names()).toEqual(['collector:steady', 'writer:']);
+      expect(await names()).toEqual(['collector:steady', 'writer:']);
+      // a writer for the FIFO: open() returns, and the thread answers again
+      fs.closeSync(fs.openSync(fifo, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK));
+      unblocked = true;
+      await until('readings after the block', () => stat('blocker').captured >= 3);
+      let got: string[] = [];
+      await until('the blocker counted again', () => {
+        void names().then((n) => (got = n));
+        return got.includes('collector:blocker');
+      });
+      expect(got).toEqual(['collector:blocker', 'collector:steady', 'writer:']);
+    } finally {
+      if (!unblocked) fs.closeSync(fs.openSync(fifo, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK));
+      await eng.stop();
+    }
   }, 60_000);
 
   it('stop reaches a collector asleep until a deadline 60 s away: graceful, no timeout, nothing lost', async () => {

@@ -225,15 +225,21 @@ export async function serveStatus(dm: DataManager, opts: StatusServerOptions): P
   // while someone watches, a tick late (cpu() is async).
   let cpuPrev: { at: number; c: CpuReport } | undefined;
   let cpuShares: { thread: string; pct: number }[] = [];
+  let cpuReading = false;
   const sampleCpu = (): void => {
-    void dm.cpu().then(
-      (c) => {
-        const at = performance.now();
-        if (cpuPrev) cpuShares = cpuSharesOf(cpuPrev.c, c, (at - cpuPrev.at) / 1000);
-        cpuPrev = { at, c };
-      },
-      () => undefined,
-    );
+    if (cpuReading) return;
+    cpuReading = true;
+    void dm
+      .cpu()
+      .then(
+        (c) => {
+          const at = performance.now();
+          if (cpuPrev) cpuShares = cpuSharesOf(cpuPrev.c, c, (at - cpuPrev.at) / 1000);
+          cpuPrev = { at, c };
+        },
+        () => undefined,
+      )
+      .finally(() => (cpuReading = false));
   };
 
   let failedCache: { at: number; list: { file: string; reason: string }[] } | undefined;

@@ -47,6 +47,8 @@ const ALLOWED: Record<WorkerState, readonly WorkerState[]> = {
 
 /** A control call not answered in this long means the thread is hung (overridable per call). */
 export const DEFAULT_CALL_TIMEOUT_MS = 30_000;
+/** How long cpuUsage() waits for a thread's answer (one blocked in a native call gives none). */
+const CPU_USAGE_TIMEOUT_MS = 250;
 /** worker.terminate() of a thread stuck in a native call may never finish: wait this long. */
 const TERMINATE_TIMEOUT_MS = 5_000;
 /** How long terminate() waits for a state transaction in the thread to end (txn-gate.ts). */
@@ -166,6 +168,8 @@ export class ManagedWorker<T> {
   /** The thread's control word (boot.ts): 1 = a control message is waiting. */
   readonly wakeSab: SharedArrayBuffer;
   private readonly wake: Int32Array;
+  /** A cpuUsage() question the thread has not answered yet. */
+  private cpuAsked = false;
 
   constructor(
     url: URL,
@@ -212,14 +216,32 @@ export class ManagedWorker<T> {
   }
 
   /**
-   * CPU time this thread has used (µs, user and system), read from outside it: a thread asleep in
-   * Atomics.wait answers at once. Undefined once it is gone, or on a Node without
-   * `worker.cpuUsage()` (added in 24.6, and in a later 22.x).
+   * CPU time this thread has used (µs, user and system). Node answers through an interrupt of the
+   * thread: one asleep in Atomics.wait or running JavaScript answers at once, one blocked in a
+   * native call (a sensor read that hangs) not until it returns. So the answer is raced against
+   * `timeoutMs` and the thread's end, and while one question is unanswered no second is asked.
+   * Undefined then, once the thread is gone, or on a Node without `worker.cpuUsage()` (added in
+   * 24.6, and in a later 22.x).
    */
-  async cpuUsage(): Promise<{ user: number; system: number } | undefined> {
+  async cpuUsage(timeoutMs = CPU_USAGE_TIMEOUT_MS): Promise<{ user: number; system: number } | undefined> {
     const w = this.worker as Worker & { cpuUsage?: () => Promise<{ user: number; system: number }> };
-    if (typeof w.cpuUsage !== 'function' || this.st === 'stopped' || this.st === 'failed') return undefined;
-    return w.cpuUsage().catch(() => undefined);
+    if (typeof w.cpuUsage !== 'function' || this.st === 'stopped' || this.st === 'failed' || this.cpuAsked) return undefined;
+    this.cpuAsked = true;
+    const answer = w.cpuUsage().then(
+      (u) => u,
+      () => undefined,
+    );
+    void answer.finally(() => (this.cpuAsked = false));
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<undefined>((r) => {
+      timer = setTimeout(r, timeoutMs, undefined);
+      timer.unref();
+    });
+    try {
+      return await Promise.race([answer, late, this.gone.then(() => undefined)]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Up and answering (not stopping, not failed). */
