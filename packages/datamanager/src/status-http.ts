@@ -135,7 +135,6 @@ const ACTIONS: Record<Action, (dm: DataManager) => Promise<unknown>> = {
   'sync-now': (dm) => dm.sync(),
 };
 
-
 /**
  * % of one core by thread between two DataManager.cpu() reads `sec` apart: the main thread, each
  * capture thread seen in both reads, the rest of the process (helpers: V8, libuv, sync, the

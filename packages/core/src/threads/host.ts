@@ -219,9 +219,10 @@ export class ManagedWorker<T> {
    * CPU time this thread has used (µs, user and system). Node answers through an interrupt of the
    * thread: one asleep in Atomics.wait or running JavaScript answers at once, one blocked in a
    * native call (a sensor read that hangs) not until it returns. So the answer is raced against
-   * `timeoutMs` and the thread's end, and while one question is unanswered no second is asked.
-   * Undefined then, once the thread is gone, or on a Node without `worker.cpuUsage()` (added in
-   * 24.6, and in a later 22.x).
+   * `timeoutMs` (which also bounds a thread ending mid-question; not raced against `gone`, where
+   * each call would leave a reaction until the thread ends), and while one question is
+   * unanswered no second is asked. Undefined then, once the thread is gone, or on a Node without
+   * `worker.cpuUsage()` (added in 24.6, and in a later 22.x).
    */
   async cpuUsage(timeoutMs = CPU_USAGE_TIMEOUT_MS): Promise<{ user: number; system: number } | undefined> {
     const w = this.worker as Worker & { cpuUsage?: () => Promise<{ user: number; system: number }> };
@@ -238,7 +239,7 @@ export class ManagedWorker<T> {
       timer.unref();
     });
     try {
-      return await Promise.race([answer, late, this.gone.then(() => undefined)]);
+      return await Promise.race([answer, late]);
     } finally {
       clearTimeout(timer);
     }
