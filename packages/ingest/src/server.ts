@@ -82,13 +82,18 @@ export interface IngestServerOptions {
   limits?: Partial<IngestLimits>;
   /** PostgreSQL: how often the key registry is re-read (default 2000 ms). */
   keyRefreshMs?: number;
+  /** close(): how long running calls may go on before they are cancelled and every connection dropped (default 10000 ms). */
+  shutdownGraceMs?: number;
 }
+
+/** Default IngestServerOptions.shutdownGraceMs. */
+const DEFAULT_SHUTDOWN_GRACE_MS = 10_000;
 
 export interface IngestServer {
   /** host:port actually bound. */
   address: string;
   port: number;
-  /** Stop accepting calls, let running ones finish, close storage. */
+  /** Stop accepting calls, let running ones finish (at most shutdownGraceMs, then forceClose), close storage. */
   close(): Promise<void>;
   /** Cancel running calls and stop now. */
   forceClose(): void;
@@ -274,13 +279,21 @@ function tuneServerWindows(server: grpc.Server): void {
 }
 
 /** Per session: the flow-control window, and the connection cap (grpc-js has no option for either). */
-function tuneSessions(server: grpc.Server, cap: SessionCap): void {
-  const s = server as unknown as { http2Servers?: Map<{ on(ev: 'session', cb: (sess: Parameters<SessionCap['add']>[0] & { setLocalWindowSize?(n: number): void }) => void): void }, unknown> };
+function tuneSessions(server: grpc.Server, cap: SessionCap, sockets: Set<net.Socket>): void {
+  type Listener = { on(ev: 'session', cb: (sess: Parameters<SessionCap['add']>[0] & { setLocalWindowSize?(n: number): void }) => void): void; on(ev: 'connection' | 'secureConnection', cb: (sock: net.Socket) => void): void };
+  const s = server as unknown as { http2Servers?: Map<Listener, unknown> };
   if (!(s.http2Servers instanceof Map)) {
     log.warn('grpc-js internals changed: connection cap not installed');
     return;
   }
+  const track = (sock: net.Socket): void => {
+    sockets.add(sock);
+    sock.once('close', () => sockets.delete(sock));
+  };
   for (const h of s.http2Servers.keys()) {
+    // Every connection (TCP and, with TLS, its TLS socket): what a close past its grace drops.
+    h.on('connection', track);
+    h.on('secureConnection', track);
     h.on('session', (sess) => {
       cap.add(sess);
       try {
@@ -294,6 +307,8 @@ function tuneSessions(server: grpc.Server, cap: SessionCap): void {
 
 export async function startIngestServer(opts: IngestServerOptions): Promise<IngestServer> {
   const { host, port } = parseListen(opts.listen);
+  const graceMs = opts.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS;
+  if (!(graceMs >= 0 && Number.isFinite(graceMs))) throw new EdgecapError(ErrorCodes.CONFIG_INVALID, `shutdownGraceMs must be a number of ms ≥ 0, got ${String(opts.shutdownGraceMs)}`);
   let creds: grpc.ServerCredentials;
   if (opts.tls) {
     const { cert, key } = readTlsFiles(opts.tls, 'tls');
@@ -452,20 +467,43 @@ export async function startIngestServer(opts: IngestServerOptions): Promise<Inge
     await releaseStorage();
     throw new EdgecapError(ErrorCodes.CONFIG_INVALID, `cannot listen on ${opts.listen}: ${(e as Error).message}`, { cause: e });
   }
-  tuneSessions(server, cap);
+  const sockets = new Set<net.Socket>();
+  tuneSessions(server, cap, sockets);
   const address = net.isIPv6(host) ? `[${host}]:${boundPort}` : `${host}:${boundPort}`;
   log.info({ address, tls: Boolean(opts.tls), dataDir: opts.dataDir, storage: storage.kind }, 'ingest server listening');
 
   let closing: Promise<void> | undefined;
+  /**
+   * Cancel every call and drop every connection. The sockets are destroyed here, not left to the
+   * sessions: a session whose connection was reset while it closed gracefully can stay destroyed
+   * without ever emitting 'close' (seen on Node 22: its TLS socket open, no longer read, the TCP
+   * connection long gone), and grpc-js's tryShutdown then waits for it forever.
+   */
+  const forceDown = (): void => {
+    server.forceShutdown();
+    for (const sock of sockets) sock.destroy();
+  };
   return {
     address,
     port: boundPort,
     close() {
-      closing ??= new Promise<void>((resolve) => server.tryShutdown(() => resolve())).then(() => releaseStorage());
+      closing ??= (async () => {
+        let timer: NodeJS.Timeout | undefined;
+        const graceful = await Promise.race([
+          new Promise<true>((resolve) => server.tryShutdown(() => resolve(true))),
+          new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), graceMs))),
+        ]);
+        clearTimeout(timer);
+        if (!graceful) {
+          log.warn({ graceMs, connections: sockets.size }, 'calls still running after the shutdown grace: cancelled, connections dropped');
+          forceDown();
+        }
+        await releaseStorage();
+      })();
       return closing;
     },
     forceClose() {
-      server.forceShutdown();
+      forceDown();
       closing ??= releaseStorage();
     },
   };
