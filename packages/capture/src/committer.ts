@@ -5,7 +5,7 @@
  *   finalize(s) ─► fdatasync (libuv pool, ≤ MAX_SYNCING at once) + close ─────────────┐
  *   abandon(s), a write error ─► cut back to goodEnd, close ─► salvage(): re-sync ─────┤
  *                                                                                      ▼
- *   commit(), each flush tick: settled files of new folders ─► ONE fsync per parent for all
+ *   commit(), every commitIntervalMs (writer.ts): settled files of new folders ─► ONE fsync per parent for all
  *        of them (libuv pool); the rest, in rotation order ─► ONE seq transaction
  *        (SeqSink.advanceSeqsSync) ─► rename .prog → .capture ─► 'file-finished' event
  *
@@ -152,7 +152,7 @@ export class Committer {
 
   /**
    * fdatasync and close now; persisting the seq, the rename .prog → .capture and the event follow
-   * in commit() at the next flush tick (a crash in between leaves a synced .prog
+   * in the next commit() (a crash in between leaves a synced .prog
    * that start-up recovery finishes, exactly as a crash between close and rename always did).
    */
   finalize(s: WStream): void {

@@ -27,7 +27,8 @@ function memoryWriter(o: WriterOptions, events: MessagePort, mem: MemoryWriterIn
     advanceSeqsSync: (seqs) => post({ type: 'seqs', seqs: [...seqs] }),
     recordGap: (g) => post({ type: 'gap', gap: g }),
   };
-  return new Writer(o, {
+  // nothing durable to batch: a sealed file reaches the MemoryStore at the next flush tick
+  return new Writer({ ...o, commitIntervalMs: 0 }, {
     fs: mfs,
     store: sink,
     emit: (ev: WriterEvent) => {
