@@ -5,7 +5,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { exportReadings, listReceived, makeDevCert, type DevCert } from '@edgecap/ingest';
-import { captureMeta, collect, health, makeCapture, makeClient, sha256, storedBytes, tmpDir, upload, type UploadResult } from './helpers.js';
+import { captureMeta, collect, health, makeCapture, makeClient, sha256, stagingBytes, storedBytes, tmpDir, until, upload, type UploadResult } from './helpers.js';
 
 vi.hoisted(() => {
   process.env.EDGECAP_LOG_LEVEL ??= 'silent';
@@ -33,14 +33,6 @@ async function startChild(dataDir: string, cert: DevCert): Promise<Child> {
   if (!m) throw new Error(`unexpected first line: ${line}`);
   return { proc, port: Number(m[1]), exited };
 }
-
-/** Wait (bounded by the test timeout) until `cond` holds, re-checking every 10 ms. */
-async function until(cond: () => boolean): Promise<void> {
-  while (!cond()) await new Promise((r) => setTimeout(r, 10));
-}
-
-const stagingBytes = (dataDir: string): number =>
-  fs.readdirSync(path.join(dataDir, 'staging')).reduce((n, f) => n + fs.statSync(path.join(dataDir, 'staging', f)).size, 0);
 
 describe('ingest server killed with SIGKILL', () => {
   let dir: string;
@@ -70,7 +62,7 @@ describe('ingest server killed with SIGKILL', () => {
     const interrupted = upload(client, captureMeta(b), b.bytes, {
       chunk: 16 * 1024,
       halfThen: () => {
-        void until(() => stagingBytes(dataDir) > 0).then(() => child.proc.kill('SIGKILL'));
+        void until(() => stagingBytes(dataDir) > 0, 'the half upload in staging').then(() => child.proc.kill('SIGKILL'));
       },
     });
     expect((await child.exited).signal).toBe('SIGKILL');

@@ -158,6 +158,17 @@ export function health(client: DataSyncClient, key = API_KEY): Promise<{ ok: boo
   );
 }
 
+/** Bytes the server holds in staging/ (uploads in progress). */
+export const stagingBytes = (dataDir: string): number =>
+  fs.readdirSync(path.join(dataDir, 'staging')).reduce((n, f) => n + fs.statSync(path.join(dataDir, 'staging', f)).size, 0);
+
+/** Resolves once `cond` holds (re-checked every 10 ms); throws naming `what` after `timeoutMs`. */
+export async function until(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  for (const giveUp = Date.now() + timeoutMs; !cond(); await new Promise((r) => setTimeout(r, 10))) {
+    if (Date.now() > giveUp) throw new Error(`gave up after ${timeoutMs} ms waiting for ${what}`);
+  }
+}
+
 export async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];
   for await (const x of it) out.push(x);

@@ -8,7 +8,7 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeDevCert, startIngestServer, type IngestServer } from '@edgecap/ingest';
-import { API_KEY, auth, captureMeta, makeCapture, makeClient, storedBytes, tmpDir, upload, type UploadResult } from './helpers.js';
+import { API_KEY, captureMeta, makeCapture, makeClient, stagingBytes, storedBytes, tmpDir, until, upload, type UploadResult } from './helpers.js';
 
 let dir: string;
 let cert: ReturnType<typeof makeDevCert>;
@@ -26,33 +26,18 @@ function start(dataDir: string, shutdownGraceMs: number): Promise<IngestServer> 
 
 const CHUNK = 16 * 1024;
 
-/** An upload that sends its metadata and the first half of its bytes, then waits for `rest`. */
+/** An upload that sends its metadata and the first half of its chunks, then waits for `rest`. */
 function halfUpload(server: IngestServer, c: ReturnType<typeof makeCapture>): { result: Promise<UploadResult>; rest: () => void; close: () => void } {
   const client = makeClient(`localhost:${server.port}`, cert.caFile);
   let call!: grpc.ClientWritableStream<unknown>;
-  const result = new Promise<UploadResult>((resolve) => {
-    call = client.Upload(auth(), (err, res) => resolve(err ? { ok: false, code: err.code, details: err.details } : { ok: true, res: res! })) as unknown as grpc.ClientWritableStream<unknown>;
-  });
-  const half = Math.floor(c.bytes.length / 2);
-  call.write({ metadata: captureMeta(c, 'robot-1', true) });
-  for (let o = 0; o < half; o += CHUNK) {
-    call.write({ chunk: c.bytes.subarray(o, Math.min(o + CHUNK, half)) });
-  }
+  const result = upload(client, captureMeta(c, 'robot-1', true), c.bytes, { chunk: CHUNK, halfThen: (x) => (call = x) });
+  // where upload() stopped: the first of the second half of its chunks
+  const from = Math.floor(Math.ceil(c.bytes.length / CHUNK) / 2) * CHUNK;
   const rest = (): void => {
-    for (let o = half; o < c.bytes.length; o += CHUNK) call.write({ chunk: c.bytes.subarray(o, Math.min(o + CHUNK, c.bytes.length)) });
+    for (let o = from; o < c.bytes.length; o += CHUNK) call.write({ chunk: c.bytes.subarray(o, o + CHUNK) });
     call.end();
   };
   return { result, rest, close: () => client.close() };
-}
-
-/** Resolves once the server stages an upload with at least `bytes` bytes (the call is in progress there). */
-async function staged(dataDir: string, bytes: number): Promise<void> {
-  const dir = path.join(dataDir, 'staging');
-  for (const giveUp = Date.now() + 10_000; Date.now() < giveUp; await new Promise((r) => setTimeout(r, 10))) {
-    const sizes = fs.existsSync(dir) ? fs.readdirSync(dir).map((f) => fs.statSync(path.join(dir, f)).size) : [];
-    if (sizes.some((n) => n >= bytes)) return;
-  }
-  throw new Error(`no upload of ${bytes} bytes staged in ${dir}`);
 }
 
 /** A server (data dir `name`) with one upload of a 400 KB capture file half received. */
@@ -61,7 +46,7 @@ async function underway(name: string, shutdownGraceMs: number) {
   const server = await start(dataDir, shutdownGraceMs);
   const c = makeCapture({ seqs: Array.from({ length: 400 }, (_, i) => i), binary: true });
   const held = halfUpload(server, c);
-  await staged(dataDir, c.bytes.length / 4);
+  await until(() => stagingBytes(dataDir) >= c.bytes.length / 4, 'the half upload in staging');
   return { dataDir, server, c, held };
 }
 
