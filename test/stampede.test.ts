@@ -7,7 +7,7 @@
  *
  * A stampede of real edges: 20 SyncEngines with 25 capture files each (half of them staged on
  * disk at the ingest, half small enough to go into packs) sync at once
- * to an ingest whose fd limit is tiny (`ulimit -n 100`, a process of its own: its default limits then allow 18 connections and 9 uploads at once). Whatever the ingest
+ * to an ingest whose fd limit is tiny (`ulimit -n 100`, a process of its own: its default limits then allow 32 connections and 16 uploads at once). Whatever the ingest
  * runs out of, it answers with a retryable status, so every file ends stored exactly once and
  * nothing lands in any edge's failed/.
  */
@@ -139,6 +139,7 @@ describe('a stampede of edges against an ingest with few fds', () => {
     const engines: SyncEngine[] = [];
     const expected = new Map<string, number>();
     const errors: string[] = [];
+    const edgeErrors: string[][] = [];
     const { child, port } = await spawnIngest('ulimit -n 100 &&', ['--data', dataDir, '--tls-cert', cert.certFile, '--tls-key', cert.keyFile, '--api-key', 'k']);
     try {
       for (let e = 0; e < EDGES; e++) {
@@ -166,11 +167,23 @@ describe('a stampede of edges against an ingest with few fds', () => {
             ingest: { address: `localhost:${port}`, caFile: cert.caFile, apiKey: 'k' },
           }),
         );
-        engines.at(-1)!.on('sync-error', (ev: { message: string }) => errors.push(ev.message));
+        const mine: string[] = [];
+        edgeErrors.push(mine);
+        engines.at(-1)!.on('sync-error', (ev: { message: string }) => {
+          errors.push(ev.message);
+          mine.push(ev.message);
+        });
       }
       // rounds at once from every edge until each capture dir is drained (bounded)
       const deadline = Date.now() + 120_000;
-      await Promise.all(engines.map((eng, e) => drain(eng, path.join(root, `edge${e}`, 'capture'), deadline)));
+      await Promise.all(
+        engines.map((eng, e) =>
+          drain(eng, path.join(root, `edge${e}`, 'capture'), deadline).catch((err: Error) => {
+            const last = [...new Set(edgeErrors[e]!.slice(-50))].slice(-5);
+            throw new Error(`${err.message}; ${edgeErrors[e]!.length} errors, the last distinct: ${last.join(' | ')}`);
+          }),
+        ),
+      );
       for (let e = 0; e < EDGES; e++) expect(failedFiles(path.join(root, `edge${e}`, 'capture')), `edge ${e} failed/`).toEqual([]);
     } finally {
       await Promise.all(engines.map((e) => e.stop()));

@@ -225,6 +225,31 @@ function fsyncDirSyncBestEffort(dir: string): void {
   }
 }
 
+/**
+ * How many files or folders a group commit opens at once beyond those its uploads hold already.
+ * Concurrent fsyncs still share the journal commit; unbounded, a group of many parts (each a pack
+ * folder and a part folder to fsync) opened more fds than a small limit allows, failed EMFILE as a
+ * whole, gave its folders back to the next, larger group — and no group ever committed again.
+ */
+const GROUP_FS_CONCURRENCY = 8;
+
+/** `fn` over `items`, at most `limit` running at once; rejects with the first error once all have run. */
+async function forEachBounded<T>(items: Iterable<T>, limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  const it = items[Symbol.iterator]();
+  let first: { e: unknown } | undefined;
+  const lane = async (): Promise<void> => {
+    for (let n = it.next(); !n.done; n = it.next()) {
+      try {
+        await fn(n.value);
+      } catch (e) {
+        first ??= { e };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: limit }, lane));
+  if (first) throw first.e;
+}
+
 async function fsyncDir(dir: string): Promise<void> {
   const fh = await fsp.open(dir, 'r');
   try {
@@ -690,6 +715,8 @@ export class FileStorage implements IngestStorage {
     const packs = new Map<string, PackWriter>();
     /** Answered after the cleanup below: a caller that retries at once finds no leftover pack. */
     const refused: { item: PendingCommit; e: unknown }[] = [];
+    /** A placed file that could not be made durable: the whole group fails, as a failed fsync below does. */
+    let fault: { e: unknown } | undefined;
     const placeOne = async (item: PendingCommit, key: string): Promise<void> => {
       let rel: string;
       let offset: number | undefined;
@@ -709,8 +736,11 @@ export class FileStorage implements IngestStorage {
       const record: FileRecord = { ...item.rec, path: rel, ...(offset !== undefined && { offset }), received_at_ms: Date.now() };
       records.set(key, record);
       placed.push({ item, record, dir: path.dirname(path.join(this.dataDir, rel)) });
+      // A small file written in place holds an fd until settled: settled now, in its lane, or a
+      // group of many such files would hold one each at once. A failure fails the group (below).
+      if (item.staged instanceof MemoryStaged && item.staged.held) await item.staged.settle().catch((e: unknown) => (fault ??= { e }));
     };
-    await Promise.all([...first].map(([key, item]) => placeOne(item, key)));
+    await forEachBounded(first, GROUP_FS_CONCURRENCY, ([key, item]) => placeOne(item, key));
     for (const { item, key } of later) {
       const record = records.get(key);
       if (!record) {
@@ -741,10 +771,11 @@ export class FileStorage implements IngestStorage {
       // The group's bytes and folders (those holding its files, and those holding folders made
       // since the last group) made durable together (concurrent fsyncs share the journal
       // commit), all before the index entry that is the commit point.
+      if (fault) throw fault.e;
       await Promise.all([
         ...placed.filter((p) => p.dir !== '').map((p) => p.item.staged.settle()),
         ...[...packs.values()].map((p) => p.settle()),
-        ...[...new Set([...placed.map((p) => p.dir).filter((d) => d !== ''), ...parents])].map((d) => fsyncDir(d)),
+        forEachBounded(new Set([...placed.map((p) => p.dir).filter((d) => d !== ''), ...parents]), GROUP_FS_CONCURRENCY, fsyncDir),
       ]);
       await lmdbWrite(async () => {
         await this.root.transaction(() => {
