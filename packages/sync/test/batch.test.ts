@@ -66,6 +66,32 @@ describe('small files in UploadBatch calls', () => {
     }
   });
 
+  it('a small file changed after the batch read it: the bytes read are what the server gets, and the file is kept, not deleted', async () => {
+    const { server, captureDir, opts } = await setup(true);
+    const files = Array.from({ length: 12 }, (_, i) => makeCapture(captureDir, `s${i % 3}`, 5 + i));
+    const victim = files[5]!;
+    const replacement = Buffer.concat([victim.bytes, Buffer.from('appended after the read')]);
+    // The files are in the batch call already (read by the upload thread): the victim is changed
+    // now, on disk, as a user or another tool could.
+    server.faults.reject = (m) => {
+      if (m.file_id === victim.id) fs.writeFileSync(victim.path, replacement);
+      return undefined;
+    };
+    const engine = new SyncEngine(opts);
+    try {
+      const res = await engine.syncNow();
+      expect(res.uploaded).toBe(12);
+      expect(server.hits.UploadBatch).toBeGreaterThanOrEqual(1);
+      for (const f of files) {
+        expect(server.stored.get(f.id)?.data.equals(f.bytes), f.id).toBe(true); // the bytes the batch read
+        expect(fs.existsSync(f.path), f.path).toBe(f === victim); // changed after the read: kept
+      }
+      expect(fs.readFileSync(victim.path).equals(replacement)).toBe(true);
+    } finally {
+      await engine.stop();
+    }
+  });
+
   it('a backlog of many small files goes in one round, none left behind: a file put back to wait for a batch slot is still sent after the walk ended', async () => {
     // ~40 KiB each: a batch is full by bytes (1 MiB) before it is by count, so the runner that
     // filled it holds the next file and puts it back in the round's queue to wait for a batch
